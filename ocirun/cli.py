@@ -1,0 +1,270 @@
+"""runc-compatible command line: global flags, subcommands and their flags.
+
+No logic lives here. Each subcommand names the function that implements it
+(``module:function``), imported only when that subcommand runs, so ``state``
+or ``kill`` never pay for the validator. This module is also the one place
+where an exception becomes the user-facing message, the ``--log`` line and
+the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ocirun import SPEC_VERSION, __version__
+from ocirun.errors import OcirunError, UsageError
+
+DEFAULT_ROOT = "/run/ocirun"
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    """runc's global flags, given before the subcommand."""
+
+    root: str
+    log: str | None
+    log_format: str
+    debug: bool
+    systemd_cgroup: bool
+    rootless: str
+
+
+Handler = Callable[[GlobalOptions, argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so the CLI edge reports it."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(message)
+
+
+def _add_create_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", "-b", default=".", help="path to the bundle directory")
+    p.add_argument("--console-socket", help="unix socket to receive the pty master")
+    p.add_argument("--pid-file", help="write the container init's pid here")
+    p.add_argument("--no-pivot", action="store_true", help="do not use pivot_root")
+    p.add_argument("--no-new-keyring", action="store_true", help="do not create a session keyring")
+    p.add_argument("--preserve-fds", type=int, default=0, help="pass N fds beyond stdio (3..3+N-1)")
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(prog="ocirun", add_help=True, description="OCI container runtime")
+    parser.add_argument("--root", default=DEFAULT_ROOT, help="directory for container state")
+    parser.add_argument("--log", default=None, help="append errors to this file")
+    parser.add_argument("--log-format", default="text", choices=("text", "json"))
+    parser.add_argument("--debug", action="store_true", help="tracebacks and debug output")
+    parser.add_argument("--systemd-cgroup", action="store_true", help="use the systemd cgroup driver")
+    parser.add_argument("--rootless", default="auto", choices=("true", "false", "auto"))
+    parser.add_argument("--criu", default="criu", help=argparse.SUPPRESS)
+    parser.add_argument("--version", "-v", action="store_true", help="print the version")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def cmd(name: str, target: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=target)
+        return p
+
+    p = cmd("create", "ocirun.container.create:cmd_create", "create a container")
+    _add_create_flags(p)
+    p.add_argument("id")
+
+    p = cmd("run", "ocirun.container.run:cmd_run", "create and start a container")
+    _add_create_flags(p)
+    p.add_argument("--detach", "-d", action="store_true")
+    p.add_argument("--keep", action="store_true", help="do not delete the container after it exits")
+    p.add_argument("--no-subreaper", action="store_true")
+    p.add_argument("id")
+
+    p = cmd("start", "ocirun.container.start:cmd_start", "start a created container")
+    p.add_argument("id")
+
+    p = cmd("state", "ocirun.container.query:cmd_state", "print the state of a container")
+    p.add_argument("id")
+
+    p = cmd("kill", "ocirun.container.kill:cmd_kill", "send a signal to the container's init")
+    p.add_argument("--all", "-a", action="store_true", help="signal every process of the container")
+    p.add_argument("id")
+    p.add_argument("signal", nargs="?", default="SIGTERM")
+
+    p = cmd("delete", "ocirun.container.delete:cmd_delete", "delete a container")
+    p.add_argument("--force", "-f", action="store_true", help="kill the container first")
+    p.add_argument("id")
+
+    p = cmd("list", "ocirun.container.query:cmd_list", "list containers")
+    p.add_argument("--format", "-f", default="table", choices=("table", "json"))
+    p.add_argument("--quiet", "-q", action="store_true")
+
+    p = cmd("spec", "ocirun.spec.generate:cmd_spec", "write a default config.json")
+    p.add_argument("--bundle", "-b", default=".")
+    p.add_argument("--rootless", action="store_true")
+
+    p = cmd("validate", "ocirun.spec.check:cmd_validate", "check a bundle, print every problem")
+    p.add_argument("--bundle", "-b", default=".")
+
+    cmd("features", "ocirun.features:cmd_features", "print the features document")
+
+    p = cmd("exec", "ocirun.container.exec:cmd_exec", "run a process in a running container")
+    p.add_argument("--console-socket")
+    p.add_argument("--cwd")
+    p.add_argument("--env", "-e", action="append", default=[])
+    p.add_argument("--tty", "-t", action="store_true")
+    p.add_argument("--user", "-u")
+    p.add_argument("--additional-gids", "-g", action="append", default=[])
+    p.add_argument("--process", "-p")
+    p.add_argument("--detach", "-d", action="store_true")
+    p.add_argument("--pid-file")
+    p.add_argument("--process-label")
+    p.add_argument("--apparmor")
+    p.add_argument("--no-new-privs", action="store_true")
+    p.add_argument("--cap", "-c", action="append", default=[])
+    p.add_argument("--preserve-fds", type=int, default=0)
+    p.add_argument("--cgroup", action="append", default=[])
+    p.add_argument("--ignore-paused", action="store_true")
+    p.add_argument("id")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+
+    for name, text in (("pause", "freeze every process of a container"),
+                       ("resume", "thaw a paused container")):
+        p = cmd(name, f"ocirun.container.pause:cmd_{name}", text)
+        p.add_argument("id")
+
+    p = cmd("ps", "ocirun.container.ps:cmd_ps", "list the processes of a container")
+    p.add_argument("--format", "-f", default="table", choices=("table", "json"))
+    p.add_argument("id")
+    p.add_argument("ps_args", nargs=argparse.REMAINDER)
+
+    p = cmd("events", "ocirun.container.events:cmd_events", "container stats and events")
+    p.add_argument("--interval", default="5s")
+    p.add_argument("--stats", action="store_true")
+    p.add_argument("id")
+
+    p = cmd("update", "ocirun.container.update:cmd_update", "change a container's resources")
+    p.add_argument("--resources", "-r")
+    for flag in ("blkio-weight", "cpu-period", "cpu-quota", "cpu-share", "cpu-rt-period",
+                 "cpu-rt-runtime", "cpuset-cpus", "cpuset-mems", "kernel-memory",
+                 "kernel-memory-tcp", "memory", "memory-reservation", "memory-swap",
+                 "pids-limit", "l3-cache-schema", "mem-bw-schema"):
+        p.add_argument(f"--{flag}")
+    p.add_argument("id")
+
+    for name in ("checkpoint", "restore"):
+        p = cmd(name, f"ocirun.cli:not_implemented_{name}", f"{name} (needs CRIU)")
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+def not_implemented_checkpoint(g: GlobalOptions, a: argparse.Namespace) -> int:
+    from ocirun.errors import NotImplementedYet
+
+    raise NotImplementedYet("checkpoint")
+
+
+def not_implemented_restore(g: GlobalOptions, a: argparse.Namespace) -> int:
+    from ocirun.errors import NotImplementedYet
+
+    raise NotImplementedYet("restore")
+
+
+def _resolve(target: str) -> Handler:
+    module_name, _, func = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        from ocirun.errors import NotImplementedYet
+
+        raise NotImplementedYet(module_name.rsplit(".", 1)[-1]) from None
+    handler = getattr(module, func, None)
+    if handler is None:
+        from ocirun.errors import NotImplementedYet
+
+        raise NotImplementedYet(func.removeprefix("cmd_"))
+    return handler  # type: ignore[no-any-return]
+
+
+def version_text() -> str:
+    return f"ocirun version {__version__}\nspec: {SPEC_VERSION}\n"
+
+
+def _scan_globals(argv: Sequence[str]) -> GlobalOptions:
+    """Best-effort read of the global flags, for reporting errors in parsing itself."""
+    values = {"--root": DEFAULT_ROOT, "--log": None, "--log-format": "text"}
+    debug = False
+    it = iter(argv)
+    for arg in it:
+        if arg == "--debug":
+            debug = True
+            continue
+        name, eq, value = arg.partition("=")
+        if name in values:
+            values[name] = value if eq else next(it, None)
+        elif not arg.startswith("-"):
+            break
+    return GlobalOptions(
+        root=values["--root"] or DEFAULT_ROOT,
+        log=values["--log"],
+        log_format=values["--log-format"] if values["--log-format"] in ("text", "json") else "text",
+        debug=debug,
+        systemd_cgroup=False,
+        rootless="auto",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    g = _scan_globals(args_list)
+    try:
+        parser = _build_parser()
+        ns = parser.parse_args(args_list)
+        g = GlobalOptions(
+            root=os.path.abspath(ns.root),
+            log=ns.log,
+            log_format=ns.log_format,
+            debug=ns.debug,
+            systemd_cgroup=ns.systemd_cgroup,
+            rootless=ns.rootless,
+        )
+        if ns.version:
+            sys.stdout.write(version_text())
+            return 0
+        if ns.command is None:
+            parser.print_help()
+            return 0
+        handler = _resolve(ns.handler)
+        return handler(g, ns)
+    except OcirunError as exc:
+        _report(g, exc.message)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _report(g, "interrupted")
+        return 130
+    except Exception as exc:  # the edge: nothing escapes as a traceback unless --debug
+        if g.debug:
+            import traceback
+
+            traceback.print_exc()
+        _report(g, f"internal error: {type(exc).__name__}: {exc}")
+        return 1
+
+
+def _report(g: GlobalOptions, message: str) -> None:
+    """One error, reported the way runc does: a line in --log, the message on stderr."""
+    if g.log:
+        from ocirun.log import append_log_line
+
+        try:
+            append_log_line(g.log, g.log_format, "error", message)
+        except OSError:
+            pass
+    try:
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+    except OSError:
+        pass

@@ -1,0 +1,129 @@
+"""Typed errors. Each carries enough context (a JSON path, a setup step, a file)
+for the CLI edge to turn it into exactly one user-facing message.
+
+Nothing below the CLI prints; everything raises one of these.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class OcirunError(Exception):
+    """Base of every error ocirun reports to its user (exit status 1)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One violation in a config: where (a JSON path such as ``$.process.args``) and what."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class ConfigError(OcirunError):
+    """config.json is unreadable, malformed, or violates the schema or a spec MUST.
+
+    Carries every problem found, so the user fixes them all in one go.
+    """
+
+    def __init__(self, source: str, problems: Iterable[Problem]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        if len(self.problems) == 1:
+            text = f"{source}: {self.problems[0]}"
+        else:
+            text = f"{source}: {len(self.problems)} problems: " + "; ".join(
+                str(p) for p in self.problems
+            )
+        super().__init__(text)
+
+
+class BundleError(OcirunError):
+    """The bundle directory itself is unusable (missing, no config.json, no rootfs)."""
+
+
+class UsageError(OcirunError):
+    """Bad command line: unknown flag, missing argument, bad value."""
+
+
+class NotImplementedYet(OcirunError):
+    """A runc subcommand or feature that ocirun does not implement (yet)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}: not implemented in ocirun")
+
+
+class ContainerIdError(OcirunError):
+    """An id that the state store refuses (bad characters, too long, '.' or '..')."""
+
+
+class ContainerNotFound(OcirunError):
+    def __init__(self, container_id: str) -> None:
+        self.container_id = container_id
+        super().__init__(f"container does not exist: {container_id}")
+
+
+class ContainerExists(OcirunError):
+    def __init__(self, container_id: str) -> None:
+        self.container_id = container_id
+        super().__init__(f"container with id exists: {container_id}")
+
+
+class InvalidStateError(OcirunError):
+    """The operation is not allowed in the container's current status (runtime.md)."""
+
+
+class StateStoreError(OcirunError):
+    """The state directory is unreadable or corrupt."""
+
+
+class CgroupError(OcirunError):
+    """A cgroup operation failed; names the file or directory."""
+
+    def __init__(self, path: str, what: str, err: OSError | None = None) -> None:
+        self.path = path
+        detail = f": {os.strerror(err.errno).lower()}" if err is not None and err.errno else ""
+        super().__init__(f"cgroup {what} {path}{detail}")
+
+
+class SetupError(OcirunError):
+    """A container setup step failed, in the parent or in the C child.
+
+    ``step`` names the step (``mount proc to /proc``); ``errno`` is the
+    kernel's answer. The message reads ``<step>: <strerror>``.
+    """
+
+    def __init__(self, step: str, errno: int = 0, detail: str | None = None) -> None:
+        self.step = step
+        self.errno = errno
+        if detail is not None:
+            text = f"{step}: {detail}"
+        elif errno:
+            text = f"{step}: {os.strerror(errno).lower()}"
+        else:
+            text = step
+        super().__init__(text)
+
+    @property
+    def errno_name(self) -> str:
+        return _errno.errorcode.get(self.errno, str(self.errno))
+
+
+class HookError(OcirunError):
+    """A lifecycle hook failed or timed out."""

@@ -1,0 +1,139 @@
+"""The launch plan: everything the C child needs, resolved and pre-encoded.
+
+Python decides, C does. The planner (``ocirun.plan.build``) turns the validated
+config model plus host facts into a ``LaunchPlan``; the shim
+(``ocirun.shim``) copies it into C structs before clone and the child only
+executes it. Every field is already in the kernel's terms: bytes for paths,
+ints for flags, nothing left to look up or parse after clone.
+
+Paths named ``target``/``path`` are container paths (absolute, as in
+config.json); the child resolves them inside the rootfs without following
+symlinks out of it. ``source`` of a bind mount is a host path, absolute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MountStep:
+    """One mount of the container's mount sequence, in config order."""
+
+    target: bytes
+    source: bytes | None
+    fstype: bytes | None
+    #: MS_* flags for the first mount(2) call (MS_BIND|MS_REC for binds).
+    flags: int
+    #: fs-specific data, e.g. b"mode=755,size=65536k"; None for none.
+    data: bytes | None
+    #: MS_SHARED/MS_SLAVE/MS_PRIVATE/MS_UNBINDABLE (| MS_REC), applied after; 0 for none.
+    propagation: int = 0
+    #: For binds: flags for a second call MS_BIND|MS_REMOUNT|remount_flags (ro, nosuid, ...);
+    #: 0 means no remount is needed.
+    remount_flags: int = 0
+    #: MOUNT_ATTR_* set/cleared recursively with mount_setattr(AT_RECURSIVE) (rro, ratime...).
+    attr_set: int = 0
+    attr_clr: int = 0
+    #: The mount point must be a file (bind of a non-directory), not a directory.
+    target_is_file: bool = False
+    #: Human text for errors, e.g. "mount proc to /proc".
+    describe: bytes = b""
+
+
+@dataclass(frozen=True)
+class DeviceNode:
+    """A device to create under the rootfs (mknod), or to bind from the host."""
+
+    path: bytes  # container path, e.g. b"/dev/null"
+    mode: int  # S_IFCHR|0o666 etc: file type bits and permission bits
+    major: int
+    minor: int
+    uid: int
+    gid: int
+    #: Bind-mount the host's node instead of mknod (inside a user namespace mknod is refused).
+    bind_from_host: bool = False
+
+
+@dataclass(frozen=True)
+class Symlink:
+    path: bytes  # container path of the link, e.g. b"/dev/fd"
+    target: bytes  # what it points to, e.g. b"/proc/self/fd"
+
+
+@dataclass(frozen=True)
+class NamespaceJoin:
+    clone_flag: int  # CLONE_NEWNET etc: what kind the path must be
+    path: bytes  # e.g. b"/proc/1234/ns/net" or a bind-mounted nsfs file
+
+
+@dataclass(frozen=True)
+class Rlimit:
+    resource: int  # RLIMIT_* number
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Bitmasks (bit n = capability n). None for a set means "leave it as it is"."""
+
+    bounding: int | None
+    effective: int | None
+    permitted: int | None
+    inheritable: int | None
+    ambient: int | None
+
+
+@dataclass(frozen=True)
+class ProcessPlan:
+    args: tuple[bytes, ...]
+    env: tuple[bytes, ...]  # b"KEY=value"
+    cwd: bytes  # container path
+    #: PATH entries from the container's env, in order, for the lookup of args[0]
+    #: when it has no slash (done in the child after pivot_root, before it reports ready).
+    search_path: tuple[bytes, ...]
+    uid: int
+    gid: int
+    additional_gids: tuple[int, ...]
+    umask: int | None  # None: runc's default 0o022
+    capabilities: Capabilities | None
+    rlimits: tuple[Rlimit, ...]
+    no_new_privileges: bool
+    #: fds 3..3+preserve_fds-1 stay open across exec (runc --preserve-fds).
+    preserve_fds: int = 0
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    rootfs: bytes  # absolute host path of the root filesystem
+    #: CLONE_NEW* flags of the namespaces to create.
+    new_namespaces: int
+    #: Namespaces to join, in the order to join them (user first).
+    join_namespaces: tuple[NamespaceJoin, ...]
+    #: MS_* propagation applied to "/" before anything is mounted (default MS_SLAVE|MS_REC)
+    #: so nothing the container mounts reaches the host.
+    root_propagation: int
+    #: rootfsPropagation of the config, applied to "/" after pivot_root; 0 for none.
+    rootfs_propagation: int
+    root_readonly: bool
+    no_pivot: bool
+    mounts: tuple[MountStep, ...]
+    devices: tuple[DeviceNode, ...]
+    symlinks: tuple[Symlink, ...]
+    masked_paths: tuple[bytes, ...] = ()
+    readonly_paths: tuple[bytes, ...] = ()
+    hostname: bytes | None = None
+    domainname: bytes | None = None
+    #: None when config.json has no process: the init then waits forever and
+    #: `start` reports the error (runtime.md: process is required at start, not create).
+    process: ProcessPlan | None = None
+    #: Ask the parent to run hooks at the "namespaces created, before pivot_root" point.
+    sync_before_pivot: bool = False
+    #: Parent-side steps, done from Python on the child's pid (not used by C):
+    uid_map: bytes | None = None  # contents for /proc/PID/uid_map
+    gid_map: bytes | None = None
+    timens_offsets: bytes | None = None  # contents for /proc/PID/timens_offsets
+    oom_score_adj: int | None = None  # written to /proc/PID/oom_score_adj
+    #: Name of a new session keyring to join (runc: "_ses.<id>"); None with --no-new-keyring.
+    session_keyring: bytes | None = None

@@ -1,0 +1,1 @@
+int ocirun_shim_version(void);
