@@ -1,0 +1,195 @@
+"""`ocirun create`: everything but the user process.
+
+Order (each step undone if a later one fails, so a failed create leaves no
+process, mount, cgroup or state directory behind):
+
+1. validate the bundle             — before claiming the id: bad input leaves nothing
+2. build the launch plan           — all decisions made before anything is touched
+3. claim <root>/<id>, lock it      — two creates of one id: exactly one wins
+4. make the exec fifo              — the init blocks on it until `start`
+5. create the cgroup               — the init must be in it before it runs anything
+6. spawn the init (C shim)         — namespaces, mounts, pivot_root, process setup
+7. write state.json, the pid file  — only now does the container exist for others
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from ocirun.cli import GlobalOptions
+from ocirun.errors import OcirunError, UsageError
+
+
+@dataclass(frozen=True)
+class CreateOptions:
+    bundle: str
+    pid_file: str | None = None
+    console_socket: str | None = None
+    no_pivot: bool = False
+    no_new_keyring: bool = False
+    preserve_fds: int = 0
+
+
+def cmd_create(g: GlobalOptions, args: argparse.Namespace) -> int:
+    create_container(g, args.id, options_from_args(args))
+    return 0
+
+
+def options_from_args(args: argparse.Namespace) -> CreateOptions:
+    if args.preserve_fds < 0:
+        raise UsageError("--preserve-fds must not be negative")
+    return CreateOptions(
+        bundle=os.path.abspath(args.bundle),
+        pid_file=os.path.abspath(args.pid_file) if args.pid_file else None,
+        console_socket=args.console_socket,
+        no_pivot=args.no_pivot,
+        no_new_keyring=args.no_new_keyring,
+        preserve_fds=args.preserve_fds,
+    )
+
+
+def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions):
+    """Create the container; return its saved record. The init is our child."""
+    from ocirun.cgroups import new_manager
+    from ocirun.plan.build import PlanOptions, build_plan
+    from ocirun.spec.check import validate_bundle
+    from ocirun.store import Store, validate_id
+
+    validate_id(container_id)
+    loaded = validate_bundle(opts.bundle)
+    config = loaded.config
+    if config.process is not None and config.process.terminal:
+        if not opts.console_socket:
+            raise UsageError("cannot allocate tty if runc will detach without setting console socket")
+        from ocirun.errors import NotImplementedYet
+
+        raise NotImplementedYet("process.terminal (console socket)")
+    if opts.console_socket and (config.process is None or not config.process.terminal):
+        raise UsageError("cannot use console socket if runc will not detach or allocate tty")
+
+    linux = config.linux
+    cgroup = new_manager(linux.cgroups_path if linux else None, container_id)
+    plan = build_plan(
+        config,
+        PlanOptions(
+            container_id=container_id,
+            bundle=loaded.bundle,
+            rootfs=loaded.rootfs,
+            no_pivot=opts.no_pivot,
+            no_new_keyring=opts.no_new_keyring,
+            preserve_fds=opts.preserve_fds,
+        ),
+        cgroup_view(cgroup),
+    )
+
+    store = Store(g.root)
+    store.claim(container_id)
+    with ExitStack() as undo:
+        undo.callback(store.remove, container_id)
+        with store.lock(container_id):
+            fifo = store.exec_fifo_path(container_id)
+            old = os.umask(0)
+            try:
+                os.mkfifo(fifo, 0o622)
+            finally:
+                os.umask(old)
+            fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+            undo.callback(os.close, fifo_fd)
+
+            cgroup.create()
+            undo.callback(cgroup.destroy)
+            cgroup_fd = cgroup.clone_into_fd()
+            if cgroup_fd is not None:
+                undo.callback(os.close, cgroup_fd)
+
+            from ocirun.shim import spawn
+
+            pid = spawn(
+                plan,
+                exec_fifo_fd=fifo_fd,
+                cgroup_fd=cgroup_fd,
+                # v1: the parent moves the first child into every hierarchy before it goes on
+                on_child_created=cgroup.place if cgroup_fd is None else (lambda pid: None),
+                on_namespaces_ready=lambda pid: None,
+            )
+            undo.callback(_kill_init, pid)
+
+            record = _record(container_id, pid, loaded, config, cgroup, plan)
+            store.save(record)
+            if opts.pid_file:
+                write_pid_file(opts.pid_file, pid)
+            undo.pop_all()  # success: keep everything
+    os.close(fifo_fd)
+    if cgroup_fd is not None:
+        os.close(cgroup_fd)
+    return record
+
+
+def cgroup_view(cgroup):
+    """What the container's cgroup mount shows: its own cgroup in each hierarchy."""
+    from ocirun.plan.build import CgroupView
+
+    rec = cgroup.to_record()
+    if rec["version"] == 2:
+        return CgroupView(2, ((rec["path"], ""),))
+    binds = []
+    for key, path in rec["paths"].items():
+        name = os.path.basename(rec["mountpoints"][key])
+        binds.append((path, name))
+    return CgroupView(1, tuple(binds))
+
+
+def _record(container_id, pid, loaded, config, cgroup, plan):
+    from ocirun.linux.proc import start_time
+    from ocirun.store import ContainerRecord
+
+    try:
+        owner = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        owner = ""
+    namespaces = {}
+    if config.linux is not None:
+        namespaces = {ns.type: ns.path or "" for ns in config.linux.namespaces}
+    return ContainerRecord(
+        oci_version=config.oci_version,
+        id=container_id,
+        pid=pid,
+        init_start_time=start_time(pid) or 0,
+        bundle=loaded.bundle,
+        rootfs=loaded.rootfs,
+        created=_rfc3339_now(),
+        owner=owner,
+        annotations=dict(config.annotations or {}),
+        has_process=config.process is not None,
+        status_hint="created",
+        runtime={"cgroup": cgroup.to_record(), "namespaces": namespaces},
+    )
+
+
+def _rfc3339_now() -> str:
+    now = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now // 10**9)) + f".{now % 10**9:09d}Z"
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """Atomically, as runc does: a reader never sees an empty pid file."""
+    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def _kill_init(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+__all__ = ["cmd_create", "create_container", "CreateOptions", "OcirunError"]

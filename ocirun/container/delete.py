@@ -1,0 +1,69 @@
+"""`ocirun delete`: remove a stopped container (--force: kill it first)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import signal
+
+from ocirun.cli import GlobalOptions
+from ocirun.container.common import cgroup_of, open_store, status_of
+from ocirun.errors import ContainerNotFound, InvalidStateError
+
+
+def cmd_delete(g: GlobalOptions, args: argparse.Namespace) -> int:
+    try:
+        delete_container(g, args.id, force=args.force)
+    except ContainerNotFound:
+        if args.force:
+            # containerd and podman call `delete --force` for ids that may never have been created
+            return 0
+        raise
+    return 0
+
+
+def delete_container(g: GlobalOptions, container_id: str, *, force: bool = False) -> None:
+    from ocirun.store import validate_id
+
+    validate_id(container_id)
+    store = open_store(g)
+    if force and not store.has_state(container_id):
+        # a create that died half way: nothing to kill but its cgroup, if recorded
+        store.remove_incomplete(container_id)
+        raise ContainerNotFound(container_id)
+    with store.lock(container_id):
+        record = store.load(container_id)
+        status = status_of(store, record)
+        if status != "stopped":
+            if not force:
+                raise InvalidStateError(
+                    f"cannot delete container {container_id} that is not stopped: {status}"
+                )
+            kill_and_wait(record)
+        cg = cgroup_of(record)
+        if cg is not None:
+            cg.destroy()
+        store.remove(container_id)
+
+
+def kill_and_wait(record, timeout: float = 10.0) -> None:
+    """SIGKILL the init (and everything in its cgroup) and wait until it has exited."""
+    from ocirun.linux.proc import open_pidfd, send_signal
+
+    cg = cgroup_of(record)
+    if cg is not None:
+        from ocirun.container.kill import signal_all
+
+        signal_all(cg, signal.SIGKILL)
+    pidfd = open_pidfd(record.pid, record.init_start_time)
+    if pidfd is None:
+        return
+    try:
+        try:
+            send_signal(pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        select.select([pidfd], [], [], timeout)
+    finally:
+        os.close(pidfd)

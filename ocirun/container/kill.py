@@ -1,0 +1,56 @@
+"""`ocirun kill`: signal the init (through a pidfd) or, with --all, every process."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from ocirun.cli import GlobalOptions
+from ocirun.container.common import cgroup_of, open_store, status_of
+from ocirun.errors import InvalidStateError
+
+
+def cmd_kill(g: GlobalOptions, args: argparse.Namespace) -> int:
+    from ocirun.linux.proc import parse_signal
+
+    kill_container(g, args.id, parse_signal(args.signal), all_processes=args.all)
+    return 0
+
+
+def kill_container(g: GlobalOptions, container_id: str, sig: int, *, all_processes: bool = False) -> None:
+    from ocirun.linux.proc import open_pidfd, send_signal
+
+    store = open_store(g)
+    with store.lock(container_id):
+        record = store.load(container_id)
+        status = status_of(store, record)
+        if status not in ("created", "running", "paused"):
+            raise InvalidStateError("container not running")
+        if all_processes:
+            cg = cgroup_of(record)
+            if cg is not None:
+                signal_all(cg, sig)
+                return
+        pidfd = open_pidfd(record.pid, record.init_start_time)
+        if pidfd is None:
+            raise InvalidStateError("container not running")
+        try:
+            send_signal(pidfd, sig)
+        except ProcessLookupError:
+            raise InvalidStateError("container not running") from None
+        finally:
+            os.close(pidfd)
+
+
+def signal_all(cg, sig: int) -> None:
+    """Signal every process in the container's cgroup. A frozen cgroup is thawed
+    after a SIGKILL so the kill can take effect (runc does the same)."""
+    import signal as _signal
+
+    for pid in cg.pids():
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    if sig == _signal.SIGKILL and cg.is_frozen() and hasattr(cg, "thaw"):
+        cg.thaw()

@@ -1,0 +1,74 @@
+"""`ocirun start`: release a created container's init to exec the user process."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import select
+
+from ocirun.cli import GlobalOptions
+from ocirun.container.common import open_store, status_of
+from ocirun.errors import InvalidStateError, OcirunError
+
+
+def cmd_start(g: GlobalOptions, args: argparse.Namespace) -> int:
+    start_container(g, args.id)
+    return 0
+
+
+def start_container(g: GlobalOptions, container_id: str) -> None:
+    from dataclasses import replace
+
+    from ocirun.linux.proc import open_pidfd
+    from ocirun.state import require
+
+    store = open_store(g)
+    with store.lock(container_id):
+        record = store.load(container_id)
+        require(status_of(store, record), "start")
+        if not record.has_process:
+            raise InvalidStateError(
+                f"cannot start container {container_id}: config.json has no process"
+            )
+        pidfd = open_pidfd(record.pid, record.init_start_time)
+        if pidfd is None:
+            raise InvalidStateError("cannot start a container that has stopped")
+        try:
+            _release(store.exec_fifo_path(container_id), pidfd)
+        finally:
+            os.close(pidfd)
+        store.save(replace(record, status_hint="running"))
+
+
+def _release(fifo: str, pidfd: int) -> None:
+    """Open the exec fifo for reading (the init is blocked opening it for writing),
+    read its byte, then remove the fifo: "no fifo" is what makes the status running.
+    If the init dies first, its pidfd becomes readable and this fails instead of
+    blocking forever."""
+    try:
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise InvalidStateError("cannot start an already running container") from None
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.register(pidfd, select.POLLIN)
+        while True:
+            events = dict(poller.poll())
+            if events.get(fd, 0) & select.POLLIN:
+                try:
+                    data = os.read(fd, 1)
+                except BlockingIOError:
+                    continue
+                if data:
+                    break
+            if pidfd in events:
+                raise OcirunError("container init exited before it could start the process")
+    finally:
+        os.close(fd)
+    try:
+        os.unlink(fifo)
+    except OSError as err:
+        if err.errno != errno.ENOENT:
+            raise

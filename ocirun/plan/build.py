@@ -1,0 +1,309 @@
+"""Model + host facts → LaunchPlan.
+
+Everything the C child will do is decided here: which namespaces to create or
+join, every mount as kernel flags and data, the devices, the process in
+kernel terms (bitmasks, numbers, encoded bytes). Nothing here touches the
+container; it only reads host facts (stat of bind sources, the kernel's last
+capability, the container's /etc/passwd through a rootfs-confined open).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ocirun.errors import ConfigError, NotImplementedYet, Problem
+from ocirun.linux import capabilities, namespaces
+from ocirun.linux.safepath import read_in_root
+from ocirun.plan import mount_options as mo
+from ocirun.plan.devices import dev_symlinks, device_nodes
+from ocirun.plan.model import (
+    Capabilities,
+    LaunchPlan,
+    MountStep,
+    NamespaceJoin,
+    ProcessPlan,
+    Rlimit,
+)
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_DEV_TMPFS = MountStep(
+    target=b"/dev",
+    source=b"tmpfs",
+    fstype=b"tmpfs",
+    flags=mo.MS_NOSUID | mo.MS_STRICTATIME,
+    data=b"mode=755,size=65536k",
+    describe=b"mount tmpfs to /dev",
+)
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    container_id: str
+    bundle: str
+    rootfs: str
+    no_pivot: bool = False
+    no_new_keyring: bool = False
+    preserve_fds: int = 0
+
+
+@dataclass(frozen=True)
+class CgroupView:
+    """What the container's cgroup mount must show (from the cgroup manager).
+
+    ``binds``: (host directory, name under the cgroup mount point) per hierarchy;
+    for v2 a single entry with name "".
+    """
+
+    version: int
+    binds: tuple[tuple[str, str], ...]
+
+
+def build_plan(config, opts: PlanOptions, cgroup_view: CgroupView | None) -> LaunchPlan:
+    linux = config.linux
+    ns_list = tuple(linux.namespaces) if linux is not None else ()
+    new_flags = 0
+    joins: list[NamespaceJoin] = []
+    kinds = {ns.type: ns for ns in ns_list}
+    for kind in namespaces.JOIN_ORDER:
+        ns = kinds.get(kind)
+        if ns is None:
+            continue
+        if ns.path:
+            joins.append(NamespaceJoin(namespaces.CLONE_FLAGS[kind], ns.path.encode()))
+        else:
+            new_flags |= namespaces.CLONE_FLAGS[kind]
+    if "mount" not in kinds:
+        raise ConfigError(
+            "config.json",
+            [Problem("$.linux.namespaces", "a mount namespace is required (ocirun never mounts in the host's)")],
+        )
+    in_user_ns = "user" in kinds
+    new_user_ns = bool(new_flags & namespaces.CLONE_NEWUSER)
+    new_cgroup_ns = bool(new_flags & namespaces.CLONE_NEWCGROUP)
+    new_net_ns = "network" in kinds and not kinds["network"].path
+
+    mounts = _plan_mounts(config.mounts, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_net_ns)
+    has_devpts = any(m.target == b"/dev/pts" and m.fstype == b"devpts" for m in mounts)
+    dev_is_bound = any(m.target == b"/dev" and m.flags & mo.MS_BIND for m in mounts)
+
+    root_prop, rootfs_prop = _propagation(linux.rootfs_propagation if linux else None)
+    proc = config.process
+    return LaunchPlan(
+        rootfs=opts.rootfs.encode(),
+        new_namespaces=new_flags,
+        join_namespaces=tuple(joins),
+        root_propagation=root_prop,
+        rootfs_propagation=rootfs_prop,
+        root_readonly=bool(config.root and config.root.readonly),
+        no_pivot=opts.no_pivot,
+        mounts=mounts,
+        devices=() if dev_is_bound else device_nodes(linux.devices if linux else (), in_user_ns=in_user_ns),
+        symlinks=() if dev_is_bound else dev_symlinks(has_devpts),
+        masked_paths=tuple(p.encode() for p in (linux.masked_paths if linux else ()) or ()),
+        readonly_paths=tuple(p.encode() for p in (linux.readonly_paths if linux else ()) or ()),
+        hostname=config.hostname.encode() if config.hostname else None,
+        domainname=config.domainname.encode() if config.domainname else None,
+        process=_plan_process(proc, opts) if proc is not None else None,
+        uid_map=_id_map(linux.uid_mappings) if new_user_ns and linux else None,
+        gid_map=_id_map(linux.gid_mappings) if new_user_ns and linux else None,
+        timens_offsets=_time_offsets(linux) if new_flags & namespaces.CLONE_NEWTIME else None,
+        oom_score_adj=proc.oom_score_adj if proc is not None else None,
+        session_keyring=None if opts.no_new_keyring else f"_ses.{opts.container_id}".encode(),
+    )
+
+
+def _propagation(value: str | None) -> tuple[int, int]:
+    """(flags for "/" before mounting, flags for "/" after pivot_root).
+
+    Before anything is mounted "/" becomes rslave (or the private/slave kind asked
+    for) so no container mount reaches the host; a shared rootfsPropagation can
+    only be applied after pivot_root, since pivot_root refuses a shared parent.
+    """
+    if not value:
+        return mo.MS_SLAVE | mo.MS_REC, 0
+    flag = mo.PROPAGATION_OPTIONS[value]
+    if flag & (mo.MS_SLAVE | mo.MS_PRIVATE):
+        return flag, flag
+    return mo.MS_SLAVE | mo.MS_REC, flag
+
+
+def _plan_mounts(
+    config_mounts: Iterable,
+    opts: PlanOptions,
+    cgroup_view: CgroupView | None,
+    new_cgroup_ns: bool,
+    in_user_ns: bool,
+    new_net_ns: bool,
+) -> tuple[MountStep, ...]:
+    steps: list[MountStep] = []
+    config_mounts = tuple(config_mounts)
+    has_dev = any(os.path.normpath(m.destination) == "/dev" for m in config_mounts)
+    for m in config_mounts:
+        dest = os.path.normpath(m.destination)
+        if not has_dev and (dest.startswith("/dev/")):
+            # A fresh tmpfs /dev before the first mount below it (issue: /dev is
+            # ours to populate, never the image's directory).
+            steps.append(_DEV_TMPFS)
+            has_dev = True
+        steps.extend(_plan_one_mount(m, dest, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_net_ns))
+    if not has_dev:
+        steps.append(_DEV_TMPFS)
+    return tuple(steps)
+
+
+def _plan_one_mount(m, dest, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_net_ns) -> list[MountStep]:
+    parsed = mo.parse_mount_options(tuple(m.options or ()))
+    if parsed.idmap or m.uid_mappings or m.gid_mappings:
+        raise NotImplementedYet(f"id-mapped mount of {dest}")
+    fstype = m.type or ""
+    if fstype == "bind":
+        parsed = mo.ParsedOptions(parsed.flags | mo.MS_BIND, parsed.propagation, parsed.attr_set,
+                                  parsed.attr_clr, parsed.data, parsed.idmap)
+    if fstype == "cgroup" or fstype == "cgroup2":
+        return _plan_cgroup_mount(dest, parsed, cgroup_view, new_cgroup_ns)
+    if fstype == "sysfs" and in_user_ns and not new_net_ns:
+        # sysfs cannot be mounted in a user namespace without its own network
+        # namespace; bind the host's /sys instead, as runc does.
+        parsed = mo.ParsedOptions(parsed.flags | mo.MS_BIND | mo.MS_REC, parsed.propagation,
+                                  parsed.attr_set, parsed.attr_clr, (), None)
+        return [_bind_step(dest, "/sys", parsed, opts)]
+    if parsed.is_bind:
+        source = m.source or ""
+        if not source.startswith("/"):
+            source = os.path.join(opts.bundle, source)
+        return [_bind_step(dest, source, parsed, opts)]
+    data = ",".join(parsed.data)
+    return [
+        MountStep(
+            target=dest.encode(),
+            source=(m.source or fstype or "none").encode(),
+            fstype=fstype.encode() if fstype else None,
+            flags=parsed.flags & ~mo.MS_REMOUNT,
+            data=data.encode() if data else None,
+            propagation=parsed.propagation,
+            attr_set=parsed.attr_set,
+            attr_clr=parsed.attr_clr,
+            describe=f"mount {m.source or fstype} to {dest}".encode(),
+        )
+    ]
+
+
+def _bind_step(dest: str, source: str, parsed: mo.ParsedOptions, opts: PlanOptions) -> MountStep:
+    try:
+        is_dir = stat.S_ISDIR(os.stat(source).st_mode)
+    except OSError as err:
+        raise ConfigError(
+            "config.json", [Problem(f"mount {dest}", f"bind source {source}: {os.strerror(err.errno or 0).lower()}")]
+        ) from None
+    extra = parsed.flags & ~(mo.MS_BIND | mo.MS_REC | mo.MS_REMOUNT)
+    return MountStep(
+        target=dest.encode(),
+        source=source.encode(),
+        fstype=None,
+        flags=parsed.flags & (mo.MS_BIND | mo.MS_REC),
+        data=None,
+        propagation=parsed.propagation,
+        # A bind mount ignores the other flags; they take effect on a remount.
+        remount_flags=extra,
+        attr_set=parsed.attr_set,
+        attr_clr=parsed.attr_clr,
+        target_is_file=not is_dir,
+        describe=f"bind mount {source} to {dest}".encode(),
+    )
+
+
+def _plan_cgroup_mount(dest, parsed, cgroup_view: CgroupView | None, new_cgroup_ns: bool) -> list[MountStep]:
+    flags = parsed.flags & ~(mo.MS_BIND | mo.MS_REC | mo.MS_REMOUNT)
+    if cgroup_view is None:
+        return []
+    if cgroup_view.version == 2:
+        if new_cgroup_ns:
+            # Inside its own cgroup namespace a fresh cgroup2 mount shows the container's cgroup as root.
+            return [MountStep(dest.encode(), b"cgroup2", b"cgroup2", flags, None,
+                              describe=f"mount cgroup2 to {dest}".encode())]
+        host_dir = cgroup_view.binds[0][0]
+        return [MountStep(dest.encode(), host_dir.encode(), None, mo.MS_BIND | mo.MS_REC, None,
+                          remount_flags=flags, describe=f"bind mount {host_dir} to {dest}".encode())]
+    steps = [MountStep(dest.encode(), b"tmpfs", b"tmpfs", mo.MS_NOSUID | mo.MS_NODEV | mo.MS_NOEXEC,
+                       b"mode=755", describe=f"mount tmpfs to {dest}".encode())]
+    for host_dir, name in cgroup_view.binds:
+        target = f"{dest}/{name}"
+        steps.append(MountStep(target.encode(), host_dir.encode(), None, mo.MS_BIND | mo.MS_REC, None,
+                               remount_flags=flags, describe=f"bind mount {host_dir} to {target}".encode()))
+    if flags & mo.MS_RDONLY:
+        # the tmpfs holding the mount points becomes read-only last, as runc does
+        steps.append(MountStep(dest.encode(), None, None, mo.MS_REMOUNT | mo.MS_RDONLY | mo.MS_NOSUID | mo.MS_NODEV | mo.MS_NOEXEC, b"mode=755",
+                               describe=f"remount {dest} read-only".encode()))
+    return steps
+
+
+def _id_map(mappings) -> bytes:
+    return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings or ()).encode()
+
+
+def _time_offsets(linux) -> bytes | None:
+    offsets = getattr(linux, "time_offsets", None)
+    if not offsets:
+        return None
+    lines = []
+    for clock, off in (offsets.items() if hasattr(offsets, "items") else offsets):
+        name = {"monotonic": "monotonic", "boottime": "boottime"}.get(clock, clock)
+        lines.append(f"{name} {off.secs or 0} {off.nanosecs or 0}\n")
+    return "".join(lines).encode()
+
+
+_RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
+
+
+def _plan_process(proc, opts: PlanOptions) -> ProcessPlan:
+    env = list(proc.env or ())
+    env_keys = {e.split("=", 1)[0] for e in env}
+    if "HOME" not in env_keys:
+        env.append("HOME=" + _home_of(opts.rootfs, proc.user.uid))
+    path_value = next((e.split("=", 1)[1] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
+    last = capabilities.last_cap()
+    caps = None
+    if proc.capabilities is not None:
+        c = proc.capabilities
+
+        def mask(names):
+            return None if names is None else capabilities.to_mask(names, last)[0]
+
+        caps = Capabilities(
+            bounding=mask(c.bounding),
+            effective=mask(c.effective),
+            permitted=mask(c.permitted),
+            inheritable=mask(c.inheritable),
+            ambient=mask(c.ambient),
+        )
+    return ProcessPlan(
+        args=tuple(a.encode() for a in proc.args),
+        env=tuple(e.encode() for e in env),
+        cwd=(proc.cwd or "/").encode(),
+        search_path=tuple(p.encode() for p in path_value.split(":") if p),
+        uid=proc.user.uid,
+        gid=proc.user.gid,
+        additional_gids=tuple(proc.user.additional_gids or ()),
+        umask=proc.user.umask,
+        capabilities=caps,
+        rlimits=tuple(Rlimit(_RLIMITS[r.type], r.soft, r.hard) for r in proc.rlimits or ()),
+        no_new_privileges=bool(proc.no_new_privileges),
+        preserve_fds=opts.preserve_fds,
+    )
+
+
+def _home_of(rootfs: str, uid: int) -> str:
+    """HOME from the container's /etc/passwd (read without leaving the rootfs), else "/"."""
+    try:
+        passwd = read_in_root(rootfs, "/etc/passwd").decode(errors="replace")
+    except OSError:
+        return "/"
+    for line in passwd.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 6 and fields[2] == str(uid):
+            return fields[5] or "/"
+    return "/"

@@ -1,0 +1,215 @@
+"""Root integration tests: real containers from the busybox bundle.
+
+Every test gets a fresh copy of the bundle and its own state root, and is
+followed by a leak check: no new mounts, no container processes, no cgroups
+named after its containers, no state dirs, no new fds in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+OCIRUN = [sys.executable, "-m", "ocirun"]
+PR_SET_CHILD_SUBREAPER = 36
+
+pytestmark = pytest.mark.root
+
+
+def pytest_configure(config):
+    if os.geteuid() != 0:
+        return
+    # Container inits outlive the `ocirun create` that made them; they are
+    # reparented to us (as to conmon or containerd's shim) and reaped by reap_orphans().
+    import ctypes
+
+    ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def reap_orphans() -> None:
+    """Reap exited children we did not start through subprocess (orphaned inits)."""
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        rest = stat[stat.rfind(")") + 2 :].split()
+        if rest[0] == "Z" and int(rest[1]) == me:
+            try:
+                os.waitpid(int(entry), os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+@pytest.fixture(scope="session")
+def bundle_image(tmp_path_factory) -> Path:
+    """The busybox bundle made once by bundles/make-busybox-bundle, copied per test."""
+    if os.geteuid() != 0:
+        pytest.skip("integration tests need root")
+    out = tmp_path_factory.mktemp("image") / "busybox"
+    subprocess.run([str(REPO / "bundles" / "make-busybox-bundle"), str(out)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return out
+
+
+class Bundle:
+    def __init__(self, path: Path):
+        self.path = path
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def rootfs(self) -> Path:
+        return self.path / "rootfs"
+
+    def config(self) -> dict:
+        return json.loads(self.config_path.read_text())
+
+    def write(self, config: dict) -> None:
+        self.config_path.write_text(json.dumps(config, indent=2))
+
+    def edit(self, fn) -> None:
+        c = self.config()
+        fn(c)
+        self.write(c)
+
+    def set_args(self, *args: str) -> None:
+        def f(c):
+            c["process"]["args"] = list(args)
+            c["process"]["terminal"] = False
+
+        self.edit(f)
+
+    def copy(self, dest: Path) -> Bundle:
+        shutil.copytree(self.path, dest, symlinks=True)
+        return Bundle(dest)
+
+
+@pytest.fixture
+def bundle(bundle_image, tmp_path) -> Bundle:
+    b = Bundle(bundle_image).copy(tmp_path / "bundle")
+    b.set_args("true")
+    return b
+
+
+class Runtime:
+    """Runs the real CLI (a new interpreter per call, as clients do)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.ids: list[str] = []
+
+    def new_id(self, prefix: str = "ocitest") -> str:
+        cid = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        self.ids.append(cid)
+        return cid
+
+    def __call__(self, *args: str, check: bool = True, input: bytes | None = None,
+                 timeout: float = 60, global_args: tuple[str, ...] = (), cwd=None,
+                 stdin=None) -> subprocess.CompletedProcess:
+        cmd = [*OCIRUN, "--root", str(self.root), *global_args, *args]
+        p = subprocess.run(cmd, capture_output=True, input=input, timeout=timeout, cwd=cwd,
+                           stdin=stdin if input is None else None)
+        reap_orphans()
+        if check and p.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(args)} exited {p.returncode}\nstdout: {p.stdout.decode()}\nstderr: {p.stderr.decode()}"
+            )
+        return p
+
+    def state(self, cid: str) -> dict:
+        return json.loads(self("state", cid).stdout)
+
+
+@pytest.fixture
+def ocirun(tmp_path) -> Iterator[Runtime]:
+    root = tmp_path / "state-root"
+    rt = Runtime(root)
+    yield rt
+    for cid in rt.ids:
+        rt("delete", "--force", cid, check=False)
+
+
+def _mounts() -> set[str]:
+    with open("/proc/self/mountinfo") as f:
+        return {" ".join(line.split()[3:5]) for line in f}
+
+
+def _fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+def _cgroup_dirs(ids: list[str]) -> list[str]:
+    found = []
+    for top in ("/sys/fs/cgroup",):
+        for dirpath, dirs, _ in os.walk(top):
+            for d in dirs:
+                if any(cid in d for cid in ids):
+                    found.append(os.path.join(dirpath, d))
+            if dirpath.count("/") > 7:
+                dirs[:] = []
+    return found
+
+
+def _processes_of(ids: list[str], root: Path) -> list[str]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cg = Path(f"/proc/{entry}/cgroup").read_text()
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.rfind(")") + 2] == "Z":
+            continue
+        if any(cid in cg for cid in ids):
+            found.append(f"{entry}: {stat[:60]}")
+    return found
+
+
+@pytest.fixture(autouse=True)
+def leak_check(request):
+    if "ocirun" not in request.fixturenames or os.geteuid() != 0:
+        yield
+        return
+    mounts_before = _mounts()
+    fds_before = _fds()
+    yield
+    rt: Runtime = request.getfixturevalue("ocirun")
+    for cid in rt.ids:
+        rt("delete", "--force", cid, check=False)
+    reap_orphans()
+    leaks = []
+    new_mounts = _mounts() - mounts_before
+    if new_mounts:
+        leaks.append(f"mounts: {sorted(new_mounts)}")
+    if rt.ids:
+        procs = _processes_of(rt.ids, rt.root)
+        if procs:
+            leaks.append(f"processes: {procs}")
+        cgs = _cgroup_dirs(rt.ids)
+        if cgs:
+            leaks.append(f"cgroups: {cgs}")
+    if rt.root.exists():
+        left = [p for p in os.listdir(rt.root) if not p.startswith(".")]
+        if left:
+            leaks.append(f"state dirs: {left}")
+    new_fds = _fds() - fds_before
+    if new_fds:
+        leaks.append(f"fds: {sorted(new_fds)}")
+    assert not leaks, "test left things behind: " + "; ".join(leaks)
