@@ -17,6 +17,9 @@ class Manager(Protocol):
     def create(self) -> None:
         """Make the container's cgroup directories (and remember which were new)."""
 
+    def set_device_rules(self, rules) -> None:
+        """Apply device access rules (``ocirun.plan.device_rules.DeviceRule``), in order."""
+
     def place(self, pid: int) -> None:
         """Move ``pid`` into the cgroup (v1: every hierarchy; v2: cgroup.procs)."""
 

@@ -45,6 +45,15 @@ class V1Manager:
                 for d in made:
                     _inherit_cpuset(d)
 
+    def set_device_rules(self, rules) -> None:
+        """Write the rules in order; a leading deny-all ("a") resets the list first."""
+        path = self.paths.get("devices")
+        if path is None:
+            raise CgroupError("/sys/fs/cgroup/devices", "find the devices hierarchy at")
+        for rule in rules:
+            name = "devices.allow" if rule.allow else "devices.deny"
+            base.write_file(os.path.join(path, name), rule.v1_line())
+
     def place(self, pid: int) -> None:
         for path in self.paths.values():
             base.write_file(os.path.join(path, "cgroup.procs"), str(pid))

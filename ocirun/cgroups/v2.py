@@ -56,6 +56,12 @@ class V2Manager:
             except Exception:  # noqa: BLE001 - best effort, see _enable_controllers
                 pass
 
+    def set_device_rules(self, rules) -> None:
+        # cgroup v2 has no devices files: rules need an eBPF program (cgroups issue).
+        from ocirun.errors import NotImplementedYet
+
+        raise NotImplementedYet("linux.resources.devices on cgroup v2")
+
     def place(self, pid: int) -> None:
         base.write_file(os.path.join(self.path, "cgroup.procs"), str(pid))
 

@@ -1,0 +1,66 @@
+"""Device cgroup rules: the config's linux.resources.devices, then the devices the
+container always needs, then an allow rule per linux.devices entry (runc's order)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DeviceRule:
+    allow: bool
+    type: str  # "a", "c", "b"
+    major: int | None  # None: any
+    minor: int | None
+    access: str  # subset of "rwm"
+
+    def v1_line(self) -> str:
+        """As written to devices.allow / devices.deny."""
+        if self.type == "a":
+            return "a"
+
+        def num(n: int | None) -> str:
+            return "*" if n is None or n < 0 else str(n)
+
+        return f"{self.type} {num(self.major)}:{num(self.minor)} {self.access}"
+
+    def to_dict(self) -> dict:
+        return {"allow": self.allow, "type": self.type, "major": self.major,
+                "minor": self.minor, "access": self.access}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DeviceRule:
+        return cls(d["allow"], d["type"], d["major"], d["minor"], d["access"])
+
+
+#: Always allowed, as runc's AllowedDevices: mknod of anything, the default
+#: device nodes, ptys and /dev/ptmx, and tun.
+ALWAYS_ALLOWED: tuple[DeviceRule, ...] = (
+    DeviceRule(True, "c", None, None, "m"),
+    DeviceRule(True, "b", None, None, "m"),
+    DeviceRule(True, "c", 1, 3, "rwm"),
+    DeviceRule(True, "c", 1, 8, "rwm"),
+    DeviceRule(True, "c", 1, 7, "rwm"),
+    DeviceRule(True, "c", 5, 0, "rwm"),
+    DeviceRule(True, "c", 1, 5, "rwm"),
+    DeviceRule(True, "c", 1, 9, "rwm"),
+    DeviceRule(True, "c", 136, None, "rwm"),
+    DeviceRule(True, "c", 5, 2, "rwm"),
+    DeviceRule(True, "c", 10, 200, "rwm"),
+)
+
+
+def device_rules(resource_devices, linux_devices) -> tuple[DeviceRule, ...] | None:
+    """The rules to apply, or None when the config says nothing about devices
+    (then the cgroup keeps what it inherits)."""
+    if not resource_devices and not linux_devices:
+        return None
+    rules = [
+        DeviceRule(bool(d.allow), d.type or "a", d.major, d.minor, d.access or "rwm")
+        for d in resource_devices or ()
+    ]
+    rules.extend(ALWAYS_ALLOWED)
+    for d in linux_devices or ():
+        if d.type in ("c", "u", "b"):
+            rules.append(DeviceRule(True, "b" if d.type == "b" else "c", d.major, d.minor, "rwm"))
+    return tuple(rules)
