@@ -14,6 +14,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+
 from ocirun import SPEC_VERSION, __version__
 from ocirun.errors import OcirunError, UsageError
 
@@ -44,7 +45,7 @@ Handler = Callable[[GlobalOptions, argparse.Namespace], int]
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so the CLI edge reports it."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         raise UsageError(message)
 
 
@@ -190,7 +191,7 @@ def _resolve(target: str) -> Handler:
         from ocirun.errors import NotImplementedYet
 
         raise NotImplementedYet(func.removeprefix("cmd_"))
-    return handler  # type: ignore[no-any-return]
+    return handler
 
 
 def version_text() -> str:

@@ -135,15 +135,6 @@ class Runtime:
         return json.loads(self("state", cid).stdout)
 
 
-@pytest.fixture
-def ocirun(tmp_path) -> Iterator[Runtime]:
-    root = tmp_path / "state-root"
-    rt = Runtime(root)
-    yield rt
-    for cid in rt.ids:
-        rt("delete", "--force", cid, check=False)
-
-
 def _mounts() -> set[str]:
     with open("/proc/self/mountinfo") as f:
         return {" ".join(line.split()[3:5]) for line in f}
@@ -182,15 +173,17 @@ def _processes_of(ids: list[str], root: Path) -> list[str]:
     return found
 
 
-@pytest.fixture(autouse=True)
-def leak_check(request):
-    if "ocirun" not in request.fixturenames or os.geteuid() != 0:
-        yield
-        return
+@pytest.fixture
+def ocirun(tmp_path) -> Iterator[Runtime]:
+    """The CLI with this test's own state root; afterwards, a leak check.
+
+    The check runs after the containers the test made are deleted (forcibly
+    if the test did not): what it finds is what ocirun itself left behind.
+    """
     mounts_before = _mounts()
     fds_before = _fds()
-    yield
-    rt: Runtime = request.getfixturevalue("ocirun")
+    rt = Runtime(tmp_path / "state-root")
+    yield rt
     for cid in rt.ids:
         rt("delete", "--force", cid, check=False)
     reap_orphans()
