@@ -1,0 +1,25 @@
+"""`ocirun validate`: check a bundle and say so, or list every problem."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from ocirun.spec.load import LoadedBundle, load_bundle
+
+if TYPE_CHECKING:
+    from ocirun.cli import GlobalOptions
+
+
+def validate_bundle(bundle: str) -> LoadedBundle:
+    """The checked bundle (used by ``create``); raises BundleError or ConfigError."""
+    return load_bundle(bundle)
+
+
+def cmd_validate(g: GlobalOptions, args: argparse.Namespace) -> int:
+    loaded = validate_bundle(args.bundle)
+    for line in loaded.warnings:
+        sys.stderr.write(f"warning: {line}\n")
+    sys.stdout.write(f"{loaded.bundle}: valid\n")
+    return 0

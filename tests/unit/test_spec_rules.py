@@ -1,0 +1,171 @@
+"""Semantic rules and the loader: each bad config in fixtures/bad-configs gives exactly
+its expected problems (JSON path + message), all in one ConfigError."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ocirun.errors import BundleError, ConfigError
+from ocirun.spec import rules
+from ocirun.spec.generate import default_spec
+from ocirun.spec.load import load_bundle
+
+FIXTURES = Path(__file__).parent / "fixtures"
+BAD = sorted((FIXTURES / "bad-configs").glob("*.json"))
+DOCS = Path(__file__).parents[2] / "docs" / "config-validation.md"
+
+
+def merge(base: Any, patch: Any) -> Any:
+    """Deep-merge ``patch`` into ``base``: dicts merge, ``None`` deletes, anything else replaces."""
+    if not isinstance(base, dict) or not isinstance(patch, dict):
+        return patch
+    out = dict(base)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge(base.get(key), value)
+    return out
+
+
+def make_bundle(tmp_path: Path, config: Any) -> Path:
+    bundle = tmp_path / "bundle"
+    (bundle / "rootfs").mkdir(parents=True)
+    (bundle / "config.json").write_text(json.dumps(config))
+    return bundle
+
+
+def test_default_spec_is_valid(tmp_path: Path) -> None:
+    loaded = load_bundle(str(make_bundle(tmp_path, default_spec())))
+    assert loaded.config.process is not None and loaded.config.process.args == ("sh",)
+    assert loaded.rootfs == str(tmp_path / "bundle" / "rootfs")
+    assert loaded.bundle == str(tmp_path / "bundle")
+    assert loaded.config_path == str(tmp_path / "bundle" / "config.json")
+
+
+@pytest.mark.parametrize("fixture", BAD, ids=[p.stem for p in BAD])
+def test_bad_config(fixture: Path, tmp_path: Path) -> None:
+    case = json.loads(fixture.read_text())
+    bundle = make_bundle(tmp_path, merge(default_spec(), case["patch"]))
+    with pytest.raises(ConfigError) as info:
+        load_bundle(str(bundle))
+    err = info.value
+    assert err.source == str(bundle / "config.json")
+    got = [f"{p.path}: {p.message}" for p in err.problems]
+    assert len(got) == len(case["expect"]), got
+    unmatched = list(err.problems)
+    for want in case["expect"]:
+        path, _, text = want.partition(": ")
+        hit = next((p for p in unmatched if p.path == path and text in p.message), None)
+        assert hit is not None, f"{want!r} not in {got}"
+        unmatched.remove(hit)
+        assert f"{path}: " in str(err)
+
+
+def test_all_problems_in_one_message(tmp_path: Path) -> None:
+    config = merge(default_spec(), {"process": {"cwd": "x", "env": ["BAD"]}, "ociVersion": "9.0.0"})
+    with pytest.raises(ConfigError) as info:
+        load_bundle(str(make_bundle(tmp_path, config)))
+    text = str(info.value)
+    assert "3 problems" in text
+    for path in ("$.ociVersion", "$.process.cwd", "$.process.env[0]"):
+        assert path in text
+
+
+@pytest.mark.parametrize(
+    "version", ["1.0.0", "1.0.2-dev", "1.0.0-rc5", "1.1.0", "1.2.1+dev", "1.3.0", "1.3.7", "1.3.0-rc.1"]
+)
+def test_supported_versions(version: str) -> None:
+    assert list(rules.oci_version({"ociVersion": version}, rules.Context())) == []
+
+
+@pytest.mark.parametrize("version", ["0.5.0-dev", "1.4.0", "2.0.0", "1.0", "v1.0.0", "1.0.0-", "01.0.0"])
+def test_unsupported_versions(version: str) -> None:
+    problems = list(rules.oci_version({"ociVersion": version}, rules.Context()))
+    assert [p.path for p in problems] == ["$.ociVersion"]
+
+
+def test_relative_mount_destination_is_a_warning(tmp_path: Path) -> None:
+    config = default_spec()
+    config["mounts"].append({"destination": "data", "type": "tmpfs", "source": "tmpfs"})
+    loaded = load_bundle(str(make_bundle(tmp_path, config)))
+    assert loaded.config.mounts[-1].destination == "/data"
+    assert len(loaded.warnings) == 1 and "$.mounts[7].destination" in loaded.warnings[0]
+
+
+def test_joined_user_namespace_needs_no_mappings() -> None:
+    doc = {"linux": {"namespaces": [{"type": "user", "path": "/proc/1/ns/user"}]}}
+    assert list(rules.user_namespace_mappings(doc, rules.Context())) == []
+
+
+def test_idmap_without_mappings_borrows_the_user_namespace() -> None:
+    doc = {
+        "mounts": [{"destination": "/a", "source": "/a", "options": ["bind", "idmap"]}],
+        "linux": {"namespaces": [{"type": "user"}]},
+    }
+    assert list(rules.mount_id_mappings(doc, rules.Context())) == []
+
+
+def test_rules_survive_schema_invalid_shapes() -> None:
+    docs: list[Any] = [
+        [], "x", {"process": "x", "linux": 3, "mounts": {}, "hooks": []},
+        {"process": {"args": "sh", "env": [1], "rlimits": [1, {"type": 3}], "capabilities": {"bounding": "x"}}},
+        {"linux": {"namespaces": [1, {"type": 2}], "devices": [{"type": 1}], "sysctl": [], "seccomp": {"syscalls": [2]}}},
+    ]
+    for doc in docs:
+        rules.check_rules(doc)  # no exception: the schema reports the shapes
+
+
+def test_rules_cover_every_capability_and_rlimit() -> None:
+    assert len(rules.CAPABILITIES) == 41 and rules.CAPABILITIES[40] == "CAP_CHECKPOINT_RESTORE"
+    assert len(rules._RLIMITS) == 16
+
+
+def test_every_rule_is_documented() -> None:
+    text = DOCS.read_text()
+    missing = [r.name for r in rules.RULES if f"`{r.name}`" not in text]
+    assert missing == []
+
+
+def test_missing_bundle(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="does not exist"):
+        load_bundle(str(tmp_path / "nope"))
+
+
+def test_missing_config(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="has no config.json"):
+        load_bundle(str(tmp_path))
+
+
+def test_malformed_json_names_the_position(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{\n  "ociVersion": "1.3.0",\n  ]\n}')
+    with pytest.raises(ConfigError) as info:
+        load_bundle(str(tmp_path))
+    assert "line 3, column 3" in str(info.value)
+    assert "invalid JSON" in str(info.value)
+
+
+def test_nan_is_not_json(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"ociVersion": NaN}')
+    with pytest.raises(ConfigError, match="NaN is not valid JSON"):
+        load_bundle(str(tmp_path))
+
+
+def test_rootfs_must_be_a_directory(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, merge(default_spec(), {"root": {"path": "file"}}))
+    (bundle / "file").write_text("")
+    with pytest.raises(ConfigError, match=r"\$\.root\.path: rootfs .* is not a directory"):
+        load_bundle(str(bundle))
+
+
+def test_absolute_root_path(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    bundle = make_bundle(tmp_path, merge(default_spec(), {"root": {"path": str(elsewhere)}}))
+    assert load_bundle(str(bundle)).rootfs == str(elsewhere)
+    assert os.path.isabs(load_bundle(os.path.relpath(bundle)).bundle)
