@@ -1,0 +1,394 @@
+"""The state directory on a temp root: ids, claim, lock, atomic state.json, removal."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import multiprocessing
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ocirun.errors import ContainerExists, ContainerIdError, ContainerNotFound, StateStoreError
+from ocirun.store import MAX_ID_LENGTH, ContainerRecord, Store, validate_id
+
+FORK = multiprocessing.get_context("fork")
+
+
+def record(container_id: str = "c1", **changes) -> ContainerRecord:
+    fields: dict[str, Any] = dict(
+        id=container_id,
+        pid=1234,
+        init_start_time=5678,
+        bundle="/b",
+        rootfs="/b/rootfs",
+        created="2024-01-02T03:04:05.123456789Z",
+        owner="root",
+        annotations={"k": "v"},
+        has_process=True,
+        status_hint="created",
+        runtime={"cgroup": {"version": 2, "path": "/ocirun/c1"}},
+    )
+    fields.update(changes)
+    return ContainerRecord(**fields)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "root"
+
+
+@pytest.fixture
+def store(root: Path) -> Store:
+    return Store(str(root))
+
+
+# -- ids -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("good", [
+    "a", "abc", "ABC-123", "a.b", "a_b", "a+b", "a,b", "...", ".a", "a.", "-", "x" * MAX_ID_LENGTH,
+    "0123456789abcdef" * 4,
+])
+def test_valid_ids(good):
+    assert validate_id(good) == good
+
+
+@pytest.mark.parametrize("bad", [
+    "", ".", "..", "a/b", "/a", "a/", "../a", "a b", " a", "a\n", "a\x00b", "é", "a:b", "a*",
+    "a@b", "a~", "x" * (MAX_ID_LENGTH + 1),
+])
+def test_invalid_ids(bad, store):
+    with pytest.raises(ContainerIdError, match="invalid container id format"):
+        validate_id(bad)
+    # every entry point refuses it before touching the file system
+    with pytest.raises(ContainerIdError):
+        store.claim(bad)
+    with pytest.raises(ContainerIdError):
+        store.load(bad)
+    assert not os.path.exists(store.root)
+
+
+# -- root and reads of a missing root ------------------------------------------
+
+def test_reads_of_a_missing_root_mean_no_containers_and_create_nothing(store, root):
+    assert store.list_ids() == []
+    assert not store.has_state("c1")
+    with pytest.raises(ContainerNotFound, match="container does not exist: c1"):
+        store.load("c1")
+    with pytest.raises(ContainerNotFound):
+        with store.lock("c1"):
+            pass
+    store.remove("c1")  # tolerated
+    assert store.remove_incomplete("c1") is False
+    assert not root.exists()
+
+
+def test_claim_makes_root_and_dir_0700(store, root):
+    d = store.claim("c1")
+    assert d.id == "c1" and d.path == str(root / "c1")
+    assert d.state_path == str(root / "c1" / "state.json")
+    assert d.exec_fifo_path == store.exec_fifo_path("c1") == str(root / "c1" / "exec.fifo")
+    assert store.dir_path("c1") == d.path
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(d.path).st_mode) == 0o700
+
+
+def test_second_claim_of_an_id_fails(store):
+    store.claim("c1")
+    with pytest.raises(ContainerExists, match="container with id exists: c1"):
+        store.claim("c1")
+    store.claim("c2")
+    assert store.list_ids() == ["c1", "c2"]
+
+
+def _claim_in_child(root: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        Store(root).claim("contested")
+        results.put(("won", os.getpid()))
+    except ContainerExists:
+        results.put(("lost", os.getpid()))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        results.put(("error", repr(exc)))
+
+
+def test_claim_race_exactly_one_of_twenty_wins(root):
+    n = 20
+    barrier = FORK.Barrier(n)
+    results = FORK.Queue()
+    procs = [FORK.Process(target=_claim_in_child, args=(str(root), barrier, results)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=30) for _ in range(n)]
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    kinds = [kind for kind, _ in outcomes]
+    assert kinds.count("won") == 1, outcomes
+    assert kinds.count("lost") == n - 1, outcomes
+    assert Store(str(root)).list_ids() == ["contested"]
+
+
+# -- save / load -----------------------------------------------------------------
+
+def test_save_then_load_round_trips(store, root):
+    store.claim("c1")
+    rec = record()
+    store.save(rec)
+    assert store.has_state("c1")
+    loaded = store.load("c1")
+    assert loaded == rec
+    assert loaded.runtime == {"cgroup": {"version": 2, "path": "/ocirun/c1"}}
+    assert stat.S_IMODE(os.stat(root / "c1" / "state.json").st_mode) == 0o600
+    assert sorted(os.listdir(root / "c1")) == ["state.json"]  # no temp file left behind
+
+
+def test_record_is_frozen_and_replaceable():
+    from dataclasses import FrozenInstanceError, replace
+
+    rec = record()
+    with pytest.raises(FrozenInstanceError):
+        rec.pid = 1
+    newer = replace(rec, status_hint="running")
+    assert newer.status_hint == "running" and rec.status_hint == "created"
+
+
+def test_saved_json_shape(store, root):
+    store.claim("c1")
+    store.save(record())
+    data = json.loads((root / "c1" / "state.json").read_text())
+    assert data == {
+        "ociVersion": "1.3.0", "id": "c1", "pid": 1234, "initStartTime": 5678, "bundle": "/b",
+        "rootfs": "/b/rootfs", "created": "2024-01-02T03:04:05.123456789Z", "owner": "root",
+        "annotations": {"k": "v"}, "hasProcess": True, "statusHint": "created",
+        "runtime": {"cgroup": {"version": 2, "path": "/ocirun/c1"}},
+    }
+
+
+def test_unknown_keys_are_kept_across_a_rewrite(store, root):
+    store.claim("c1")
+    store.save(record())
+    path = root / "c1" / "state.json"
+    data = json.loads(path.read_text())
+    data["fromTheFuture"] = {"x": 1}
+    path.write_text(json.dumps(data))
+    from dataclasses import replace
+
+    loaded = store.load("c1")
+    assert loaded.extra == {"fromTheFuture": {"x": 1}}
+    store.save(replace(loaded, status_hint="running"))
+    again = json.loads(path.read_text())
+    assert again["fromTheFuture"] == {"x": 1} and again["statusHint"] == "running"
+
+
+def test_optional_keys_default(store, root):
+    store.claim("c1")
+    minimal = {"ociVersion": "1.0.2", "id": "c1", "pid": 7, "bundle": "/b", "rootfs": "/r",
+               "created": "2024-01-02T03:04:05Z"}
+    (root / "c1" / "state.json").write_text(json.dumps(minimal))
+    rec = store.load("c1")
+    assert (rec.init_start_time, rec.owner, rec.annotations, rec.has_process, rec.status_hint,
+            rec.runtime) == (0, "", {}, True, "created", {})
+
+
+@pytest.mark.parametrize("content, why", [
+    (b"", "expecting value"),
+    (b"{\"id\": \"c1\"", "expecting"),
+    (b"[]", "not a json object"),
+    (b"\xff\xfe", ""),
+    (b'{"ociVersion":"1","id":"c1","pid":"7","bundle":"/b","rootfs":"/r","created":"t"}', "'pid'"),
+    (b'{"ociVersion":"1","id":"c1","pid":true,"bundle":"/b","rootfs":"/r","created":"t"}', "'pid'"),
+    (b'{"ociVersion":"1","id":"c1","pid":7,"rootfs":"/r","created":"t"}', "missing 'bundle'"),
+    (b'{"ociVersion":"1","id":"c1","pid":7,"bundle":"/b","rootfs":"/r","created":"t",'
+     b'"annotations":{"a":1}}', "annotations"),
+    (b'{"ociVersion":"1","id":"other","pid":7,"bundle":"/b","rootfs":"/r","created":"t"}', "other"),
+])
+def test_corrupt_state_is_a_store_error(store, root, content, why):
+    store.claim("c1")
+    (root / "c1" / "state.json").write_bytes(content)
+    with pytest.raises(StateStoreError, match="corrupt state") as info:
+        store.load("c1")
+    assert why.lower() in str(info.value).lower()
+
+
+def test_dir_without_state_is_not_found_for_readers(store):
+    store.claim("c1")
+    assert not store.has_state("c1")
+    with pytest.raises(ContainerNotFound):
+        store.load("c1")
+    assert store.list_ids() == ["c1"]  # list_ids shows it; loading it says "not found"
+
+
+def test_save_into_a_removed_dir_is_not_found(store):
+    store.claim("c1")
+    store.remove("c1")
+    with pytest.raises(ContainerNotFound):
+        store.save(record())
+
+
+def _rewrite_state(root: str, rounds: int) -> None:
+    s = Store(root)
+    for i in range(rounds):
+        # sizes vary a lot, so a torn or partial file could not parse
+        s.save(record(annotations={"i": str(i), "pad": "x" * ((i * 7919) % 20000)}))
+
+
+def test_readers_never_see_a_partial_state_file(store, root):
+    store.claim("c1")
+    store.save(record())
+    writer = FORK.Process(target=_rewrite_state, args=(str(root), 1000))
+    writer.start()
+    reads, errors, seen = 0, [], set()
+    path = root / "c1" / "state.json"
+    while writer.is_alive() or reads == 0:
+        try:
+            # raw parse, as any third-party reader would, and through the store
+            json.loads(path.read_bytes())
+            rec = store.load("c1")
+            seen.add(rec.annotations.get("i"))
+            reads += 1
+        except Exception as exc:  # noqa: BLE001 - the assertion is that this never happens
+            errors.append(repr(exc))
+    writer.join()
+    assert writer.exitcode == 0
+    assert errors == []
+    assert reads > 10 and len(seen) > 2  # the reader really did race the writer
+    assert store.load("c1").annotations["i"] == "999"
+    assert sorted(os.listdir(root / "c1")) == ["state.json"]
+
+
+# -- locking ---------------------------------------------------------------------
+
+def test_lock_is_exclusive_against_other_opens(store, root):
+    store.claim("c1")
+    other = os.open(root / "c1", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with store.lock("c1"):
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released on exit
+        fcntl.flock(other, fcntl.LOCK_UN)
+    finally:
+        os.close(other)
+
+
+def _hold_lock(root: str, ready, log_path: str, seconds: float) -> None:
+    with Store(root).lock("c1"):
+        ready.set()
+        time.sleep(seconds)
+        with open(log_path, "a") as f:
+            f.write("holder released\n")
+
+
+def test_lock_waits_for_the_holder_in_another_process(store, root, tmp_path):
+    store.claim("c1")
+    log = tmp_path / "log"
+    ready = FORK.Event()
+    holder = FORK.Process(target=_hold_lock, args=(str(root), ready, str(log), 0.5))
+    holder.start()
+    assert ready.wait(10)
+    t0 = time.monotonic()
+    with store.lock("c1"):
+        waited = time.monotonic() - t0
+        with open(log, "a") as f:
+            f.write("waiter acquired\n")
+    holder.join()
+    assert log.read_text() == "holder released\nwaiter acquired\n"
+    assert waited > 0.2
+
+
+def test_waiter_gets_not_found_when_the_holder_removes_the_dir(store):
+    store.claim("c1")
+    outcome: list[object] = []
+    started = threading.Event()
+
+    def waiter():
+        started.set()
+        try:
+            with Store(store.root).lock("c1"):
+                outcome.append("locked")
+        except ContainerNotFound as exc:
+            outcome.append(exc)
+
+    with store.lock("c1"):
+        t = threading.Thread(target=waiter)
+        t.start()
+        started.wait()
+        time.sleep(0.2)
+        assert outcome == []  # still waiting
+        store.remove("c1")
+    t.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], ContainerNotFound)
+
+
+def test_waiter_locks_the_new_dir_when_the_id_is_claimed_again(store):
+    store.claim("c1")
+    got: list[int] = []
+
+    def waiter():
+        with Store(store.root).lock("c1") as lk:
+            got.append(os.fstat(lk.fd).st_ino)
+
+    with store.lock("c1"):
+        t = threading.Thread(target=waiter)
+        t.start()
+        time.sleep(0.2)
+        store.remove("c1")
+        store.claim("c1")
+        new_ino = os.stat(store.dir_path("c1")).st_ino
+    t.join(10)
+    assert got == [new_ino]
+
+
+# -- removal ---------------------------------------------------------------------
+
+def test_remove_half_made_dir(store, root):
+    d = store.claim("c1")
+    os.mkfifo(d.exec_fifo_path)
+    (root / "c1" / ".state.json.99.tmp").write_text("{")
+    (root / "c1" / "sub" / "deeper").mkdir(parents=True)
+    (root / "c1" / "sub" / "deeper" / "f").write_text("x")
+    os.symlink("/etc", root / "c1" / "link")  # never followed
+    store.remove("c1")
+    assert not (root / "c1").exists()
+    assert os.path.isdir("/etc")
+    store.remove("c1")  # again: nothing to do, no error
+    assert store.list_ids() == []
+
+
+def test_remove_incomplete_removes_only_dirs_without_state(store):
+    store.claim("half")
+    assert store.remove_incomplete("half") is True
+    assert store.list_ids() == []
+    store.claim("whole")
+    store.save(record("whole"))
+    assert store.remove_incomplete("whole") is False
+    assert store.load("whole").id == "whole"
+
+
+def test_remove_incomplete_waits_for_a_create_in_progress(store):
+    store.claim("c1")
+    result: list[bool] = []
+    with store.lock("c1"):  # a create in progress holds the lock
+        t = threading.Thread(target=lambda: result.append(Store(store.root).remove_incomplete("c1")))
+        t.start()
+        time.sleep(0.2)
+        assert result == []
+        store.save(record())  # ... and finishes
+    t.join(10)
+    assert result == [False]
+    assert store.load("c1").pid == 1234
+
+
+def test_list_ids_sorted_and_only_container_dirs(store, root):
+    for cid in ("b", "a", "c.1"):
+        store.claim(cid)
+    (root / "not-a-dir").write_text("")
+    (root / "bad name").mkdir()
+    os.symlink(root / "a", root / "link")
+    assert store.list_ids() == ["a", "b", "c.1"]
