@@ -10,7 +10,25 @@ from __future__ import annotations
 from ocirun.cgroups.base import Manager
 from ocirun.cgroups.hierarchy import CGROUP2_ROOT, detect_mode
 
-__all__ = ["Manager", "detect_mode", "new_manager", "manager_from_record", "CGROUP2_ROOT"]
+__all__ = [
+    "Manager", "detect_mode", "new_manager", "manager_from_record", "CGROUP2_ROOT",
+    "unsupported_resources",
+]
+
+
+def unsupported_resources(resources) -> list:
+    """Problems for linux.resources entries this cgroup code cannot apply yet."""
+    from ocirun.errors import Problem
+
+    problems = []
+    for name, key in (("memory", "memory"), ("cpu", "cpu"), ("pids", "pids"),
+                      ("block_io", "blockIO"), ("hugepage_limits", "hugepageLimits"),
+                      ("network", "network"), ("rdma", "rdma"), ("unified", "unified")):
+        if getattr(resources, name):
+            problems.append(Problem(f"$.linux.resources.{key}", "not implemented yet"))
+    if resources.devices and detect_mode() == "unified":
+        problems.append(Problem("$.linux.resources.devices", "device rules on cgroup v2 are not implemented yet"))
+    return problems
 
 
 def new_manager(cgroups_path: str | None, default_name: str) -> Manager:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import pwd
+import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -57,12 +58,18 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions):
     """Create the container; return its saved record. The init is our child."""
     from ocirun.cgroups import new_manager
     from ocirun.plan.build import PlanOptions, build_plan
+    from ocirun.plan.device_rules import device_rules
+    from ocirun.plan.support import require_supported
     from ocirun.spec.check import validate_bundle
     from ocirun.store import Store, validate_id
 
     validate_id(container_id)
     loaded = validate_bundle(opts.bundle)
     config = loaded.config
+    require_supported(config)
+    for warning in loaded.warnings:
+        # stderr only: podman reads the --log file as exactly one JSON object
+        sys.stderr.write(f"warning: {warning}\n")
     if config.process is not None and config.process.terminal:
         if not opts.console_socket:
             raise UsageError("cannot allocate tty if runc will detach without setting console socket")
@@ -103,6 +110,10 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions):
 
             cgroup.create()
             undo.callback(cgroup.destroy)
+            rules = device_rules(linux.resources.devices if linux and linux.resources else (),
+                                 linux.devices if linux else ())
+            if rules is not None:
+                cgroup.set_device_rules(rules)
             cgroup_fd = cgroup.clone_into_fd()
             if cgroup_fd is not None:
                 undo.callback(os.close, cgroup_fd)

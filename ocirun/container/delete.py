@@ -29,9 +29,10 @@ def delete_container(g: GlobalOptions, container_id: str, *, force: bool = False
     validate_id(container_id)
     store = open_store(g)
     if force and not store.has_state(container_id):
-        # a create that died half way: nothing to kill but its cgroup, if recorded
-        store.remove_incomplete(container_id)
-        raise ContainerNotFound(container_id)
+        # a create that died half way (nothing to kill); if a create was still
+        # running and has now finished, fall through and delete that container
+        if store.remove_incomplete(container_id) or not store.has_state(container_id):
+            raise ContainerNotFound(container_id)
     with store.lock(container_id):
         record = store.load(container_id)
         status = status_of(store, record)
