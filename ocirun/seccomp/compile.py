@@ -68,6 +68,8 @@ FLAGS = {
 }
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
 _EPERM = _errno.EPERM
+#: Syscalls the init needs to pass the listener fd to its parent (runc refuses write).
+_NOT_NOTIFIABLE = ("write", "sendmsg")
 _OPTIMIZE_ABOVE = 32  # rules; runc's threshold for the binary tree
 
 
@@ -133,11 +135,13 @@ def filter_flags(sc: Seccomp) -> tuple[int, bool]:
             continue
         uses_notify = True
         for j, name in enumerate(rule.names):
-            # runc: the init writes to its parent after loading the filter; a write
-            # that waits for the agent, who waits for the fd, never returns.
-            if name == "write":
+            # The init hands the listener fd to its parent after loading the filter
+            # (runc: write; ocirun: sendmsg with SCM_RIGHTS). Notified, that call would
+            # wait for the agent, who waits for the fd: it never returns.
+            if name in _NOT_NOTIFIABLE:
                 raise SeccompConfigError(f"{_BASE}.syscalls[{i}].names[{j}]",
-                                         "SCMP_ACT_NOTIFY cannot be used for the write syscall")
+                                         f"SCMP_ACT_NOTIFY cannot be used for the {name} syscall "
+                                         "(the runtime needs it to hand the listener fd over)")
     if sc.default_action == "SCMP_ACT_NOTIFY":
         raise SeccompConfigError(f"{_BASE}.defaultAction", "SCMP_ACT_NOTIFY cannot be the default action")
     if uses_notify:

@@ -260,6 +260,13 @@ def test_notify_on_write_is_refused_as_runc():
     assert "write" in str(e.value)
 
 
+def test_notify_on_sendmsg_is_refused():
+    # ocirun's init passes the listener fd with sendmsg(SCM_RIGHTS), as runc's with write
+    with pytest.raises(SeccompConfigError) as e:
+        compile_filter(sc(syscalls=[rule("sendmsg", "SCMP_ACT_NOTIFY")], listenerPath="/x"))
+    assert e.value.path == "$.linux.seccomp.syscalls[0].names[0]"
+
+
 def test_notify_as_default_is_refused():
     with pytest.raises(SeccompConfigError) as e:
         compile_filter(sc("SCMP_ACT_NOTIFY"))
