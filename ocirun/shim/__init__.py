@@ -1,0 +1,484 @@
+"""Clone the container init and run a LaunchPlan in it (the C shim's Python side).
+
+Python decides, C does: ``spawn`` copies the ``LaunchPlan`` into C structs
+(``shim_cdef.h``) and calls ``ocirun_spawn`` (``shim.c``), which clones
+"stage-1". From then on the children run only C; they talk to this module
+over one SOCK_SEQPACKET socketpair, one ``struct ocirun_msg`` per packet
+(five int32: type, step, errno, index, pid)::
+
+    parent (Python) --clone3--> stage-1 --clone(CLONE_PARENT)--> init
+
+=================  ================  ==============  ==============================================
+message            direction         payload         meaning
+=================  ================  ==============  ==============================================
+CGROUP_PLACED      parent → stage-1  –               on_child_created(stage-1 pid) returned: it is
+                                                     in its cgroups; join/create the namespaces
+NS_READY           stage-1 → parent  –               namespaces joined/created; the parent writes
+                                                     uid_map, gid_map, timens_offsets, then calls
+                                                     on_namespaces_ready(stage-1 pid)
+NS_ACK             parent → stage-1  –               done; become root in the user ns, clone init
+INIT_PID           stage-1 → parent  pid             the init's pid (host pid ns); stage-1 exits and
+                                                     is reaped; the parent writes oom_score_adj
+INIT_ACK           parent → init     –               the parent knows the init: it may start (and
+                                                     fail) now
+BEFORE_PIVOT       init → parent     –               (sync_before_pivot only) mounts done, before
+                                                     pivot_root: on_before_pivot(init pid)
+BEFORE_PIVOT_ACK   parent → init     –               hooks done; pivot_root
+READY              init → parent     –               setup done; the init blocks on the exec fifo;
+                                                     spawn returns the init's pid
+ERROR              child → parent    step,errno,idx  a step failed (the child exits); spawn kills
+                                                     and reaps every child and raises SetupError
+=================  ================  ==============  ==============================================
+
+EOF before READY means a child died without a word (killed): SetupError naming
+the last message received.
+
+After READY the init reopens the exec fifo (``/proc/self/fd/N``, O_WRONLY: it
+blocks until ``ocirun start`` opens it for reading), writes ``0`` and execs.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+import signal
+import struct
+from collections.abc import Callable
+
+from ocirun.errors import SetupError
+from ocirun.plan.model import LaunchPlan
+
+_MSG = struct.Struct("=5i")
+
+_ffi = None
+_lib = None
+
+
+def _load():
+    global _ffi, _lib
+    if _lib is None:
+        from ocirun.shim._shim import ffi, lib
+
+        _ffi, _lib = ffi, lib
+    return _ffi, _lib
+
+
+#: enum ocirun_step (shim_cdef.h) -> how the message names the step. ``{i}`` is
+#: the item the index points at (a mount, device, path...), formatted by _step_name.
+STEPS: dict[str, str] = {
+    "NONE": "container setup",
+    "SOCKETPAIR": "create sync socketpair",
+    "DUP_FDS": "move sync fds above the preserved fds",
+    "CLONE": "clone",
+    "SYNC": "sync with parent",
+    "DUMPABLE": "prctl PR_SET_DUMPABLE",
+    "SETNS": "setns to {ns_path}",
+    "UNSHARE": "unshare namespaces",
+    "USERNS_SETRESGID": "setresgid to root in the user namespace",
+    "USERNS_SETRESUID": "setresuid to root in the user namespace",
+    "USERNS_SETGROUPS": "setgroups in the user namespace",
+    "KEYRING": "join session keyring {keyring}",
+    "CLONE_INIT": "clone init",
+    "SETHOSTNAME": "sethostname",
+    "SETDOMAINNAME": "setdomainname",
+    "ROOT_PROPAGATION": "set propagation of /",
+    "ROOTFS_BIND": "bind mount rootfs {rootfs}",
+    "ROOTFS_OPEN": "open rootfs {rootfs}",
+    "MOUNT_MKDIR": "{mount}: create mount point {target}",
+    "MOUNT": "{mount}",
+    "MOUNT_REOPEN": "{mount}: reopen {target}",
+    "MOUNT_REMOUNT": "{mount}: remount",
+    "MOUNT_PROPAGATION": "{mount}: set propagation",
+    "MOUNT_SETATTR": "{mount}: mount_setattr",
+    "DEVICE_MKDIR": "create parent directory of device {device}",
+    "DEVICE_MKNOD": "mknod {device}",
+    "DEVICE_CHOWN": "chown {device}",
+    "DEVICE_BIND": "bind mount device {device}",
+    "SYMLINK": "symlink {symlink}",
+    "CWD_MKDIR": "mkdir cwd {cwd}",
+    "PIVOT_ROOT": "pivot_root {rootfs}",
+    "OLD_ROOT_SLAVE": "make old root rslave",
+    "OLD_ROOT_UMOUNT": "unmount old root",
+    "MOVE_ROOT": "move rootfs {rootfs} to /",
+    "CHROOT": "chroot {rootfs}",
+    "CHDIR_ROOT": "chdir to /",
+    "ROOTFS_PROPAGATION": "set rootfs propagation",
+    "READONLY_PATH": "make {readonly} read-only",
+    "MASKED_PATH": "mask {masked}",
+    "MASK_DEVNULL": "mask {masked}",
+    "ROOT_READONLY": "remount / read-only",
+    "CHDIR": 'chdir to cwd ("{cwd}") set in config.json failed',
+    "CWD_OUTSIDE_ROOT": "current working directory is outside of container mount namespace root"
+    " -- possible container breakout detected",
+    "RLIMIT": "error setting rlimit type {rlimit}",
+    "CAPBSET_DROP": "drop capability {index} from the bounding set",
+    "KEEPCAPS": "prctl PR_SET_KEEPCAPS",
+    "SETGROUPS": "setgroups",
+    "SETRESGID": "setresgid",
+    "SETRESUID": "setresuid",
+    "CAPSET": "capset",
+    "AMBIENT": "raise ambient capability {index}",
+    "NO_NEW_PRIVS": "prctl PR_SET_NO_NEW_PRIVS",
+    "EXEC_LOOKUP": 'exec: "{arg0}"',
+    "CLOSE_RANGE": "close_range",
+    "PRESERVE_FD": "preserve fd {index}",
+}
+
+_MSG_NAMES = ("CGROUP_PLACED", "NS_READY", "NS_ACK", "INIT_PID", "INIT_ACK",
+              "BEFORE_PIVOT", "BEFORE_PIVOT_ACK", "READY", "ERROR")
+
+
+def _c_step_names() -> dict[int, str]:
+    """enum ocirun_step value -> its name without the OCIRUN_STEP_ prefix."""
+    _, lib = _load()
+    return {
+        getattr(lib, n): n[len("OCIRUN_STEP_"):]
+        for n in dir(lib)
+        if n.startswith("OCIRUN_STEP_") and n != "OCIRUN_STEP__COUNT"
+    }
+
+
+def _strerror(err: int) -> str:
+    return os.strerror(err).lower() if err else ""
+
+
+def _dec(b: bytes | None) -> str:
+    return b.decode(errors="surrogateescape") if b is not None else ""
+
+
+def _step_error(step: int, err: int, index: int, plan: LaunchPlan) -> SetupError:
+    """The SetupError for a (step, errno, index) report, in runc's words where podman reads them."""
+    name = _c_step_names().get(step, "NONE")
+    proc = plan.process
+
+    def item(seq, i):
+        return seq[i] if 0 <= i < len(seq) else None
+
+    fields: dict[str, object] = {"index": index, "rootfs": _dec(plan.rootfs)}
+    j = item(plan.join_namespaces, index)
+    fields["ns_path"] = _dec(j.path) if j else "?"
+    fields["keyring"] = _dec(plan.session_keyring)
+    m = item(plan.mounts, index)
+    if m is not None:
+        fields["target"] = _dec(m.target)
+        fields["mount"] = _dec(m.describe) or f"mount {_dec(m.source or m.fstype)} to {_dec(m.target)}"
+    d = item(plan.devices, index)
+    fields["device"] = _dec(d.path) if d else "?"
+    s = item(plan.symlinks, index)
+    fields["symlink"] = f"{_dec(s.path)} -> {_dec(s.target)}" if s else "?"
+    fields["readonly"] = _dec(item(plan.readonly_paths, index)) or "?"
+    fields["masked"] = _dec(item(plan.masked_paths, index)) or "?"
+    fields["cwd"] = _dec(proc.cwd) if proc else "?"
+    rl = item(proc.rlimits, index) if proc else None
+    fields["rlimit"] = rl.resource if rl else "?"
+    arg0 = _dec(proc.args[0]) if proc and proc.args else ""
+    fields["arg0"] = arg0
+    text = STEPS.get(name, name).format_map(_Missing(fields))
+
+    detail = None
+    if name == "EXEC_LOOKUP":
+        # runc (Go's exec.LookPath): podman maps these texts to exit 127/126.
+        if "/" not in arg0:
+            detail = "executable file not found in $PATH"
+        elif err == _errno.ENOENT:
+            detail = f"stat {arg0}: no such file or directory"
+    elif name == "MASK_DEVNULL" and err == _errno.ENODEV:
+        detail = "refusing to bind /dev/null over it: /dev/null in the container is not the null device (char 1:3)"
+    elif name == "CWD_OUTSIDE_ROOT":
+        return SetupError(text)
+    return SetupError(text, err, detail)
+
+
+class _Missing(dict):
+    def __missing__(self, key):
+        return "?"
+
+
+class _CPlan:
+    """The LaunchPlan as C structs; owns every buffer until spawn returns."""
+
+    def __init__(self, plan: LaunchPlan, ns_fds: list[int]):
+        ffi, _ = _load()
+        self._keep: list[object] = []
+        p = self.plan = ffi.new("struct ocirun_plan *")
+        p.rootfs = self.s(plan.rootfs)
+        p.new_namespaces = plan.new_namespaces
+        joins = self.new("struct ocirun_nsjoin[]", max(1, len(plan.join_namespaces)))
+        for i, (j, fd) in enumerate(zip(plan.join_namespaces, ns_fds, strict=True)):
+            joins[i].clone_flag = j.clone_flag
+            joins[i].fd = fd
+        p.joins = joins
+        p.n_joins = len(plan.join_namespaces)
+        p.joins_user_ns = int(any(j.clone_flag == _CLONE_NEWUSER for j in plan.join_namespaces))
+        p.root_propagation = plan.root_propagation
+        p.rootfs_propagation = plan.rootfs_propagation
+        p.root_readonly = int(plan.root_readonly)
+        p.no_pivot = int(plan.no_pivot)
+
+        mounts = self.new("struct ocirun_mount[]", max(1, len(plan.mounts)))
+        for i, m in enumerate(plan.mounts):
+            c = mounts[i]
+            c.target = self.s(m.target)
+            c.source = self.s(m.source)
+            c.fstype = self.s(m.fstype)
+            c.flags = m.flags
+            c.data = self.s(m.data)
+            c.propagation = m.propagation
+            c.remount_flags = m.remount_flags
+            c.attr_set = m.attr_set
+            c.attr_clr = m.attr_clr
+            c.target_is_file = int(m.target_is_file)
+        p.mounts, p.n_mounts = mounts, len(plan.mounts)
+
+        devices = self.new("struct ocirun_device[]", max(1, len(plan.devices)))
+        for i, d in enumerate(plan.devices):
+            c = devices[i]
+            c.path = self.s(d.path)
+            c.mode, c.major, c.minor, c.uid, c.gid = d.mode, d.major, d.minor, d.uid, d.gid
+            c.bind_from_host = int(d.bind_from_host)
+        p.devices, p.n_devices = devices, len(plan.devices)
+
+        links = self.new("struct ocirun_symlink[]", max(1, len(plan.symlinks)))
+        for i, s in enumerate(plan.symlinks):
+            links[i].path = self.s(s.path)
+            links[i].target = self.s(s.target)
+        p.symlinks, p.n_symlinks = links, len(plan.symlinks)
+
+        p.masked_paths, p.n_masked_paths = self.strv(plan.masked_paths, "const char *[]")
+        p.readonly_paths, p.n_readonly_paths = self.strv(plan.readonly_paths, "const char *[]")
+        p.hostname = self.s(plan.hostname)
+        p.domainname = self.s(plan.domainname)
+        p.sync_before_pivot = int(plan.sync_before_pivot)
+        p.session_keyring = self.s(plan.session_keyring)
+        from ocirun.linux.capabilities import last_cap
+
+        p.cap_last_cap = last_cap()
+        p.process = self._process(plan) if plan.process is not None else ffi.NULL
+
+    def _process(self, plan: LaunchPlan):
+        pr = plan.process
+        assert pr is not None
+        c = self.new("struct ocirun_process *")
+        c.argv, _ = self.strv(pr.args, "char *[]")
+        c.envp, _ = self.strv(pr.env, "char *[]")
+        c.cwd = self.s(pr.cwd)
+        c.search_path, c.n_search_path = self.strv(pr.search_path, "const char *[]")
+        c.uid, c.gid = pr.uid, pr.gid
+        c.additional_gids = self.new("uint32_t[]", list(pr.additional_gids) or [0])
+        c.n_additional_gids = len(pr.additional_gids)
+        c.umask = 0o022 if pr.umask is None else pr.umask
+        caps = pr.capabilities
+        sets = 0
+        if caps is not None:
+            for bit, value, field in (
+                (1, caps.bounding, "bounding"), (2, caps.effective, "effective"),
+                (4, caps.permitted, "permitted"), (8, caps.inheritable, "inheritable"),
+                (16, caps.ambient, "ambient"),
+            ):
+                if value is not None:
+                    sets |= bit
+                    setattr(c, field, value)
+        c.cap_sets = sets
+        rls = self.new("struct ocirun_rlimit[]", max(1, len(pr.rlimits)))
+        for i, r in enumerate(pr.rlimits):
+            rls[i].resource, rls[i].soft, rls[i].hard = r.resource, r.soft, r.hard
+        c.rlimits, c.n_rlimits = rls, len(pr.rlimits)
+        c.no_new_privileges = int(pr.no_new_privileges)
+        c.preserve_fds = pr.preserve_fds
+        return c
+
+    def new(self, ctype, init=None):
+        ffi, _ = _load()
+        obj = ffi.new(ctype, init)
+        self._keep.append(obj)
+        return obj
+
+    def s(self, b: bytes | None):
+        ffi, _ = _load()
+        if b is None:
+            return ffi.NULL
+        if b"\0" in b:
+            raise SetupError(f"plan string {b!r}", detail="contains a NUL byte")
+        return self.new("char[]", b)
+
+    def strv(self, items, ctype):
+        """A NULL-terminated array of C strings, and its length."""
+        ffi, _ = _load()
+        arr = self.new(ctype, len(items) + 1)
+        for i, b in enumerate(items):
+            arr[i] = self.s(b)
+        arr[len(items)] = ffi.NULL
+        return arr, len(items)
+
+
+_CLONE_NEWNS = 0x00020000
+_CLONE_NEWUTS = 0x04000000
+_CLONE_NEWUSER = 0x10000000
+
+
+def _write_proc(pid: int, name: str, data: bytes) -> None:
+    path = f"/proc/{pid}/{name}"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise SetupError(f"write {path}", e.errno or 0) from None
+
+
+def _kill_and_reap(pid: int | None) -> None:
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
+          on_child_created: Callable[[int], None],
+          on_namespaces_ready: Callable[[int], None],
+          on_before_pivot: Callable[[int], None] | None = None) -> int:
+    """Clone the container init per the plan; return its host pid once it is READY
+    (setup done, blocked on the exec fifo).
+
+    ``exec_fifo_fd``: O_PATH fd of the exec fifo; the init reopens it O_WRONLY
+    after setup and writes "0" before execve. ``cgroup_fd``: a cgroup v2
+    directory to clone into (CLONE_INTO_CGROUP), or None. ``on_child_created``
+    gets stage-1's pid before it does anything (place it in v1 cgroups);
+    ``on_namespaces_ready`` gets it after its namespaces exist and the id maps
+    and time offsets are written; ``on_before_pivot`` (only with
+    ``plan.sync_before_pivot``) gets the init's pid after its mounts, before
+    pivot_root. The init is this process's child.
+
+    Raises SetupError(step, errno, detail) on failure, after killing and
+    reaping every process it made. An exception from a callback propagates
+    after the same cleanup.
+    """
+    _check_namespaces(plan)
+    ffi, lib = _load()
+    ns_fds: list[int] = []
+    sock = -1
+    stage1: int | None = None
+    init: int | None = None
+    try:
+        for j in plan.join_namespaces:
+            try:
+                ns_fds.append(os.open(j.path, os.O_RDONLY | os.O_CLOEXEC))
+            except OSError as e:
+                raise SetupError(f"open {_dec(j.path)}", e.errno or 0) from None
+        cplan = _CPlan(plan, ns_fds)
+        res = ffi.new("struct ocirun_spawn_result *")
+        if lib.ocirun_spawn(cplan.plan, exec_fifo_fd, -1 if cgroup_fd is None else cgroup_fd,
+                            res) < 0:
+            raise _step_error(res.step, res.err, -1, plan)
+        stage1, sock = res.pid, res.sock
+        for fd in ns_fds:  # stage-1 has them now
+            os.close(fd)
+        ns_fds.clear()
+        if cgroup_fd is not None and not res.used_clone3:
+            _write_cgroup_procs(cgroup_fd, stage1)
+        on_child_created(stage1)
+        _send(sock, lib.OCIRUN_MSG_CGROUP_PLACED)
+        last = "clone"
+        while True:
+            mtype, step, err, index, pid = _recv(sock)
+            if mtype == 0:
+                raise SetupError(f"container init exited before it was ready (last: {last})")
+            last = _MSG_NAMES[mtype - 1] if 0 < mtype <= len(_MSG_NAMES) else str(mtype)
+            if mtype == lib.OCIRUN_MSG_ERROR:
+                raise _step_error(step, err, index, plan)
+            if mtype == lib.OCIRUN_MSG_NS_READY and stage1 is not None:
+                # uid_map before gid_map is the conventional order; either works for root.
+                if plan.uid_map is not None:
+                    _write_proc(stage1, "uid_map", plan.uid_map)
+                if plan.gid_map is not None:
+                    _write_proc(stage1, "gid_map", plan.gid_map)
+                if plan.timens_offsets is not None:
+                    _write_proc(stage1, "timens_offsets", plan.timens_offsets)
+                on_namespaces_ready(stage1)
+                _send(sock, lib.OCIRUN_MSG_NS_ACK)
+            elif mtype == lib.OCIRUN_MSG_INIT_PID and stage1 is not None and pid > 0:
+                init = pid
+                _reap(stage1)  # it exits right after sending the pid
+                stage1 = None
+                if plan.oom_score_adj is not None:
+                    _write_proc(init, "oom_score_adj", str(plan.oom_score_adj).encode())
+                _send(sock, lib.OCIRUN_MSG_INIT_ACK)
+            elif mtype == lib.OCIRUN_MSG_BEFORE_PIVOT and init is not None:
+                if on_before_pivot is not None:
+                    on_before_pivot(init)
+                _send(sock, lib.OCIRUN_MSG_BEFORE_PIVOT_ACK)
+            elif mtype == lib.OCIRUN_MSG_READY and init is not None:
+                return init
+            else:
+                raise SetupError("sync with container init", detail=f"unexpected message {last}")
+    except BaseException:
+        _kill_and_reap(init)
+        _kill_and_reap(stage1)
+        raise
+    finally:
+        for fd in ns_fds:
+            os.close(fd)
+        if sock >= 0:
+            os.close(sock)
+
+
+def _check_namespaces(plan: LaunchPlan) -> None:
+    """Refuse what would change the host: the planner should never ask for it,
+    but the child would do it to the host's mount table or hostname."""
+    joined = 0
+    for j in plan.join_namespaces:
+        joined |= j.clone_flag
+    have = plan.new_namespaces | joined
+    if not have & _CLONE_NEWNS:
+        raise SetupError("container setup", detail="a new or joined mount namespace is required")
+    if (plan.hostname is not None or plan.domainname is not None) and not have & _CLONE_NEWUTS:
+        raise SetupError("sethostname",
+                         detail="unable to set hostname without a private UTS namespace")
+
+
+def _send(sock: int, mtype: int) -> None:
+    try:
+        os.write(sock, _MSG.pack(mtype, 0, 0, -1, 0))
+    except OSError as e:
+        # EPIPE: the child died; its ERROR message (if any) is still to be read.
+        if e.errno != _errno.EPIPE:
+            raise SetupError("sync with container init", e.errno or 0) from None
+
+
+def _recv(sock: int) -> tuple[int, int, int, int, int]:
+    data = os.read(sock, _MSG.size)
+    if not data:
+        return (0, 0, 0, -1, 0)
+    if len(data) != _MSG.size:
+        raise SetupError("sync with container init", detail=f"short message ({len(data)} bytes)")
+    return _MSG.unpack(data)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _write_cgroup_procs(cgroup_fd: int, pid: int) -> None:
+    """clone3 missing (ENOSYS): put stage-1 into the v2 cgroup by pid instead."""
+    try:
+        fd = os.open("cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=cgroup_fd)
+        try:
+            os.write(fd, str(pid).encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise SetupError("write cgroup.procs", e.errno or 0) from None
+
+
+__all__ = ["spawn", "SetupError", "STEPS"]

@@ -1,4 +1,6 @@
 #ifndef OCIRUN_SHIM_H
 #define OCIRUN_SHIM_H
-int ocirun_shim_version(void);
+#include <stdint.h>
+/* All declarations shared with Python live in shim_cdef.h (also cffi's cdef). */
+#include "shim_cdef.h"
 #endif

@@ -1,1 +1,210 @@
+/* The C <-> Python contract of the shim. Given verbatim to cffi's cdef() and
+ * included by shim.h, so there is one definition of every struct and enum.
+ * Plain C only (pycparser): no #include, no macros, fixed-width types.
+ *
+ * These structs are the C image of ocirun.plan.model.LaunchPlan; the Python
+ * wrapper (ocirun/shim/__init__.py) fills them before clone and keeps every
+ * buffer alive until spawn returns. Strings are NUL-terminated bytes; NULL
+ * means "not set". */
+
+/* Sync messages (SOCK_SEQPACKET, one struct ocirun_msg per packet). The table
+ * with directions and meaning is at the top of shim.c. */
+enum ocirun_msg_type {
+    OCIRUN_MSG_CGROUP_PLACED = 1,
+    OCIRUN_MSG_NS_READY = 2,
+    OCIRUN_MSG_NS_ACK = 3,
+    OCIRUN_MSG_INIT_PID = 4,
+    OCIRUN_MSG_INIT_ACK = 5,
+    OCIRUN_MSG_BEFORE_PIVOT = 6,
+    OCIRUN_MSG_BEFORE_PIVOT_ACK = 7,
+    OCIRUN_MSG_READY = 8,
+    OCIRUN_MSG_ERROR = 9
+};
+
+struct ocirun_msg {
+    int32_t type;   /* enum ocirun_msg_type */
+    int32_t step;   /* ERROR: enum ocirun_step */
+    int32_t err;    /* ERROR: errno */
+    int32_t index;  /* ERROR: which mount/device/rlimit/namespace/...; -1 for none */
+    int32_t pid;    /* INIT_PID: the init's pid in the parent's pid namespace */
+};
+
+/* Setup steps: what failed. Python (STEPS in ocirun/shim/__init__.py) names
+ * each one; keep the two in the same order. */
+enum ocirun_step {
+    OCIRUN_STEP_NONE = 0,
+    /* parent */
+    OCIRUN_STEP_SOCKETPAIR = 1,
+    OCIRUN_STEP_DUP_FDS = 2,
+    OCIRUN_STEP_CLONE = 3,
+    /* stage-1 */
+    OCIRUN_STEP_SYNC = 4,
+    OCIRUN_STEP_DUMPABLE = 5,
+    OCIRUN_STEP_SETNS = 6,              /* index: join_namespaces[] */
+    OCIRUN_STEP_UNSHARE = 7,
+    OCIRUN_STEP_USERNS_SETRESGID = 8,
+    OCIRUN_STEP_USERNS_SETRESUID = 9,
+    OCIRUN_STEP_USERNS_SETGROUPS = 10,
+    OCIRUN_STEP_KEYRING = 11,
+    OCIRUN_STEP_CLONE_INIT = 12,
+    /* init: rootfs */
+    OCIRUN_STEP_SETHOSTNAME = 13,
+    OCIRUN_STEP_SETDOMAINNAME = 14,
+    OCIRUN_STEP_ROOT_PROPAGATION = 15,
+    OCIRUN_STEP_ROOTFS_BIND = 16,
+    OCIRUN_STEP_ROOTFS_OPEN = 17,
+    OCIRUN_STEP_MOUNT_MKDIR = 18,       /* index: mounts[] */
+    OCIRUN_STEP_MOUNT = 19,
+    OCIRUN_STEP_MOUNT_REOPEN = 20,
+    OCIRUN_STEP_MOUNT_REMOUNT = 21,
+    OCIRUN_STEP_MOUNT_PROPAGATION = 22,
+    OCIRUN_STEP_MOUNT_SETATTR = 23,
+    OCIRUN_STEP_DEVICE_MKDIR = 24,      /* index: devices[] */
+    OCIRUN_STEP_DEVICE_MKNOD = 25,
+    OCIRUN_STEP_DEVICE_CHOWN = 26,
+    OCIRUN_STEP_DEVICE_BIND = 27,
+    OCIRUN_STEP_SYMLINK = 28,           /* index: symlinks[] */
+    OCIRUN_STEP_CWD_MKDIR = 29,
+    OCIRUN_STEP_PIVOT_ROOT = 30,
+    OCIRUN_STEP_OLD_ROOT_SLAVE = 31,
+    OCIRUN_STEP_OLD_ROOT_UMOUNT = 32,
+    OCIRUN_STEP_MOVE_ROOT = 33,
+    OCIRUN_STEP_CHROOT = 34,
+    OCIRUN_STEP_CHDIR_ROOT = 35,
+    OCIRUN_STEP_ROOTFS_PROPAGATION = 36,
+    OCIRUN_STEP_READONLY_PATH = 37,     /* index: readonly_paths[] */
+    OCIRUN_STEP_MASKED_PATH = 38,       /* index: masked_paths[] */
+    OCIRUN_STEP_MASK_DEVNULL = 39,      /* index: masked_paths[] */
+    OCIRUN_STEP_ROOT_READONLY = 40,
+    /* init: process */
+    OCIRUN_STEP_CHDIR = 41,
+    OCIRUN_STEP_CWD_OUTSIDE_ROOT = 42,
+    OCIRUN_STEP_RLIMIT = 43,            /* index: process.rlimits[] */
+    OCIRUN_STEP_CAPBSET_DROP = 44,      /* index: capability number */
+    OCIRUN_STEP_KEEPCAPS = 45,
+    OCIRUN_STEP_SETGROUPS = 46,
+    OCIRUN_STEP_SETRESGID = 47,
+    OCIRUN_STEP_SETRESUID = 48,
+    OCIRUN_STEP_CAPSET = 49,
+    OCIRUN_STEP_AMBIENT = 50,           /* index: capability number */
+    OCIRUN_STEP_NO_NEW_PRIVS = 51,
+    OCIRUN_STEP_EXEC_LOOKUP = 52,
+    OCIRUN_STEP_CLOSE_RANGE = 53,
+    OCIRUN_STEP_PRESERVE_FD = 54,       /* index: the fd number */
+    OCIRUN_STEP__COUNT = 55
+};
+
+struct ocirun_mount {
+    const char *target;        /* container path */
+    const char *source;        /* NULL for none */
+    const char *fstype;        /* NULL for none */
+    unsigned long flags;       /* MS_* of the first mount(2) */
+    const char *data;          /* NULL for none */
+    unsigned long propagation; /* 0: none */
+    unsigned long remount_flags; /* binds: 0 = no remount */
+    uint64_t attr_set;         /* MOUNT_ATTR_* for mount_setattr(AT_RECURSIVE) */
+    uint64_t attr_clr;
+    int target_is_file;
+};
+
+struct ocirun_device {
+    const char *path;
+    uint32_t mode;
+    uint32_t major;
+    uint32_t minor;
+    uint32_t uid;
+    uint32_t gid;
+    int bind_from_host;
+};
+
+struct ocirun_symlink {
+    const char *path;
+    const char *target;
+};
+
+struct ocirun_nsjoin {
+    int clone_flag;
+    int fd;                    /* opened by the parent (O_RDONLY|O_CLOEXEC) */
+};
+
+struct ocirun_rlimit {
+    int resource;
+    uint64_t soft;
+    uint64_t hard;
+};
+
+/* bits of ocirun_process.cap_sets: which capability sets to apply */
+enum ocirun_capset_bits {
+    OCIRUN_CAPS_BOUNDING = 1,
+    OCIRUN_CAPS_EFFECTIVE = 2,
+    OCIRUN_CAPS_PERMITTED = 4,
+    OCIRUN_CAPS_INHERITABLE = 8,
+    OCIRUN_CAPS_AMBIENT = 16
+};
+
+struct ocirun_process {
+    char **argv;               /* NULL-terminated */
+    char **envp;               /* NULL-terminated */
+    const char *cwd;
+    const char **search_path;
+    int n_search_path;
+    uint32_t uid;
+    uint32_t gid;
+    const uint32_t *additional_gids;
+    int n_additional_gids;
+    unsigned int umask;
+    int cap_sets;              /* OCIRUN_CAPS_* bits; 0: leave capabilities alone */
+    uint64_t bounding;
+    uint64_t effective;
+    uint64_t permitted;
+    uint64_t inheritable;
+    uint64_t ambient;
+    const struct ocirun_rlimit *rlimits;
+    int n_rlimits;
+    int no_new_privileges;
+    int preserve_fds;
+};
+
+struct ocirun_plan {
+    const char *rootfs;
+    int new_namespaces;
+    const struct ocirun_nsjoin *joins;
+    int n_joins;
+    int joins_user_ns;         /* one of joins is CLONE_NEWUSER */
+    unsigned long root_propagation;
+    unsigned long rootfs_propagation;
+    int root_readonly;
+    int no_pivot;
+    const struct ocirun_mount *mounts;
+    int n_mounts;
+    const struct ocirun_device *devices;
+    int n_devices;
+    const struct ocirun_symlink *symlinks;
+    int n_symlinks;
+    const char **masked_paths;
+    int n_masked_paths;
+    const char **readonly_paths;
+    int n_readonly_paths;
+    const char *hostname;
+    const char *domainname;
+    const struct ocirun_process *process;  /* NULL: no process, the init waits */
+    int sync_before_pivot;
+    const char *session_keyring;
+    int cap_last_cap;          /* /proc/sys/kernel/cap_last_cap, read by the parent */
+};
+
+struct ocirun_spawn_result {
+    int pid;                   /* stage-1's pid */
+    int sock;                  /* parent's end of the sync socket */
+    int used_clone3;           /* 0: fell back to clone (no CLONE_INTO_CGROUP) */
+    int step;                  /* on failure: enum ocirun_step */
+    int err;                   /* on failure: errno */
+};
+
 int ocirun_shim_version(void);
+
+/* Parent side: socketpair, clone3 stage-1 (which runs the plan and never
+ * returns). 0 on success (res->pid, res->sock set), -1 on failure (res->step,
+ * res->err set; nothing left open or running). Releases the GIL (cffi). */
+int ocirun_spawn(const struct ocirun_plan *plan, int exec_fifo_fd, int cgroup_fd,
+                 struct ocirun_spawn_result *res);
