@@ -27,7 +27,7 @@ def features_document() -> dict:
         "linux": {
             "namespaces": sorted(CLONE_FLAGS),
             "capabilities": sorted(CAPABILITIES, key=CAPABILITIES.__getitem__),
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True},
             "seccomp": {"enabled": False},
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},

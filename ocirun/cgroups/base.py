@@ -1,4 +1,4 @@
-"""The cgroup manager interface, and helpers both drivers share."""
+"""Helpers both drivers share (the interface is in manager.py)."""
 
 from __future__ import annotations
 
@@ -6,35 +6,17 @@ import errno
 import os
 import signal
 import time
-from typing import Protocol
 
-from ocirun.errors import CgroupError
+from ocirun.errors import CgroupError, OcirunError
 
 
-class Manager(Protocol):
-    version: int
+class CgroupSettingError(CgroupError):
+    """A resource that cannot be applied here: a file the kernel lacks, a controller
+    that is not mounted or enabled, a value the hierarchy cannot express."""
 
-    def create(self) -> None:
-        """Make the container's cgroup directories (and remember which were new)."""
-
-    def set_device_rules(self, rules) -> None:
-        """Apply device access rules (``ocirun.plan.device_rules.DeviceRule``), in order."""
-
-    def place(self, pid: int) -> None:
-        """Move ``pid`` into the cgroup (v1: every hierarchy; v2: cgroup.procs)."""
-
-    def clone_into_fd(self) -> int | None:
-        """An O_DIRECTORY fd for clone3(CLONE_INTO_CGROUP), or None (v1)."""
-
-    def pids(self) -> list[int]:
-        """Every pid in the cgroup (and its descendants)."""
-
-    def is_frozen(self) -> bool: ...
-
-    def destroy(self) -> None:
-        """Kill what is left and remove every directory create() made."""
-
-    def to_record(self) -> dict: ...
+    def __init__(self, message: str, path: str = "") -> None:
+        OcirunError.__init__(self, message)
+        self.path = path
 
 
 def read_pids(directory: str) -> list[int]:
@@ -47,6 +29,81 @@ def read_pids(directory: str) -> list[int]:
         except FileNotFoundError:
             continue
     return found
+
+
+def set_file(directory: str, name: str, value: str, what: str = "") -> None:
+    """Write one cgroup file; a missing file is an error that names it (and ``what``
+    config property needed it)."""
+    path = os.path.join(directory, name)
+    try:
+        # O_TRUNC as runc: cgroupfs ignores it, a plain file (tests' fake cgroupfs) needs it
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if not os.path.isdir(directory):
+            raise CgroupSettingError(f"cgroup {directory} does not exist", directory) from None
+        need = f" (needed for {what})" if what else ""
+        raise CgroupSettingError(
+            f"cgroup file {path} does not exist: this host's kernel does not provide it{need}", path
+        ) from None
+    except OSError as err:
+        raise CgroupError(path, "open", err) from None
+    try:
+        os.write(fd, value.encode())
+    except OSError as err:
+        exc = CgroupError(path, f"write {value!r} to", err)
+        exc.errno = err.errno  # type: ignore[attr-defined]
+        raise exc from None
+    finally:
+        os.close(fd)
+
+
+def error_errno(exc: BaseException) -> int:
+    """The errno of a failed ``set_file`` write (0 if none)."""
+    return int(getattr(exc, "errno", 0) or 0)
+
+
+def read_file(directory: str, name: str) -> str:
+    path = os.path.join(directory, name)
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        raise CgroupSettingError(f"cgroup file {path} does not exist", path) from None
+    except OSError as err:
+        raise CgroupError(path, "read", err) from None
+
+
+def read_int(directory: str, name: str) -> int:
+    """A number file; "max" reads as 2**64-1 (as runc's GetCgroupParamUint)."""
+    text = read_file(directory, name)
+    if text == "max":
+        return 2**64 - 1
+    try:
+        return int(text)
+    except ValueError:
+        raise CgroupSettingError(f"cgroup file {os.path.join(directory, name)}: not a number: {text!r}") from None
+
+
+def try_read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def read_keyed(path: str) -> dict[str, int]:
+    """A flat keyed file ("key value" lines, e.g. memory.stat, cpu.stat); {} if absent."""
+    out: dict[str, int] = {}
+    text = try_read(path)
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                out[parts[0]] = int(parts[1])
+            except ValueError:
+                pass
+    return out
 
 
 def write_file(path: str, value: str) -> None:

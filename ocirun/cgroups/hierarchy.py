@@ -1,72 +1,151 @@
-"""What the host mounts: cgroup v2 only (unified), or v1 controllers (legacy or hybrid)."""
+"""What the host mounts: cgroup v2 only (unified), or v1 controllers (legacy or hybrid).
+
+Everything here reads two texts: the mount table (/proc/self/mountinfo) and our
+own cgroup membership (/proc/self/cgroup). A :class:`Host` holds both, so tests
+can describe a fake cgroupfs in a temp dir (``Host.from_text``) and the drivers
+never look at the real /proc or /sys/fs/cgroup unless told to.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 CGROUP2_ROOT = "/sys/fs/cgroup"
 CGROUP2_SUPER_MAGIC = 0x63677270
 
-
-def detect_mode() -> str:
-    """"unified" when /sys/fs/cgroup is a cgroup2 mount, else "legacy" (v1, maybe hybrid)."""
-    for line in _mountinfo():
-        fields = line.split()
-        if fields[4] == CGROUP2_ROOT:
-            fstype = fields[fields.index("-") + 1]
-            if fstype == "cgroup2":
-                return "unified"
-    return "legacy"
+#: v1 mount options that are not controller names
+_NOT_CONTROLLERS = ("rw", "ro")
+_NOT_CONTROLLER_PREFIXES = ("release_agent", "clone_children", "noprefix", "xattr", "cpuset_v2_mode",
+                            "favordynmods", "memory_", "nsdelegate")
 
 
-@dataclass(frozen=True)
 class V1Hierarchy:
-    mountpoint: str
-    root: str  # the cgroup path the mount shows as its root ("/" on the host)
-    controllers: tuple[str, ...]  # e.g. ("cpu",), ("name=systemd",); () for the unified mount
-    unified: bool = False
+    """One mounted hierarchy. (Plain classes here: dataclasses costs every
+    ``state`` call ~8 ms to import.)"""
+
+    __slots__ = ("mountpoint", "root", "controllers", "unified")
+
+    def __init__(self, mountpoint: str, root: str, controllers: tuple[str, ...], unified: bool = False) -> None:
+        self.mountpoint = mountpoint
+        self.root = root  # the cgroup path the mount shows as its root ("/" on the host)
+        self.controllers = controllers  # e.g. ("cpu",), ("name=systemd",); () for the unified mount
+        self.unified = unified
+
+    def __repr__(self) -> str:
+        return f"V1Hierarchy({self.mountpoint!r}, {self.root!r}, {self.controllers!r}, {self.unified!r})"
 
     @property
     def key(self) -> str:
         return "unified" if self.unified else ",".join(self.controllers)
 
 
-def _mountinfo() -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return f.read().splitlines()
+class Host:
+    """The mount table and our own cgroups, as text (see the module docstring).
+    ``root``: where the cgroup filesystems live; unified mode iff it is a cgroup2
+    mount (runc's test)."""
 
+    __slots__ = ("mountinfo", "proc_cgroup", "root")
 
-def v1_hierarchies() -> list[V1Hierarchy]:
-    """Every cgroup v1 hierarchy mounted, plus a hybrid host's cgroup2 mount."""
-    seen: dict[tuple[str, ...] | str, V1Hierarchy] = {}
-    for line in _mountinfo():
-        fields = line.split()
-        sep = fields.index("-")
-        fstype, super_opts = fields[sep + 1], fields[sep + 3]
-        root, mountpoint = fields[3], fields[4]
-        if fstype == "cgroup":
-            ctrls = tuple(
-                sorted(o for o in super_opts.split(",") if o not in ("rw", "ro") and not o.startswith(("release_agent", "clone_children", "noprefix", "xattr", "cpuset_v2_mode")))
-            )
-            if ctrls and ctrls not in seen:
-                seen[ctrls] = V1Hierarchy(mountpoint, root, ctrls)
-        elif fstype == "cgroup2" and "unified" not in seen:
-            seen["unified"] = V1Hierarchy(mountpoint, root, (), unified=True)
-    return list(seen.values())
+    def __init__(self, mountinfo: str, proc_cgroup: str, root: str = CGROUP2_ROOT) -> None:
+        self.mountinfo = mountinfo
+        self.proc_cgroup = proc_cgroup
+        self.root = root
 
+    @classmethod
+    def current(cls) -> Host:
+        with open("/proc/self/mountinfo") as f:
+            mountinfo = f.read()
+        with open("/proc/self/cgroup") as f:
+            proc_cgroup = f.read()
+        return cls(mountinfo, proc_cgroup)
 
-def own_cgroups() -> dict[str, str]:
-    """/proc/self/cgroup as {controllers key: path}; the v2 entry is keyed "unified"."""
-    result: dict[str, str] = {}
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            hid, ctrls, path = line.rstrip("\n").split(":", 2)
+    @classmethod
+    def from_text(cls, mountinfo: str, proc_cgroup: str = "0::/\n", root: str = CGROUP2_ROOT) -> Host:
+        return cls(mountinfo, proc_cgroup, root)
+
+    def _mounts(self) -> list[tuple[str, str, str, str]]:
+        """(fstype, mountpoint, root, super options) of every cgroup/cgroup2 mount."""
+        out = []
+        for line in self.mountinfo.splitlines():
+            fields = line.split()
+            if "-" not in fields:
+                continue
+            sep = fields.index("-")
+            fstype = fields[sep + 1]
+            if fstype in ("cgroup", "cgroup2"):
+                out.append((fstype, _unescape(fields[4]), _unescape(fields[3]), fields[sep + 3]))
+        return out
+
+    def mode(self) -> str:
+        """"unified" when the cgroup root (/sys/fs/cgroup) is itself a cgroup2 mount
+        (runc's test), else "legacy" (v1 controllers, maybe a hybrid cgroup2 mount)."""
+        fstype = ""
+        for t, mountpoint, _, _ in self._mounts():
+            if mountpoint == self.root:
+                fstype = t  # the last mount on a path is the visible one
+        return "unified" if fstype == "cgroup2" else "legacy"
+
+    def v2_mount(self) -> tuple[str, str]:
+        """(mountpoint, root) of the cgroup2 mount; the cgroup root preferred."""
+        found = [(mp, root) for fstype, mp, root, _ in self._mounts() if fstype == "cgroup2"]
+        for mp, root in found:
+            if mp == self.root:
+                return mp, root
+        return found[0] if found else (self.root, "/")
+
+    def v1_hierarchies(self) -> list[V1Hierarchy]:
+        """Every cgroup v1 hierarchy mounted, plus a hybrid host's cgroup2 mount."""
+        seen: dict[tuple[str, ...] | str, V1Hierarchy] = {}
+        for fstype, mountpoint, root, opts in self._mounts():
+            if fstype == "cgroup":
+                ctrls = _controllers(opts)
+                if ctrls and ctrls not in seen:
+                    seen[ctrls] = V1Hierarchy(mountpoint, root, ctrls)
+            elif "unified" not in seen:
+                seen["unified"] = V1Hierarchy(mountpoint, root, (), unified=True)
+        return list(seen.values())
+
+    def own_cgroups(self) -> dict[str, str]:
+        """/proc/self/cgroup as {controllers key: path}; the v2 entry is keyed "unified"."""
+        result: dict[str, str] = {}
+        for line in self.proc_cgroup.splitlines():
+            if not line.strip():
+                continue
+            hid, ctrls, path = line.split(":", 2)
             if hid == "0" and ctrls == "":
                 result["unified"] = path
             else:
                 result[",".join(sorted(ctrls.split(",")))] = path
-    return result
+        return result
+
+
+def _controllers(super_opts: str) -> tuple[str, ...]:
+    return tuple(sorted(
+        o for o in super_opts.split(",")
+        if o not in _NOT_CONTROLLERS and not o.startswith(_NOT_CONTROLLER_PREFIXES)
+    ))
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
+    if "\\" not in field:
+        return field
+    import re
+
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def detect_mode(host: Host | None = None) -> str:
+    """"unified" (pure cgroup v2) or "legacy" (v1, maybe hybrid); see :meth:`Host.mode`."""
+    return (host or Host.current()).mode()
+
+
+def v1_hierarchies(host: Host | None = None) -> list[V1Hierarchy]:
+    return (host or Host.current()).v1_hierarchies()
+
+
+def own_cgroups(host: Host | None = None) -> dict[str, str]:
+    return (host or Host.current()).own_cgroups()
 
 
 def resolve(mountpoint: str, mount_root: str, own: str, path: str) -> str:

@@ -80,7 +80,7 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions):
         raise UsageError("cannot use console socket if runc will not detach or allocate tty")
 
     linux = config.linux
-    cgroup = new_manager(linux.cgroups_path if linux else None, container_id)
+    cgroup = new_manager(linux.cgroups_path if linux else None, container_id, g.systemd_cgroup)
     plan = build_plan(
         config,
         PlanOptions(
@@ -112,8 +112,7 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions):
             undo.callback(cgroup.destroy)
             rules = device_rules(linux.resources.devices if linux and linux.resources else (),
                                  linux.devices if linux else ())
-            if rules is not None:
-                cgroup.set_device_rules(rules)
+            cgroup.apply(linux.resources if linux else None, rules)
             cgroup_fd = cgroup.clone_into_fd()
             if cgroup_fd is not None:
                 undo.callback(os.close, cgroup_fd)

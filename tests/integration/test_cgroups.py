@@ -1,0 +1,490 @@
+"""Cgroups with real containers, on whatever hierarchy the host has (v1/hybrid
+here; pure v2 inside scripts/cgroupv2-guest): resources read back from the
+container's cgroup files and compared with runc's, limits enforced, device
+rules enforced, pause/resume, update, ps, events, and nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ocirun.cgroups import detect_mode
+
+V2 = detect_mode() == "unified"
+MODE = "v2" if V2 else "v1"
+
+
+def wait_status(ocirun, cid, status, timeout=10.0):
+    end = time.monotonic() + timeout
+    while True:
+        st = ocirun.state(cid)["status"]
+        if st == status or time.monotonic() > end:
+            return st
+        time.sleep(0.05)
+
+
+class Cgroup:
+    """The container's cgroup directories, from its state.json."""
+
+    def __init__(self, record: dict):
+        self.rec = record
+
+    @classmethod
+    def of(cls, ocirun, cid) -> Cgroup:
+        state = json.loads((ocirun.root / cid / "state.json").read_text())
+        return cls(state["runtime"]["cgroup"])
+
+    def dirs(self) -> list[str]:
+        return [self.rec["path"]] if self.rec["version"] == 2 else list(self.rec["paths"].values())
+
+    def dir(self, controller: str) -> str:
+        if self.rec["version"] == 2:
+            return self.rec["path"]
+        for key, path in self.rec["paths"].items():
+            if controller in key.split(","):
+                return path
+        raise KeyError(controller)
+
+    def read(self, name: str) -> str:
+        return Path(self.dir(name.split(".")[0]), name).read_text().strip()
+
+
+def detached(ocirun, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``create`` / ``run -d``: the container's init inherits our stdio (as with runc),
+    so it gets files, not the pipes ``ocirun()`` captures (those would stay open)."""
+    import sys
+    import tempfile
+
+    from conftest import reap_orphans
+
+    with tempfile.TemporaryFile() as err:
+        p = subprocess.run([sys.executable, "-m", "ocirun", "--root", str(ocirun.root), *args],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+        err.seek(0)
+        p.stderr = err.read()
+    reap_orphans()
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {p.returncode}: {p.stderr.decode()}")
+    return p
+
+
+def set_resources(bundle, resources: dict, args=("sleep", "60"), **linux) -> None:
+    bundle.set_args(*args)
+
+    def f(c):
+        c["linux"].setdefault("resources", {}).update(resources)
+        c["linux"].update(linux)
+
+    bundle.edit(f)
+
+
+def block_device() -> tuple[int, int] | None:
+    """A real block device (major, minor) for throttle settings."""
+    try:
+        names = sorted(os.listdir("/sys/block"), key=lambda n: (n.startswith(("loop", "ram", "zram")), n))
+    except OSError:
+        return None
+    for name in names:
+        try:
+            major, minor = Path(f"/sys/block/{name}/dev").read_text().split(":")
+            return int(major), int(minor)
+        except OSError:
+            continue
+    return None
+
+
+
+
+# --------------------------------------------------------------------------- read back
+
+
+def resources_for_host() -> tuple[dict, dict]:
+    """(config resources, {cgroup file: expected value}) this hierarchy supports."""
+    r: dict = {
+        "memory": {"limit": 134217728, "reservation": 67108864},
+        "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
+        "pids": {"limit": 64},
+    }
+    dev = block_device()
+    if dev and not V2:
+        r["blockIO"] = {"weight": 500}
+    if dev:
+        r.setdefault("blockIO", {}).update({"throttleReadBpsDevice": [{"major": dev[0], "minor": dev[1], "rate": 10485760}],
+                        "throttleWriteIOPSDevice": [{"major": dev[0], "minor": dev[1], "rate": 300}]})
+    if V2:
+        r["memory"]["swap"] = 268435456
+        r["unified"] = {"memory.high": "120000000"}
+        want = {"memory.max": "134217728", "memory.low": "67108864", "memory.high": "120000000",
+                "cpu.weight": "20", "cpu.max": "50000 100000", "cpuset.cpus": "0", "cpuset.mems": "0",
+                "pids.max": "64"}
+        if os.path.exists("/sys/fs/cgroup/memory.swap.max") or any(
+                Path("/sys/fs/cgroup").glob("*/memory.swap.max")):
+            want["memory.swap.max"] = "134217728"
+        else:
+            del r["memory"]["swap"]
+        if dev:
+            want["io.max"] = f"{dev[0]}:{dev[1]} rbps=10485760 wbps=max riops=max wiops=300"
+    else:
+        r["memory"].update(swap=268435456, swappiness=10, disableOOMKiller=False)
+        r["cpu"].update(burst=10000, idle=0)
+        want = {"memory.limit_in_bytes": "134217728", "memory.soft_limit_in_bytes": "67108864",
+                "memory.memsw.limit_in_bytes": "268435456", "memory.swappiness": "10",
+                "cpu.shares": "512", "cpu.cfs_quota_us": "50000", "cpu.cfs_period_us": "100000",
+                "cpu.cfs_burst_us": "10000", "cpu.idle": "0",
+                "cpuset.cpus": "0", "cpuset.mems": "0", "pids.max": "64"}
+        if dev:
+            want["blkio.throttle.read_bps_device"] = f"{dev[0]}:{dev[1]} 10485760"
+            want["blkio.throttle.write_iops_device"] = f"{dev[0]}:{dev[1]} 300"
+    return r, want
+
+
+def test_every_resource_is_read_back_from_the_cgroup(ocirun, bundle):
+    resources, want = resources_for_host()
+    set_resources(bundle, resources)
+    cid = ocirun.new_id()
+    detached(ocirun, "create", "--bundle", str(bundle.path), cid)
+    cg = Cgroup.of(ocirun, cid)
+    got = {name: cg.read(name) for name in want}
+    assert got == want
+    if "blockIO" in resources and not V2:
+        assert cg.read("blkio.bfq.weight" if Path(cg.dir("blkio"), "blkio.bfq.weight").exists()
+                       else "blkio.weight").split()[-1] == "500"
+    # the init is in the container's cgroup of every hierarchy before it runs
+    pid = ocirun.state(cid)["pid"]
+    for d in cg.dirs():
+        assert str(pid) in Path(d, "cgroup.procs").read_text().split()
+    ocirun("delete", "--force", cid)
+
+
+def test_resources_match_runc(ocirun, bundle, tmp_path):
+    """Same bundle, same resources: the files ocirun writes equal the ones runc writes
+    (for what runc 1.1 applies as the spec says)."""
+    if shutil.which("runc") is None:
+        pytest.skip("runc not installed")
+    resources, want = resources_for_host()
+    resources.pop("unified", None)
+    if not V2:
+        resources["cpu"].pop("burst")  # runc 1.1 ignores cpu.burst and cpu.idle
+        resources["cpu"].pop("idle")
+        want.pop("cpu.cfs_burst_us")
+        want.pop("cpu.idle")
+    want.pop("memory.high", None)
+    set_resources(bundle, resources)
+    runc_bundle = bundle.copy(tmp_path / "runc-bundle")
+    cid = ocirun.new_id()
+    rid = ocirun.new_id("ocitest-runc")
+    runc_root = tmp_path / "runc-root"
+    detached(ocirun, "create", "--bundle", str(bundle.path), cid)
+    try:
+        with open(tmp_path / "runc.err", "w+b") as err:
+            p = subprocess.run(["runc", "--root", str(runc_root), "create", "--bundle", str(runc_bundle.path),
+                                rid], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+        assert p.returncode == 0, (tmp_path / "runc.err").read_text()
+        from ocirun.cgroups import new_manager
+
+        mgr = new_manager(None, rid)
+        rec = mgr.to_record()
+        runc_cg = Cgroup(rec)
+        ours = Cgroup.of(ocirun, cid)
+        for name in want:
+            assert ours.read(name) == runc_cg.read(name), name
+    finally:
+        subprocess.run(["runc", "--root", str(runc_root), "delete", "--force", rid], capture_output=True)
+        ocirun("delete", "--force", cid)
+
+
+def test_cgroup_mount_inside_shows_the_containers_own_cgroup(ocirun, bundle):
+    pids_file = "/sys/fs/cgroup/pids.max" if V2 else "/sys/fs/cgroup/pids/pids.max"
+    set_resources(bundle, {"pids": {"limit": 77}}, args=("cat", pids_file))
+    p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id())
+    assert p.stdout.decode().strip() == "77"
+
+
+# --------------------------------------------------------------------------- enforcement
+
+
+def test_pids_limit_stops_a_fork_loop(ocirun, bundle):
+    # the subshell forks 40 sleeps; busybox sh gives up at the first refused fork
+    script = ("(i=0; while [ $i -lt 40 ]; do sleep 30 & i=$((i+1)); echo $i > /tmp/forked; done) 2>/dev/null;"
+              "exec sleep 30")
+    set_resources(bundle, {"pids": {"limit": 10}}, args=("sh", "-c", script))
+    cid = ocirun.new_id()
+    detached(ocirun, "run", "-d", "--bundle", str(bundle.path), cid)
+    cg = Cgroup.of(ocirun, cid)
+    end = time.monotonic() + 10
+    while time.monotonic() < end and not (bundle.rootfs / "tmp/forked").exists():
+        time.sleep(0.05)
+    time.sleep(0.5)
+    forked = int((bundle.rootfs / "tmp/forked").read_text())
+    assert forked == 8  # init + subshell + 8 sleeps = 10
+    assert int(cg.read("pids.current")) == 9  # the subshell has exited
+    events_file = Path(cg.dir("pids"), "pids.events")
+    if events_file.exists():
+        assert int(events_file.read_text().split()[1]) > 0  # "max N": forks refused
+    pids = json.loads(ocirun("ps", "--format", "json", cid).stdout)
+    assert len(pids) == 9
+    ocirun("delete", "--force", cid)
+
+
+def test_memory_limit_oom_kills_a_hog_and_events_reports_it(ocirun, bundle):
+    limit = 32 * 1024 * 1024
+    # memory+swap = memory: no swap to escape to; tail buffers /dev/zero (no newline) forever
+    set_resources(bundle, {"memory": {"limit": limit, "swap": limit}}, args=("tail", "/dev/zero"))
+    cid = ocirun.new_id()
+    detached(ocirun, "create", "--bundle", str(bundle.path), cid)
+    events = subprocess.Popen([*ocirun_cmd(ocirun), "events", "--interval", "100ms", cid],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.5)  # events has registered its OOM watch
+        ocirun("start", cid)
+        out, err = events.communicate(timeout=60)
+    finally:
+        if events.poll() is None:
+            events.kill()
+            events.wait()
+    lines = [json.loads(x) for x in out.decode().splitlines()]
+    assert {"type": "oom", "id": cid} in lines, (out, err)
+    assert any(x["type"] == "stats" for x in lines)
+    assert wait_status(ocirun, cid, "stopped") == "stopped"
+    ocirun("delete", cid)
+    # and run reports the kill as exit 137
+    cid = ocirun.new_id()
+    p = ocirun("run", "--bundle", str(bundle.path), cid, check=False)
+    assert p.returncode == 137
+
+
+def ocirun_cmd(ocirun) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "ocirun", "--root", str(ocirun.root)]
+
+
+def test_device_rules_are_enforced(ocirun, bundle):
+    """/dev/null (allowed by default) is readable; a device node the rules do not
+    allow cannot be opened even by root; one a rule allows can."""
+    script = ("head -c1 /dev/null && echo null-ok; mknod /tmp/fuse c 10 229; "
+              "(exec 3</tmp/fuse) 2>/tmp/err && echo fuse-ok; cat /tmp/err; true")
+    set_resources(bundle, {}, args=("sh", "-c", script))
+
+    def add_mknod(c):
+        for caps in c["process"]["capabilities"].values():
+            caps.append("CAP_MKNOD")
+
+    bundle.edit(add_mknod)
+    p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id())
+    out = p.stdout.decode()
+    assert "null-ok" in out
+    assert "fuse-ok" not in out and "Operation not permitted" in out
+
+    bundle.edit(lambda c: c["linux"]["resources"]["devices"].append(
+        {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"}))
+    out = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id()).stdout.decode()
+    assert "Operation not permitted" not in out  # opens (or ENODEV without the fuse module)
+
+
+# --------------------------------------------------------------------------- verbs
+
+
+COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done"
+
+
+def read_count(bundle) -> int:
+    try:
+        return int((bundle.rootfs / "tmp" / "count").read_text() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def test_pause_freezes_and_resume_continues(ocirun, bundle):
+    set_resources(bundle, {}, args=("sh", "-c", COUNTER))
+    cid = ocirun.new_id()
+    detached(ocirun, "run", "-d", "--bundle", str(bundle.path), cid)
+    end = time.monotonic() + 10
+    while read_count(bundle) < 3 and time.monotonic() < end:
+        time.sleep(0.05)
+    ocirun("pause", cid)
+    assert ocirun.state(cid)["status"] == "paused"
+    cg = Cgroup.of(ocirun, cid)
+    assert (cg.read("cgroup.freeze") == "1") if V2 else (cg.read("freezer.state") == "FROZEN")
+    frozen_at = read_count(bundle)
+    time.sleep(0.5)
+    assert read_count(bundle) == frozen_at
+    p = ocirun("pause", cid, check=False)
+    assert p.returncode == 1 and b"container not running" in p.stderr
+    ocirun("resume", cid)
+    assert ocirun.state(cid)["status"] == "running"
+    end = time.monotonic() + 10
+    while read_count(bundle) <= frozen_at + 2 and time.monotonic() < end:
+        time.sleep(0.05)
+    assert read_count(bundle) > frozen_at + 2
+    p = ocirun("resume", cid, check=False)
+    assert p.returncode == 1 and b"container not paused" in p.stderr
+    # a paused container can be killed and deleted
+    ocirun("pause", cid)
+    ocirun("delete", "--force", cid)
+
+
+def test_update_changes_live_values(ocirun, bundle):
+    set_resources(bundle, {"memory": {"limit": 134217728}, "pids": {"limit": 64},
+                           "cpu": {"shares": 1024}})
+    cid = ocirun.new_id()
+    detached(ocirun, "run", "-d", "--bundle", str(bundle.path), cid)
+    cg = Cgroup.of(ocirun, cid)
+    ocirun("update", "--memory", "64m", "--pids-limit", "30", "--cpu-quota", "20000", "--cpu-period", "100000",
+           "--cpu-share", "256", "--cpuset-cpus", "0", cid)
+    if V2:
+        assert (cg.read("memory.max"), cg.read("pids.max"), cg.read("cpu.max"), cg.read("cpu.weight"),
+                cg.read("cpuset.cpus")) == ("67108864", "30", "20000 100000", "10", "0")
+    else:
+        assert (cg.read("memory.limit_in_bytes"), cg.read("pids.max"), cg.read("cpu.cfs_quota_us"),
+                cg.read("cpu.shares"), cg.read("cpuset.cpus")) == ("67108864", "30", "20000", "256", "0")
+    # a period alone keeps the quota
+    ocirun("update", "--cpu-period", "50000", cid)
+    if V2:
+        assert cg.read("cpu.max") == "20000 50000"
+    else:
+        assert (cg.read("cpu.cfs_quota_us"), cg.read("cpu.cfs_period_us")) == ("20000", "50000")
+    # --resources on stdin; zeros mean "unchanged" (as runc)
+    doc = {"memory": {"limit": 100663296, "reservation": 0}, "pids": {"limit": 0}, "cpu": {"quota": 30000}}
+    ocirun("update", "--resources", "-", cid, input=json.dumps(doc).encode())
+    mem = cg.read("memory.max" if V2 else "memory.limit_in_bytes")
+    assert mem == "100663296" and cg.read("pids.max") == "30"
+    # checkBeforeUpdate: a limit below the current usage is refused
+    doc = {"memory": {"limit": 4096, "checkBeforeUpdate": True}}
+    p = ocirun("update", "--resources", "-", cid, input=json.dumps(doc).encode(), check=False)
+    assert p.returncode == 1 and b"lower than the current usage" in p.stderr
+    p = ocirun("update", "--memory", "nonsense", cid, check=False)
+    assert p.returncode == 1 and b"invalid value for memory" in p.stderr
+    ocirun("kill", cid, "KILL")
+    wait_status(ocirun, cid, "stopped")
+    p = ocirun("update", "--memory", "64m", cid, check=False)
+    assert p.returncode == 1 and b"container not running" in p.stderr
+    ocirun("delete", cid)
+
+
+def test_ps_table_and_json(ocirun, bundle):
+    set_resources(bundle, {}, args=("sh", "-c", "sleep 60 & exec sleep 61"))
+    cid = ocirun.new_id()
+    detached(ocirun, "run", "-d", "--bundle", str(bundle.path), cid)
+    pid = ocirun.state(cid)["pid"]
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        pids = json.loads(ocirun("ps", "--format", "json", cid).stdout)
+        if len(pids) == 2:
+            break
+        time.sleep(0.05)
+    assert pid in pids and len(pids) == 2
+    table = ocirun("ps", cid).stdout.decode().splitlines()
+    assert table[0].split()[1] == "PID"
+    assert sorted(int(line.split()[1]) for line in table[1:]) == sorted(pids)
+    custom = ocirun("ps", cid, "-o", "pid,comm").stdout.decode().splitlines()
+    assert custom[0].split() == ["PID", "COMMAND"] and len(custom) == 3
+    ocirun("delete", "--force", cid)
+
+
+def test_events_stats_in_runcs_format(ocirun, bundle):
+    set_resources(bundle, {"memory": {"limit": 134217728}, "pids": {"limit": 50}})
+    cid = ocirun.new_id()
+    detached(ocirun, "run", "-d", "--bundle", str(bundle.path), cid)
+    ev = json.loads(ocirun("events", "--stats", cid).stdout)
+    assert ev["type"] == "stats" and ev["id"] == cid
+    data = ev["data"]
+    assert {"cpu", "memory", "pids", "blkio", "hugetlb"} <= set(data)
+    assert data["pids"] == {"current": 1, "limit": 50}
+    assert data["memory"]["usage"]["limit"] == 134217728 and data["memory"]["usage"]["usage"] > 0
+    assert data["cpu"]["usage"]["total"] > 0
+    # streaming: a stats line per interval, and the stream ends when the container stops
+    proc = subprocess.Popen([*ocirun_cmd(ocirun), "events", "--interval", "200ms", cid], stdout=subprocess.PIPE)
+    time.sleep(1.0)
+    ocirun("kill", cid, "KILL")
+    out, _ = proc.communicate(timeout=10)
+    lines = [json.loads(x) for x in out.decode().splitlines()]
+    assert len(lines) >= 3 and all(x["type"] == "stats" and x["id"] == cid for x in lines)
+    wait_status(ocirun, cid, "stopped")
+    p = ocirun("events", "--stats", cid, check=False)
+    assert p.returncode == 1 and b"is not running" in p.stderr
+    ocirun("delete", cid)
+
+
+def test_kill_all_and_delete_kill_stragglers_and_remove_every_cgroup(ocirun, bundle):
+    # no pid namespace: the background sleeps outlive the init, in its cgroup
+    set_resources(bundle, {}, args=("sh", "-c", "sleep 100 & sleep 100 & exec sleep 100"))
+    bundle.edit(lambda c: c["linux"].__setitem__(
+        "namespaces", [n for n in c["linux"]["namespaces"] if n["type"] != "pid"]))
+    cid = ocirun.new_id()
+    detached(ocirun, "run", "-d", "--bundle", str(bundle.path), cid)
+    cg = Cgroup.of(ocirun, cid)
+    end = time.monotonic() + 5
+    while len(json.loads(ocirun("ps", "--format", "json", cid).stdout)) < 3 and time.monotonic() < end:
+        time.sleep(0.05)
+    ocirun("kill", cid, "KILL")  # the init only
+    assert wait_status(ocirun, cid, "stopped") == "stopped"
+    left = json.loads(ocirun("ps", "--format", "json", cid).stdout)
+    assert len(left) == 2  # stragglers
+    ocirun("delete", cid)
+    for d in cg.dirs():
+        assert not os.path.exists(d), d
+    for pid in left:
+        stat = Path(f"/proc/{pid}/stat")
+        assert not stat.exists() or stat.read_text().split(") ")[1][0] == "Z"
+
+    cid = ocirun.new_id()
+    bundle.set_args("sh", "-c", "sleep 100 & sleep 100 & exec sleep 100")
+    detached(ocirun, "run", "-d", "--bundle", str(bundle.path), cid)
+    end = time.monotonic() + 5
+    while len(json.loads(ocirun("ps", "--format", "json", cid).stdout)) < 3 and time.monotonic() < end:
+        time.sleep(0.05)
+    ocirun("kill", "--all", cid, "KILL")
+    end = time.monotonic() + 5
+    while json.loads(ocirun("ps", "--format", "json", cid).stdout) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert json.loads(ocirun("ps", "--format", "json", cid).stdout) == []
+    ocirun("delete", cid)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_systemd_cgroup_without_systemd(ocirun, bundle):
+    if os.path.isdir("/run/systemd/system"):
+        pytest.skip("systemd is running here")
+    p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id(), global_args=("--systemd-cgroup",),
+               check=False)
+    assert p.returncode == 1 and b"systemd cgroup driver not available" in p.stderr
+
+
+def test_what_the_hierarchy_cannot_express_is_refused_before_create(ocirun, bundle):
+    if V2:
+        set_resources(bundle, {"network": {"classID": 1048577}})
+        want = b"$.linux.resources.network"
+    else:
+        set_resources(bundle, {"unified": {"memory.high": "1000000"}})
+        want = b"$.linux.resources.unified"
+    cid = ocirun.new_id()
+    p = detached(ocirun, "create", "--bundle", str(bundle.path), cid, check=False)
+    assert p.returncode == 1 and want in p.stderr
+    assert not (ocirun.root / cid).exists()
+
+
+def test_a_file_the_kernel_lacks_is_named(ocirun, bundle):
+    """blkio.leaf_weight (v1 without CFQ) or an unknown unified file (v2)."""
+    if V2:
+        set_resources(bundle, {"unified": {"memory.no_such_file": "1"}})
+        want = b"memory.no_such_file does not exist"
+    else:
+        # BFQ (blkio.bfq.weight, which ocirun uses as runc does) has no leaf weights
+        probe = Path("/sys/fs/cgroup/blkio")
+        if (probe / "blkio.leaf_weight").exists():
+            pytest.skip("this kernel has CFQ leaf weights")
+        set_resources(bundle, {"blockIO": {"leafWeight": 500}})
+        want = b"blkio.leaf_weight does not exist"
+    cid = ocirun.new_id()
+    p = detached(ocirun, "create", "--bundle", str(bundle.path), cid, check=False)
+    assert p.returncode == 1 and want in p.stderr, p.stderr
+    assert not (ocirun.root / cid).exists()
