@@ -148,7 +148,7 @@ def run(insns: list[Insn], dev_type: int, access: int, major: int, minor: int) -
         elif i.code == ALU32_MOV_X:
             reg[i.dst] = reg[i.src] & 0xFFFFFFFF
         elif i.code == JMP_JNE_K:
-            if reg[i.dst] != (i.imm & 0xFFFFFFFFFFFFFFFF if i.imm >= 0 else i.imm + (1 << 64)):
+            if reg[i.dst] != i.imm & 0xFFFFFFFFFFFFFFFF:  # the 64-bit compare sign-extends imm
                 pc += i.off
         elif i.code == JMP_JNE_X:
             if reg[i.dst] != reg[i.src]:
