@@ -102,29 +102,39 @@ def ocirun_cmd() -> list[str]:
 
 
 def bench_run(n: int, work: Path) -> None:
+    """`run /bin/true` without and with the profile, both runtimes alternating in one
+    loop; the seccomp cost of each runtime is its own (profile - plain) difference."""
     bundle = work / "bundle"
     subprocess.run([str(REPO / "bundles" / "make-busybox-bundle"), str(bundle)], check=True,
                    stdout=subprocess.DEVNULL)
     cfg = json.loads((bundle / "config.json").read_text())
     cfg["process"]["args"] = ["/bin/true"]
     cfg["process"]["terminal"] = False
+    plain = json.dumps(cfg)
     cfg["linux"]["seccomp"] = json.loads(PROFILE.read_text())
-    (bundle / "config.json").write_text(json.dumps(cfg))
+    with_profile = json.dumps(cfg)
     runtimes = {
         "runc": ["runc", "--root", str(work / "runc-root")],
         "ocirun": [*ocirun_cmd(), "--root", str(work / "ocirun-root")],
     }
-    samples: dict[str, list[float]] = {k: [] for k in runtimes}
+    samples: dict[tuple[str, str], list[float]] = {}
     for i in range(n + 2):
-        for name, rt in runtimes.items():
-            t = time.perf_counter()
-            subprocess.run([*rt, "run", "--bundle", str(bundle), f"s{i}"], check=True, cwd=bundle,
-                           stdout=subprocess.DEVNULL)
-            if i >= 2:  # two warm-up rounds (the first fills ocirun's filter cache)
-                samples[name].append(time.perf_counter() - t)
+        for label, text in (("plain", plain), ("profile", with_profile)):
+            (bundle / "config.json").write_text(text)
+            for name, rt in runtimes.items():
+                t = time.perf_counter()
+                subprocess.run([*rt, "run", "--bundle", str(bundle), f"s{label}{i}"], check=True,
+                               cwd=bundle, stdout=subprocess.DEVNULL)
+                if i >= 2:  # two warm-up rounds (the first fills ocirun's filter cache)
+                    samples.setdefault((label, name), []).append(time.perf_counter() - t)
     med = {k: statistics.median(v) * 1000 for k, v in samples.items()}
-    print(f"{'run /bin/true + default profile':<34} runc {med['runc']:.1f} ms  ocirun {med['ocirun']:.1f} ms  "
-          f"ratio {med['ocirun'] / med['runc']:.2f}   (median of {n})")
+    for label in ("plain", "profile"):
+        r, o = med[(label, "runc")], med[(label, "ocirun")]
+        print(f"{'run /bin/true, ' + label:<34} runc {r:7.1f} ms  ocirun {o:7.1f} ms  ratio {o / r:.2f}"
+              f"   (median of {n})")
+    dr = med[("profile", "runc")] - med[("plain", "runc")]
+    do = med[("profile", "ocirun")] - med[("plain", "ocirun")]
+    print(f"{'seccomp cost in run (profile-plain)':<34} runc {dr:7.1f} ms  ocirun {do:7.1f} ms")
 
 
 def main() -> int:

@@ -126,6 +126,8 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions):
                 # v1: the parent moves the first child into every hierarchy before it goes on
                 on_child_created=cgroup.place if cgroup_fd is None else (lambda pid: None),
                 on_namespaces_ready=lambda pid: None,
+                # SCMP_ACT_NOTIFY: the listener fd + state to listenerPath, before READY
+                on_seccomp_fd=_seccomp_listener(config, container_id, loaded.bundle),
             )
             undo.callback(_kill_init, pid)
 
@@ -138,6 +140,15 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions):
     if cgroup_fd is not None:
         os.close(cgroup_fd)
     return record
+
+
+def _seccomp_listener(config, container_id, bundle):
+    if config.linux is None or config.linux.seccomp is None:
+        return None
+    from ocirun.seccomp.notify import listener_callback
+
+    return listener_callback(config.linux.seccomp, container_id=container_id, bundle=bundle,
+                             annotations=config.annotations)
 
 
 def cgroup_view(cgroup):

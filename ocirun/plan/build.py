@@ -92,6 +92,11 @@ def build_plan(config, opts: PlanOptions, cgroup_view: CgroupView | None) -> Lau
 
     root_prop, rootfs_prop = _propagation(linux.rootfs_propagation if linux else None)
     proc = config.process
+    seccomp = None
+    if linux is not None and linux.seccomp is not None:
+        from ocirun.seccomp import FilterCache, compile_filter  # libseccomp only when needed
+
+        seccomp = compile_filter(linux.seccomp, FilterCache())
     return LaunchPlan(
         rootfs=opts.rootfs.encode(),
         new_namespaces=new_flags,
@@ -113,6 +118,9 @@ def build_plan(config, opts: PlanOptions, cgroup_view: CgroupView | None) -> Lau
         timens_offsets=_time_offsets(linux) if new_flags & namespaces.CLONE_NEWTIME else None,
         oom_score_adj=proc.oom_score_adj if proc is not None else None,
         session_keyring=None if opts.no_new_keyring else f"_ses.{opts.container_id}".encode(),
+        seccomp_bpf=seccomp.bpf if seccomp is not None else None,
+        seccomp_flags=seccomp.flags if seccomp is not None else 0,
+        seccomp_notify=seccomp.uses_notify if seccomp is not None else False,
     )
 
 

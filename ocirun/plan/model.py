@@ -137,3 +137,10 @@ class LaunchPlan:
     oom_score_adj: int | None = None  # written to /proc/PID/oom_score_adj
     #: Name of a new session keyring to join (runc: "_ses.<id>"); None with --no-new-keyring.
     session_keyring: bytes | None = None
+    #: linux.seccomp compiled to a BPF program (struct sock_filter[] bytes) by the
+    #: parent (ocirun.seccomp); the init loads it with seccomp(SET_MODE_FILTER, flags).
+    seccomp_bpf: bytes | None = None
+    #: SECCOMP_FILTER_FLAG_* for that call (NEW_LISTENER included when seccomp_notify).
+    seccomp_flags: int = 0
+    #: A rule uses SCMP_ACT_NOTIFY: the init sends the listener fd to the parent.
+    seccomp_notify: bool = False

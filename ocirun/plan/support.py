@@ -43,7 +43,6 @@ def unsupported(config) -> list[Problem]:
         need(p.exec_cpu_affinity, "$.process.execCPUAffinity", "not implemented")
     linux = config.linux
     if linux is not None:
-        need(linux.seccomp, "$.linux.seccomp", "seccomp is not implemented yet")
         need(linux.sysctl, "$.linux.sysctl", "not implemented")
         need(linux.personality, "$.linux.personality", "not implemented")
         need(linux.intel_rdt, "$.linux.intelRdt", "not implemented")

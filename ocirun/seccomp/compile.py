@@ -26,7 +26,6 @@ Semantics follow runc 1.1 (libcontainer/seccomp/seccomp_linux.go):
 from __future__ import annotations
 
 import errno as _errno
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -169,9 +168,10 @@ def cache_key(sc: Seccomp) -> str:
     depends on it, and a cached filter must never skip those checks on a new kernel.
     """
     from ocirun.seccomp import libseccomp as ls
+    from ocirun.seccomp.cache import sha256
 
     u = os.uname()
-    h = hashlib.sha256(canonical_json(sc))
+    h = sha256(canonical_json(sc))
     h.update(f"\0libseccomp={ls.version_string()}\0{u.machine}\0{u.release}".encode())
     return h.hexdigest()
 

@@ -28,6 +28,10 @@ READY              init → parent     –               setup done; the init bl
                                                      spawn returns the init's pid
 ERROR              child → parent    step,errno,idx  a step failed (the child exits); spawn kills
                                                      and reaps every child and raises SetupError
+SECCOMP_FD         init → parent     fd (SCM_RIGHTS) seccomp filter loaded with NEW_LISTENER:
+                                                     on_seccomp_fd(init pid, fd) hands it to the
+                                                     agent at listenerPath
+SECCOMP_ACK        parent → init     –               the agent has it; go on
 =================  ================  ==============  ==============================================
 
 EOF before READY means a child died without a word (killed): SetupError naming
@@ -122,10 +126,12 @@ STEPS: dict[str, str] = {
     "EXEC_LOOKUP": 'exec: "{arg0}"',
     "CLOSE_RANGE": "close_range",
     "PRESERVE_FD": "preserve fd {index}",
+    "SECCOMP": "load seccomp filter",
+    "SECCOMP_SEND": "send seccomp listener fd to the runtime",
 }
 
 _MSG_NAMES = ("CGROUP_PLACED", "NS_READY", "NS_ACK", "INIT_PID", "INIT_ACK",
-              "BEFORE_PIVOT", "BEFORE_PIVOT_ACK", "READY", "ERROR")
+              "BEFORE_PIVOT", "BEFORE_PIVOT_ACK", "READY", "ERROR", "SECCOMP_FD", "SECCOMP_ACK")
 
 
 def _c_step_names() -> dict[int, str]:
@@ -253,6 +259,11 @@ class _CPlan:
         from ocirun.linux.capabilities import last_cap
 
         p.cap_last_cap = last_cap()
+        if plan.seccomp_bpf is not None:
+            p.seccomp_bpf = self.new("uint8_t[]", plan.seccomp_bpf)
+            p.seccomp_len = len(plan.seccomp_bpf) // 8
+            p.seccomp_flags = plan.seccomp_flags
+            p.seccomp_notify = int(plan.seccomp_notify)
         p.process = self._process(plan) if plan.process is not None else ffi.NULL
 
     def _process(self, plan: LaunchPlan):
@@ -344,7 +355,8 @@ def _kill_and_reap(pid: int | None) -> None:
 def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
           on_child_created: Callable[[int], None],
           on_namespaces_ready: Callable[[int], None],
-          on_before_pivot: Callable[[int], None] | None = None) -> int:
+          on_before_pivot: Callable[[int], None] | None = None,
+          on_seccomp_fd: Callable[[int, int], None] | None = None) -> int:
     """Clone the container init per the plan; return its host pid once it is READY
     (setup done, blocked on the exec fifo).
 
@@ -355,7 +367,9 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
     ``on_namespaces_ready`` gets it after its namespaces exist and the id maps
     and time offsets are written; ``on_before_pivot`` (only with
     ``plan.sync_before_pivot``) gets the init's pid after its mounts, before
-    pivot_root. The init is this process's child.
+    pivot_root. ``on_seccomp_fd`` (needed when ``plan.seccomp_notify``) gets the
+    init's pid and the seccomp listener fd before READY; the fd is closed after.
+    The init is this process's child.
 
     Raises SetupError(step, errno, detail) on failure, after killing and
     reaping every process it made. An exception from a callback propagates
@@ -388,7 +402,14 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
         _send(sock, lib.OCIRUN_MSG_CGROUP_PLACED)
         last = "clone"
         while True:
-            mtype, step, err, index, pid = _recv(sock)
+            listener: int | None = None
+            if plan.seccomp_notify:  # the SECCOMP_FD message carries an fd
+                (mtype, step, err, index, pid), listener = _recv_with_fd(sock)
+            else:
+                mtype, step, err, index, pid = _recv(sock)
+            if listener is not None and (mtype != lib.OCIRUN_MSG_SECCOMP_FD or init is None):
+                os.close(listener)
+                listener = None
             if mtype == 0:
                 raise SetupError(f"container init exited before it was ready (last: {last})")
             last = _MSG_NAMES[mtype - 1] if 0 < mtype <= len(_MSG_NAMES) else str(mtype)
@@ -415,6 +436,14 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
                 if on_before_pivot is not None:
                     on_before_pivot(init)
                 _send(sock, lib.OCIRUN_MSG_BEFORE_PIVOT_ACK)
+            elif mtype == lib.OCIRUN_MSG_SECCOMP_FD and init is not None and listener is not None:
+                try:
+                    if on_seccomp_fd is None:
+                        raise SetupError("seccomp notify", detail="no listener for the seccomp fd")
+                    on_seccomp_fd(init, listener)
+                finally:
+                    os.close(listener)
+                _send(sock, lib.OCIRUN_MSG_SECCOMP_ACK)
             elif mtype == lib.OCIRUN_MSG_READY and init is not None:
                 return init
             else:
@@ -453,8 +482,24 @@ def _send(sock: int, mtype: int) -> None:
             raise SetupError("sync with container init", e.errno or 0) from None
 
 
+def _recv_with_fd(sock: int) -> tuple[tuple[int, int, int, int, int], int | None]:
+    """A message and the fd that came with it (SCM_RIGHTS), if any."""
+    from ocirun.seccomp.notify import recv_fd
+
+    data, fd = recv_fd(sock, _MSG.size)
+    try:
+        return _unpack(data), fd
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
+
+
 def _recv(sock: int) -> tuple[int, int, int, int, int]:
-    data = os.read(sock, _MSG.size)
+    return _unpack(os.read(sock, _MSG.size))
+
+
+def _unpack(data: bytes) -> tuple[int, int, int, int, int]:
     if not data:
         return (0, 0, 0, -1, 0)
     if len(data) != _MSG.size:

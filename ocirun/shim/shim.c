@@ -39,6 +39,10 @@
  *  |                   |                  |                | the parent closes its end and returns the pid |
  *  | ERROR             | child -> parent  | step,err,index | a step failed; the child exits; the parent    |
  *  |                   |                  |                | kills and reaps every child and raises        |
+ *  | SECCOMP_FD        | init -> parent   | fd (SCM_RIGHTS)| filter loaded with NEW_LISTENER (SCMP_ACT_    |
+ *  |                   |                  |                | NOTIFY): the parent hands the fd and the state|
+ *  |                   |                  |                | to listenerPath, before READY                 |
+ *  | SECCOMP_ACK       | parent -> init   | -              | the agent has the fd; go on                   |
  *
  * EOF on the parent's end before READY means a child died without saying
  * why (killed); the parent reports the last message it got.
@@ -63,6 +67,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 
@@ -110,6 +115,12 @@
 #define OCI_ST_NOATIME 0x0400
 #define OCI_ST_NODIRATIME 0x0800
 #define OCI_ST_RELATIME 0x1000
+
+#define OCI_SECCOMP_SET_MODE_FILTER 1
+struct oci_sock_fprog {
+    unsigned short len;
+    const void *filter;
+};
 
 struct oci_clone_args {
     uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
@@ -906,6 +917,53 @@ static void wait_for_start(struct ctx *c)
     close(c->fifo);
 }
 
+/* seccomp(SECCOMP_SET_MODE_FILTER) of the parent's BPF: the listener fd with
+ * NEW_LISTENER, else 0; -errno on failure. */
+static int load_seccomp(const struct ocirun_plan *p)
+{
+    struct oci_sock_fprog prog = {(unsigned short)p->seccomp_len, p->seccomp_bpf};
+    long r = syscall(SYS_seccomp, OCI_SECCOMP_SET_MODE_FILTER, p->seccomp_flags, &prog);
+    return r < 0 ? -errno : (int)r;
+}
+
+/* Load the filter before READY; with NOTIFY, hand the listener fd to the parent
+ * (SECCOMP_FD with SCM_RIGHTS) and wait until it has reached the agent. */
+static void seccomp_before_ready(struct ctx *c)
+{
+    const struct ocirun_plan *p = c->plan;
+    int fd = load_seccomp(p);
+    if (fd < 0)
+        fail(c, OCIRUN_STEP_SECCOMP, -fd, -1);
+    if (!p->seccomp_notify)
+        return;
+    struct ocirun_msg m = {OCIRUN_MSG_SECCOMP_FD, 0, 0, -1, 0};
+    struct iovec iov = {&m, sizeof m};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof u.buf;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+    ssize_t r;
+    do
+        r = sendmsg(c->sock, &mh, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    if (r != (ssize_t)sizeof m)
+        fail(c, OCIRUN_STEP_SECCOMP_SEND, r < 0 ? errno : EPROTO, -1);
+    close(fd);
+    wait_for(c, OCIRUN_MSG_SECCOMP_ACK);
+}
+
 __attribute__((noreturn)) static void run_process(struct ctx *c)
 {
     const struct ocirun_process *pr = c->plan->process;
@@ -915,6 +973,11 @@ __attribute__((noreturn)) static void run_process(struct ctx *c)
     set_rlimits(c);
     /* Needs CAP_SETPCAP, which the uid change below may take away. */
     drop_bounding_set(c);
+    int has_seccomp = c->plan->seccomp_bpf != NULL;
+    /* Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before the uid
+     * change and capset take it away (runc's order). */
+    if (has_seccomp && !pr->no_new_privileges)
+        seccomp_before_ready(c);
     change_user(c);
     if (chdir_again)
         enter_cwd(c, 0);
@@ -927,9 +990,20 @@ __attribute__((noreturn)) static void run_process(struct ctx *c)
         fail(c, OCIRUN_STEP_NO_NEW_PRIVS, errno, -1);
     umask(pr->umask);
     prepare_fds(c, pr->preserve_fds);
+    /* no_new_privs with NOTIFY: the listener fd can only reach the parent (and the
+     * agent) while the parent waits for READY, so this is as late as it can be. */
+    if (has_seccomp && pr->no_new_privileges && c->plan->seccomp_notify)
+        seccomp_before_ready(c);
     send_msg(c->sock, OCIRUN_MSG_READY, 0, 0, -1, 0);
     close(c->sock);
     wait_for_start(c);
+    /* no_new_privs: right before execve, so none of our own setup syscalls need
+     * to be in the container's profile. */
+    if (has_seccomp && pr->no_new_privileges && !c->plan->seccomp_notify) {
+        int r = load_seccomp(c->plan);
+        if (r < 0)
+            die_late("load", "seccomp filter", -r, 1);
+    }
     execve(c->exe, pr->argv, pr->envp);
     die_late("exec", c->exe, errno, errno == EACCES ? 126 : 127);
 }

@@ -18,7 +18,9 @@ enum ocirun_msg_type {
     OCIRUN_MSG_BEFORE_PIVOT = 6,
     OCIRUN_MSG_BEFORE_PIVOT_ACK = 7,
     OCIRUN_MSG_READY = 8,
-    OCIRUN_MSG_ERROR = 9
+    OCIRUN_MSG_ERROR = 9,
+    OCIRUN_MSG_SECCOMP_FD = 10,     /* init -> parent, the listener fd in SCM_RIGHTS */
+    OCIRUN_MSG_SECCOMP_ACK = 11
 };
 
 struct ocirun_msg {
@@ -91,7 +93,9 @@ enum ocirun_step {
     OCIRUN_STEP_EXEC_LOOKUP = 52,
     OCIRUN_STEP_CLOSE_RANGE = 53,
     OCIRUN_STEP_PRESERVE_FD = 54,       /* index: the fd number */
-    OCIRUN_STEP__COUNT = 55
+    OCIRUN_STEP_SECCOMP = 55,
+    OCIRUN_STEP_SECCOMP_SEND = 56,
+    OCIRUN_STEP__COUNT = 57
 };
 
 struct ocirun_mount {
@@ -191,6 +195,12 @@ struct ocirun_plan {
     int sync_before_pivot;
     const char *session_keyring;
     int cap_last_cap;          /* /proc/sys/kernel/cap_last_cap, read by the parent */
+    /* seccomp: a classic-BPF program (struct sock_filter[], 8 bytes each) compiled
+     * by the parent; NULL for none. Loaded with seccomp(SET_MODE_FILTER, flags). */
+    const uint8_t *seccomp_bpf;
+    int seccomp_len;           /* instructions */
+    unsigned int seccomp_flags;
+    int seccomp_notify;        /* flags has NEW_LISTENER: send the fd to the parent */
 };
 
 struct ocirun_spawn_result {

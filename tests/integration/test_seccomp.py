@@ -1,0 +1,416 @@
+"""Seccomp in real containers, differential against runc on fresh copies of the same bundle.
+
+Each case runs the same config under runc and ocirun and compares the exit
+status and the container's output. runc 1.1.5 (Debian) has no seccomp flags
+support ("seccomp flags are not yet supported by runc"), so flag tests are
+ocirun-only.
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import fcntl
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PROFILE = json.loads((REPO / "tests" / "unit" / "fixtures" / "seccomp-default-profile.json").read_text())
+SIGSYS_EXIT = 128 + 31
+
+pytestmark = [pytest.mark.root,
+              pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86_64 syscall set and i386 probe")]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def i386_mkdir_binary(path: Path) -> None:
+    """A 116-byte static i386 ELF: mkdir("/m32", 0777) through int 0x80, exit(errno)."""
+    base, code_off = 0x08048000, 52 + 32
+    path_off = code_off + 28
+    code = (b"\xb8" + struct.pack("<I", 39)  # mov eax, 39 (i386 mkdir)
+            + b"\xbb" + struct.pack("<I", base + path_off)  # mov ebx, path
+            + b"\xb9" + struct.pack("<I", 0o777)  # mov ecx, 0777
+            + b"\xcd\x80"  # int 0x80
+            + b"\xf7\xd8\x89\xc3"  # neg eax; mov ebx, eax
+            + b"\xb8" + struct.pack("<I", 1) + b"\xcd\x80")  # exit(ebx)
+    body = code + b"/m32\0"
+    size = code_off + len(body)
+    ehdr = struct.pack("<16sHHIIIIIHHHHHH", b"\x7fELF\x01\x01\x01" + b"\0" * 9, 2, 3, 1, base + code_off,
+                       52, 0, 0, 52, 32, 1, 0, 0, 0)
+    phdr = struct.pack("<IIIIIIII", 1, 0, base, base, size, size, 5, 0x1000)
+    path.write_bytes(ehdr + phdr + body)
+    path.chmod(0o755)
+
+
+class Result:
+    def __init__(self, p: subprocess.CompletedProcess):
+        self.code = p.returncode
+        self.out = p.stdout.decode()
+        self.err = p.stderr.decode()
+
+    def __repr__(self) -> str:
+        return f"Result({self.code}, out={self.out!r}, err={self.err!r})"
+
+
+def prepare(bundle, seccomp: dict | None, *args: str, nnp: bool = True):
+    def f(c):
+        c["process"]["args"] = list(args)
+        c["process"]["terminal"] = False
+        c["process"]["noNewPrivileges"] = nnp
+        if seccomp is None:
+            c["linux"].pop("seccomp", None)
+        else:
+            c["linux"]["seccomp"] = seccomp
+
+    bundle.edit(f)
+
+
+def run_ocirun(ocirun, bundle) -> Result:
+    return Result(ocirun("run", "--bundle", str(bundle.path), ocirun.new_id(), check=False))
+
+
+def run_runc(bundle, root: Path) -> Result:
+    cid = f"runc-{os.getpid()}-{len(list(root.glob('*'))) if root.exists() else 0}"
+    try:
+        p = subprocess.run(["runc", "--root", str(root), "run", "--bundle", str(bundle.path), cid],
+                           capture_output=True, timeout=60, cwd=bundle.path)
+    finally:
+        subprocess.run(["runc", "--root", str(root), "delete", "--force", cid], capture_output=True)
+    return Result(p)
+
+
+def both(ocirun, bundle, tmp_path, seccomp: dict | None, *args: str, nnp: bool = True) -> tuple[Result, Result]:
+    """(runc, ocirun) for the same config on fresh copies of the bundle."""
+    prepare(bundle, seccomp, *args, nnp=nnp)
+    n = len(list(tmp_path.glob("runc-bundle-*")))
+    rb = bundle.copy(tmp_path / f"runc-bundle-{n}")
+    ob = bundle.copy(tmp_path / f"ocirun-bundle-{n}")
+    try:
+        return run_runc(rb, tmp_path / "runc-root"), run_ocirun(ocirun, ob)
+    finally:
+        shutil.rmtree(rb.path, ignore_errors=True)
+        shutil.rmtree(ob.path, ignore_errors=True)
+
+
+def same(ocirun, bundle, tmp_path, seccomp, *args, nnp=True) -> Result:
+    r, o = both(ocirun, bundle, tmp_path, seccomp, *args, nnp=nnp)
+    assert (o.code, o.out) == (r.code, r.out), f"runc {r} vs ocirun {o}"
+    assert o.err == r.err, f"runc {r} vs ocirun {o}"  # the container's own stderr
+    return o
+
+
+def allow_but(*rules: dict, **kw) -> dict:
+    return {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": list(rules), **kw}
+
+
+MKDIR = ["mkdir", "mkdirat"]
+PROBE = "mkdir /probe; echo rc=$?"
+
+
+# --------------------------------------------------------------------------- actions
+
+
+@pytest.mark.parametrize("nnp", [True, False], ids=["nnp", "no-nnp"])
+def test_errno_default_eperm_and_errno_ret(ocirun, bundle, tmp_path, nnp):
+    o = same(ocirun, bundle, tmp_path, allow_but({"names": MKDIR, "action": "SCMP_ACT_ERRNO"}),
+             "sh", "-c", PROBE, nnp=nnp)
+    assert o.out == "rc=1\n" and "Operation not permitted" in o.err
+    o = same(ocirun, bundle, tmp_path, allow_but({"names": MKDIR, "action": "SCMP_ACT_ERRNO",
+                                                  "errnoRet": errno.EROFS}), "sh", "-c", PROBE, nnp=nnp)
+    assert "Read-only file system" in o.err
+
+
+def test_default_errno_ret(ocirun, bundle, tmp_path):
+    profile = dict(PROFILE, defaultErrnoRet=errno.EROFS)
+    profile["syscalls"] = [r for r in PROFILE["syscalls"]
+                           if not set(r["names"]) & {"mkdir", "mkdirat"}] + [
+        {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EACCES}]
+    o = same(ocirun, bundle, tmp_path, profile, "sh", "-c", "mkdir /a; echo $?; mount -t tmpfs t /mnt; echo $?")
+    assert "Permission denied" in o.err  # the rule's errnoRet
+    assert "Read-only file system" in o.err  # mount: not in the allow list -> defaultErrnoRet
+
+
+@pytest.mark.parametrize("action", ["SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP"])
+def test_kill_actions_end_the_process_with_sigsys(ocirun, bundle, tmp_path, action):
+    o = same(ocirun, bundle, tmp_path, allow_but({"names": MKDIR, "action": action}), "mkdir", "/x")
+    assert o.code == SIGSYS_EXIT
+    # the shell survives its child's death and reports it, as under runc
+    o = same(ocirun, bundle, tmp_path, allow_but({"names": MKDIR, "action": action}), "sh", "-c", PROBE)
+    assert o.out == f"rc={SIGSYS_EXIT}\n"
+
+
+def test_kill_as_default_action(ocirun, bundle):
+    # ocirun only: runc 1.1.5 hangs here (its init dies inside runc's own code, after
+    # loading the filter, and `runc run` waits forever). ocirun loads the filter right
+    # before execve, so execve itself is killed: exit 159.
+    prepare(bundle, {"defaultAction": "SCMP_ACT_KILL"}, "true")
+    o = run_ocirun(ocirun, bundle)
+    assert o.code == SIGSYS_EXIT, o
+
+
+@pytest.mark.parametrize("action", ["SCMP_ACT_LOG", "SCMP_ACT_ALLOW"])
+def test_log_and_allow_let_the_call_through(ocirun, bundle, tmp_path, action):
+    o = same(ocirun, bundle, tmp_path,
+             {"defaultAction": "SCMP_ACT_ERRNO" if action == "SCMP_ACT_ALLOW" else "SCMP_ACT_ALLOW",
+              "syscalls": [{"names": MKDIR, "action": action}, *PROFILE["syscalls"]]
+              if action == "SCMP_ACT_ALLOW" else [{"names": MKDIR, "action": action}]},
+             "sh", "-c", "mkdir /probe && echo made")
+    assert o.out == "made\n"
+
+
+def test_trace_without_tracer_is_enosys(ocirun, bundle, tmp_path):
+    o = same(ocirun, bundle, tmp_path, allow_but({"names": MKDIR, "action": "SCMP_ACT_TRACE", "errnoRet": 7}),
+             "sh", "-c", PROBE)
+    assert "Function not implemented" in o.err or "not implemented" in o.err.lower()
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+@pytest.mark.parametrize(("op", "value", "value_two"), [
+    ("SCMP_CMP_EQ", 0o600, None),
+    ("SCMP_CMP_NE", 0o600, None),
+    ("SCMP_CMP_LT", 0o600, None),
+    ("SCMP_CMP_LE", 0o600, None),
+    ("SCMP_CMP_GE", 0o600, None),
+    ("SCMP_CMP_GT", 0o600, None),
+    ("SCMP_CMP_MASKED_EQ", 0o077, 0),  # group/other bits all clear
+])
+def test_argument_operators(ocirun, bundle, tmp_path, op, value, value_two):
+    arg = {"index": 1, "value": value, "op": op}
+    if value_two is not None:
+        arg["valueTwo"] = value_two
+    script = "touch /f; for m in 400 600 644 700; do chmod $m /f 2>/dev/null; echo $m=$?; done"
+    o = same(ocirun, bundle, tmp_path, allow_but({"names": ["chmod"], "action": "SCMP_ACT_ERRNO", "args": [arg]}),
+             "sh", "-c", script)
+    assert o.out.count("=1") >= 1 and o.out.count("=0") >= 1
+
+
+def test_two_args_on_one_index_are_either_or(ocirun, bundle, tmp_path):
+    rule = {"names": ["chmod"], "action": "SCMP_ACT_ERRNO", "args": [
+        {"index": 1, "value": 0o400, "op": "SCMP_CMP_EQ"}, {"index": 1, "value": 0o700, "op": "SCMP_CMP_EQ"}]}
+    o = same(ocirun, bundle, tmp_path, allow_but(rule),
+             "sh", "-c", "touch /f; for m in 400 600 700; do chmod $m /f 2>/dev/null; echo $m=$?; done")
+    assert o.out == "400=1\n600=0\n700=1\n"
+
+
+def test_args_on_two_indexes_are_both(ocirun, bundle, tmp_path):
+    # chmod(path, mode): arg0 is a pointer (never 0), so "arg0 != 0 && mode == 0600"
+    rule = {"names": ["chmod"], "action": "SCMP_ACT_ERRNO", "args": [
+        {"index": 0, "value": 0, "op": "SCMP_CMP_NE"}, {"index": 1, "value": 0o600, "op": "SCMP_CMP_EQ"}]}
+    o = same(ocirun, bundle, tmp_path, allow_but(rule),
+             "sh", "-c", "touch /f; for m in 400 600; do chmod $m /f 2>/dev/null; echo $m=$?; done")
+    assert o.out == "400=0\n600=1\n"
+
+
+# --------------------------------------------------------------------------- architectures
+
+
+@pytest.mark.parametrize(("archs", "expected"), [
+    (None, SIGSYS_EXIT),  # i386 not in the filter: libseccomp's bad-arch action kills
+    (["SCMP_ARCH_X86"], errno.EACCES),
+    (["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], errno.EACCES),
+])
+def test_multi_arch_i386_syscalls(ocirun, bundle, tmp_path, archs, expected):
+    i386_mkdir_binary(bundle.rootfs / "bin" / "m32")
+    sc = allow_but({"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EACCES})
+    if archs is not None:
+        sc["architectures"] = archs
+    o = same(ocirun, bundle, tmp_path, sc, "/bin/m32")
+    assert o.code == expected
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def test_default_profile_runs_busybox(ocirun, bundle, tmp_path):
+    script = ("echo hello; ls / >/dev/null && echo ls-ok; mkdir /tmp/d && echo mkdir-ok; "
+              "cat /proc/self/status | grep -c Seccomp; grep Seccomp: /proc/self/status; "
+              "sleep 0.01 && echo sleep-ok; mount -t tmpfs t /mnt 2>/dev/null; echo mount=$?; "
+              "unshare -n true 2>/dev/null; echo unshare=$?; id -u")
+    o = same(ocirun, bundle, tmp_path, PROFILE, "sh", "-c", script)
+    assert o.code == 0
+    assert "hello\nls-ok\nmkdir-ok\n" in o.out and "Seccomp:\t2\n" in o.out
+    assert "mount=255\n" in o.out or "mount=1\n" in o.out
+    assert "unshare=1\n" in o.out
+
+
+def test_unknown_syscall_names_are_skipped(ocirun, bundle, tmp_path):
+    o = same(ocirun, bundle, tmp_path, allow_but({"names": ["no_such_syscall", *MKDIR], "action": "SCMP_ACT_ERRNO"}),
+             "sh", "-c", PROBE)
+    assert o.out == "rc=1\n"
+
+
+def test_flags_ocirun_only(ocirun, bundle):
+    # runc 1.1.5: "seccomp flags are not yet supported by runc"
+    prepare(bundle, allow_but({"names": MKDIR, "action": "SCMP_ACT_LOG"},
+                              flags=["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+                                     "SECCOMP_FILTER_FLAG_TSYNC"]),
+            "sh", "-c", "mkdir /p && echo made")
+    o = run_ocirun(ocirun, bundle)
+    assert (o.code, o.out) == (0, "made\n"), o
+
+
+def test_filter_is_in_place_in_a_created_container(ocirun, bundle):
+    prepare(bundle, allow_but({"names": MKDIR, "action": "SCMP_ACT_ERRNO"}), "sleep", "10")
+    cid = ocirun.new_id()
+    # stdio not piped to us: the created init keeps it open until it exits
+    subprocess.run([sys.executable, "-m", "ocirun", "--root", str(ocirun.root), "create", "--bundle",
+                    str(bundle.path), cid], check=True, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    pid = ocirun.state(cid)["pid"]
+    ocirun("start", cid)
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        if "sleep" in Path(f"/proc/{pid}/comm").read_text():
+            break
+        time.sleep(0.02)
+    assert "Seccomp:\t2" in status
+    ocirun("kill", cid, "KILL")
+
+
+def test_unsupported_config_is_a_clear_error(ocirun, bundle):
+    prepare(bundle, allow_but({"names": ["write"], "action": "SCMP_ACT_NOTIFY"}, listenerPath="/nowhere"), "true")
+    p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id(), check=False)
+    assert p.returncode == 1
+    assert b"$.linux.seccomp.syscalls[0].names[0]" in p.stderr
+    assert b"write" in p.stderr
+
+
+# --------------------------------------------------------------------------- notify
+
+SECCOMP_IOCTL_NOTIF_RECV = 0xC0502100  # _IOWR('!', 0, struct seccomp_notif), 80 bytes
+SECCOMP_IOCTL_NOTIF_SEND = 0xC0182101  # _IOWR('!', 1, struct seccomp_notif_resp), 24 bytes
+_NOTIF = struct.Struct("=QII" + "IIQ6Q")  # id, pid, flags, seccomp_data{nr, arch, ip, args[6]}
+_RESP = struct.Struct("=QqiI")  # id, val, error, flags
+
+
+class Agent:
+    """A tiny seccomp agent: takes the fd from the runtime, answers each notified
+    mkdir with ``error`` (0 = pretend success), records what it saw."""
+
+    def __init__(self, path: Path, error: int, answers: int = 1):
+        self.path = str(path)
+        self.error = error
+        self.answers = answers
+        self.state: dict | None = None
+        self.fds: list[int] = []
+        self.seen: list[int] = []
+        self.failure: BaseException | None = None
+        self.closed_by_runtime: bool | None = None
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(self.path)
+        self.srv.listen(1)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            conn, _ = self.srv.accept()
+            data, anc, _, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE(4 * 4))
+            # read until the JSON is complete, not until EOF: runc 1.1.5 keeps the
+            # connection open after sending (ocirun closes it, as the spec says)
+            while True:
+                try:
+                    self.state = json.loads(data)
+                    break
+                except ValueError:
+                    chunk = conn.recv(1 << 16)
+                    if not chunk:
+                        raise
+                    data += chunk
+            conn.settimeout(0.5)
+            try:
+                self.closed_by_runtime = conn.recv(1) == b""
+            except TimeoutError:
+                self.closed_by_runtime = False
+            conn.close()
+            for level, kind, payload in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    a = array.array("i")
+                    a.frombytes(payload)
+                    self.fds.extend(a)
+            fd = self.fds[0]
+            for _ in range(self.answers):
+                buf = bytearray(_NOTIF.size)
+                fcntl.ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, buf)
+                nid, _pid, _flags, nr, *_ = _NOTIF.unpack(buf)
+                self.seen.append(nr)
+                resp = bytearray(_RESP.pack(nid, 0, -self.error if self.error else 0, 0))
+                fcntl.ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, resp)
+        except BaseException as e:  # reported by the test
+            self.failure = e
+
+    def close(self) -> None:
+        self.thread.join(10)
+        self.srv.close()
+        for fd in self.fds:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("nnp", [True, False], ids=["nnp", "no-nnp"])
+@pytest.mark.parametrize(("error", "expected_out"), [(errno.EROFS, "rc=1\n"), (0, "rc=0\n")])
+def test_notify_listener_answers_mkdir(ocirun, bundle, tmp_path, nnp, error, expected_out):
+    agent = Agent(tmp_path / "agent.sock", error)
+    try:
+        prepare(bundle, allow_but({"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"},
+                                  listenerPath=agent.path, listenerMetadata="hello-agent"),
+                "sh", "-c", PROBE + "; ls -d /probe 2>/dev/null || echo absent", nnp=nnp)
+        cid = ocirun.new_id()
+        p = ocirun("run", "--bundle", str(bundle.path), cid, check=False, timeout=30)
+        agent.thread.join(10)
+        assert agent.failure is None, agent.failure
+        assert p.returncode == 0, p
+        # the agent decided; with success nothing was really created
+        assert p.stdout.decode() == expected_out + "absent\n"
+        if error:
+            assert b"Read-only file system" in p.stderr
+        assert agent.seen == [83]  # x86_64 mkdir
+        st = agent.state
+        assert st is not None
+        assert st["fds"] == ["seccompFd"] and st["metadata"] == "hello-agent"
+        assert st["state"]["id"] == cid and st["state"]["status"] == "creating"
+        assert st["state"]["bundle"] == str(bundle.path) and st["pid"] == st["state"]["pid"] > 0
+        assert len(agent.fds) == 1
+        assert agent.closed_by_runtime  # "it MUST be closed after sending a seccomp state"
+    finally:
+        agent.close()
+
+
+def test_notify_same_as_runc(ocirun, bundle, tmp_path):
+    results = []
+    for runtime in ("runc", "ocirun"):
+        agent = Agent(tmp_path / f"{runtime}.sock", errno.EACCES)
+        try:
+            prepare(bundle, allow_but({"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"},
+                                      listenerPath=agent.path, listenerMetadata="m"), "sh", "-c", PROBE)
+            b = bundle.copy(tmp_path / f"{runtime}-bundle")
+            r = run_runc(b, tmp_path / "runc-root") if runtime == "runc" else run_ocirun(ocirun, b)
+            agent.thread.join(10)
+            assert agent.failure is None
+            results.append((r.code, r.out, r.err, sorted(agent.state), agent.state["fds"],
+                            agent.state["metadata"], agent.state["state"]["status"]))
+        finally:
+            agent.close()
+    assert results[0] == results[1]
+
+
+def test_notify_without_a_listener_fails_create(ocirun, bundle, tmp_path):
+    prepare(bundle, allow_but({"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"},
+                              listenerPath=str(tmp_path / "nobody.sock")), "true")
+    p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id(), check=False)
+    assert p.returncode == 1
+    assert b"nobody.sock" in p.stderr
