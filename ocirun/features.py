@@ -17,6 +17,7 @@ def features_document() -> dict:
     from ocirun.linux.capabilities import CAPABILITIES
     from ocirun.linux.namespaces import CLONE_FLAGS
     from ocirun.plan.mount_options import FLAG_OPTIONS, PROPAGATION_OPTIONS, RECURSIVE_OPTIONS
+    from ocirun.seccomp import features as seccomp_features
 
     return {
         "ociVersionMin": "1.0.0",
@@ -28,7 +29,7 @@ def features_document() -> dict:
             "namespaces": sorted(CLONE_FLAGS),
             "capabilities": sorted(CAPABILITIES, key=CAPABILITIES.__getitem__),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True},
-            "seccomp": {"enabled": False},
+            "seccomp": seccomp_features(),
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},

@@ -122,8 +122,16 @@ class Runtime:
                  timeout: float = 60, global_args: tuple[str, ...] = (), cwd=None,
                  stdin=None) -> subprocess.CompletedProcess:
         cmd = [*OCIRUN, "--root", str(self.root), *global_args, *args]
-        p = subprocess.run(cmd, capture_output=True, input=input, timeout=timeout, cwd=cwd,
-                           stdin=stdin if input is None else None)
+        # Files, not pipes: a created container's init inherits the caller's stdio
+        # (as with runc), so a pipe would not reach EOF until the container exits.
+        import tempfile
+
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            p = subprocess.run(cmd, stdout=out, stderr=err, input=input, timeout=timeout, cwd=cwd,
+                               stdin=stdin if input is None else subprocess.DEVNULL)
+            out.seek(0)
+            err.seek(0)
+            p.stdout, p.stderr = out.read(), err.read()
         reap_orphans()
         if check and p.returncode != 0:
             raise AssertionError(
