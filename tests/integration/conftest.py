@@ -128,7 +128,7 @@ class Runtime:
 
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             p = subprocess.run(cmd, stdout=out, stderr=err, input=input, timeout=timeout, cwd=cwd,
-                               stdin=stdin if input is None else subprocess.DEVNULL)
+                               stdin=None if input is not None else (stdin if stdin is not None else subprocess.DEVNULL))
             out.seek(0)
             err.seek(0)
             p.stdout, p.stderr = out.read(), err.read()
