@@ -162,6 +162,8 @@ def test_preserve_fds_passes_fd_3(box: Box):
         os.close(3)
     saved = os.dup(3) if _is_open(3) else None
     fd = os.open(target, os.O_WRONLY | os.O_CREAT, 0o666)
+    if fd == 3:
+        fd = os.dup(3)  # keep a second reference so fd 3 can be closed afterwards
     try:
         os.dup2(fd, 3)  # inheritable
         pid = box.spawn(with_process(box.plan(*SH, b"echo hello >&3; ls /proc/$$/fd; true"),
