@@ -215,16 +215,11 @@ def test_preserve_fds_passes_fd_3(ocirun, bundle, tmp_path):
     import subprocess
     import sys
 
-    fd = os.open(secret, os.O_RDONLY)
-    try:
-        os.dup2(fd, 3, inheritable=True) if fd != 3 else None
-        p = subprocess.run([sys.executable, "-m", "ocirun", "--root", str(ocirun.root), "run",
-                            "--preserve-fds", "1", "--bundle", str(bundle.path), ocirun.new_id()],
-                           capture_output=True, pass_fds=(3,))
-    finally:
-        os.close(fd)
-        if fd != 3:
-            os.close(3)
+    # the shell opens fd 3 in the child only: this process's fd 3 (pytest's) is untouched
+    p = subprocess.run(["sh", "-c", 'exec 3<"$0"; exec "$@"', str(secret),
+                        sys.executable, "-m", "ocirun", "--root", str(ocirun.root), "run",
+                        "--preserve-fds", "1", "--bundle", str(bundle.path), ocirun.new_id()],
+                       capture_output=True)
     assert p.returncode == 0, p.stderr
     assert p.stdout == b"through fd 3\n"
 
