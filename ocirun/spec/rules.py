@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ocirun.errors import Problem
+from ocirun.linux.capabilities import CAPABILITIES as _CAP_NUMBERS
 from ocirun.spec._paths import json_path
 
 Path = Sequence[str | int]
@@ -299,20 +300,8 @@ def process_rlimits(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
             yield _p(["process", "rlimits", i, "soft"], f"soft limit {soft} exceeds hard limit {hard}")
 
 
-#: capabilities(7), numbered 0 (CAP_CHOWN) to 40 (CAP_CHECKPOINT_RESTORE).
-CAPABILITIES = (
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER",
-    "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD",
-    "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-)
+#: capabilities(7), numbered 0 (CAP_CHOWN) to 40 (CAP_CHECKPOINT_RESTORE); one table, in ocirun.linux.
+CAPABILITIES = tuple(_CAP_NUMBERS)
 _CAPABILITY_SET = frozenset(CAPABILITIES)
 CAPABILITY_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 
