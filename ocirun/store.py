@@ -23,7 +23,6 @@ import fcntl
 import json
 import os
 import re
-from dataclasses import dataclass, field
 
 from ocirun import SPEC_VERSION
 from ocirun.errors import ContainerExists, ContainerIdError, ContainerNotFound, StateStoreError
@@ -63,7 +62,6 @@ def validate_id(container_id: str) -> str:
     return container_id
 
 
-@dataclass(frozen=True, kw_only=True)
 class ContainerRecord:
     """What is persisted in state.json: what later commands need from create.
 
@@ -73,21 +71,67 @@ class ContainerRecord:
     (cgroup paths, namespace paths, hooks ...); it must be JSON-serialisable.
     ``extra`` keeps keys of state.json this version does not know, so that
     rewriting a record written by a newer ocirun does not lose them.
+
+    (A plain immutable class, not a dataclass: `state`, `start`, `kill` and
+    `delete` load it on every call, and importing dataclasses costs ~8 ms.)
     """
 
+    __slots__ = ("id", "pid", "init_start_time", "bundle", "rootfs", "created", "oci_version",
+                 "owner", "annotations", "has_process", "status_hint", "runtime", "extra")
+    _COMPARED = __slots__[:-1]  # extra is not part of equality
+
     id: str
-    pid: int = 0
-    init_start_time: int = 0
+    pid: int
+    init_start_time: int
     bundle: str
     rootfs: str
     created: str
-    oci_version: str = SPEC_VERSION
-    owner: str = ""
-    annotations: dict[str, str] = field(default_factory=dict)
-    has_process: bool = True
-    status_hint: str = "created"
-    runtime: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    oci_version: str
+    owner: str
+    annotations: dict[str, str]
+    has_process: bool
+    status_hint: str
+    runtime: dict[str, Any]
+    extra: dict[str, Any]
+
+    def __init__(self, *, id: str, bundle: str, rootfs: str, created: str, pid: int = 0,
+                 init_start_time: int = 0, oci_version: str = SPEC_VERSION, owner: str = "",
+                 annotations: dict[str, str] | None = None, has_process: bool = True,
+                 status_hint: str = "created", runtime: dict[str, Any] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        values = {
+            "id": id, "pid": pid, "init_start_time": init_start_time, "bundle": bundle,
+            "rootfs": rootfs, "created": created, "oci_version": oci_version, "owner": owner,
+            "annotations": {} if annotations is None else annotations,
+            "has_process": has_process, "status_hint": status_hint,
+            "runtime": {} if runtime is None else runtime,
+            "extra": {} if extra is None else extra,
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"ContainerRecord is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"ContainerRecord is immutable: cannot delete {name!r}")
+
+    def replace(self, **changes: Any) -> ContainerRecord:
+        """A copy with some fields changed (as dataclasses.replace)."""
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        return ContainerRecord(**values)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ContainerRecord):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self._COMPARED)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in self._COMPARED)
+        return f"ContainerRecord({inner})"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object written to state.json."""

@@ -18,8 +18,6 @@ def cmd_start(g: GlobalOptions, args: argparse.Namespace) -> int:
 
 
 def start_container(g: GlobalOptions, container_id: str) -> None:
-    from dataclasses import replace
-
     from ocirun.linux.proc import open_pidfd
     from ocirun.state import require
 
@@ -38,7 +36,7 @@ def start_container(g: GlobalOptions, container_id: str) -> None:
             _release(store.exec_fifo_path(container_id), pidfd)
         finally:
             os.close(pidfd)
-        store.save(replace(record, status_hint="running"))
+        store.save(record.replace(status_hint="running"))
 
 
 def _release(fifo: str, pidfd: int) -> None:
