@@ -47,10 +47,8 @@ def signal_all(cg, sig: int) -> None:
     after a SIGKILL so the kill can take effect (runc does the same)."""
     import signal as _signal
 
-    for pid in cg.pids():
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-    if sig == _signal.SIGKILL and cg.is_frozen() and hasattr(cg, "thaw"):
+    from ocirun.cgroups.base import kill_pids
+
+    kill_pids(cg.pids(), sig)
+    if sig == _signal.SIGKILL and cg.is_frozen():
         cg.thaw()

@@ -142,6 +142,17 @@ class Runtime:
     def state(self, cid: str) -> dict:
         return json.loads(self("state", cid).stdout)
 
+    def wait_status(self, cid: str, status: str, timeout: float = 10.0) -> str:
+        """Poll `state` until the container reaches ``status``; return the last status seen."""
+        import time
+
+        end = time.monotonic() + timeout
+        while True:
+            st = self.state(cid)["status"]
+            if st == status or time.monotonic() > end:
+                return st
+            time.sleep(0.05)
+
 
 def _mounts() -> set[str]:
     with open("/proc/self/mountinfo") as f:

@@ -20,14 +20,6 @@ V2 = detect_mode() == "unified"
 MODE = "v2" if V2 else "v1"
 
 
-def wait_status(ocirun, cid, status, timeout=10.0):
-    end = time.monotonic() + timeout
-    while True:
-        st = ocirun.state(cid)["status"]
-        if st == status or time.monotonic() > end:
-            return st
-        time.sleep(0.05)
-
 
 class Cgroup:
     """The container's cgroup directories, from its state.json."""
@@ -251,7 +243,7 @@ def test_memory_limit_oom_kills_a_hog_and_events_reports_it(ocirun, bundle):
     lines = [json.loads(x) for x in out.decode().splitlines()]
     assert {"type": "oom", "id": cid} in lines, (out, err)
     assert any(x["type"] == "stats" for x in lines)
-    assert wait_status(ocirun, cid, "stopped") == "stopped"
+    assert ocirun.wait_status(cid, "stopped") == "stopped"
     ocirun("delete", cid)
     # and run reports the kill as exit 137
     cid = ocirun.new_id()
@@ -363,7 +355,7 @@ def test_update_changes_live_values(ocirun, bundle):
     p = ocirun("update", "--memory", "nonsense", cid, check=False)
     assert p.returncode == 1 and b"invalid value for memory" in p.stderr
     ocirun("kill", cid, "KILL")
-    wait_status(ocirun, cid, "stopped")
+    ocirun.wait_status(cid, "stopped")
     p = ocirun("update", "--memory", "64m", cid, check=False)
     assert p.returncode == 1 and b"container not running" in p.stderr
     ocirun("delete", cid)
@@ -407,7 +399,7 @@ def test_events_stats_in_runcs_format(ocirun, bundle):
     out, _ = proc.communicate(timeout=10)
     lines = [json.loads(x) for x in out.decode().splitlines()]
     assert len(lines) >= 3 and all(x["type"] == "stats" and x["id"] == cid for x in lines)
-    wait_status(ocirun, cid, "stopped")
+    ocirun.wait_status(cid, "stopped")
     p = ocirun("events", "--stats", cid, check=False)
     assert p.returncode == 1 and b"is not running" in p.stderr
     ocirun("delete", cid)
@@ -425,7 +417,7 @@ def test_kill_all_and_delete_kill_stragglers_and_remove_every_cgroup(ocirun, bun
     while len(json.loads(ocirun("ps", "--format", "json", cid).stdout)) < 3 and time.monotonic() < end:
         time.sleep(0.05)
     ocirun("kill", cid, "KILL")  # the init only
-    assert wait_status(ocirun, cid, "stopped") == "stopped"
+    assert ocirun.wait_status(cid, "stopped") == "stopped"
     left = json.loads(ocirun("ps", "--format", "json", cid).stdout)
     assert len(left) == 2  # stragglers
     ocirun("delete", cid)

@@ -11,15 +11,6 @@ from pathlib import Path
 import pytest
 
 
-def wait_status(ocirun, cid, status, timeout=10.0):
-    end = time.monotonic() + timeout
-    while True:
-        st = ocirun.state(cid)["status"]
-        if st == status or time.monotonic() > end:
-            return st
-        time.sleep(0.05)
-
-
 def test_run_passes_stdout_and_exit_status(ocirun, bundle):
     bundle.set_args("sh", "-c", "echo hello from $(hostname); exit 3")
     bundle.edit(lambda c: c.__setitem__("hostname", "box"))
@@ -66,7 +57,7 @@ def test_create_start_state_delete(ocirun, bundle, tmp_path):
     assert p.returncode == 1 and b"not stopped" in p.stderr
 
     ocirun("kill", cid, "KILL")
-    assert wait_status(ocirun, cid, "stopped") == "stopped"
+    assert ocirun.wait_status(cid, "stopped") == "stopped"
     ocirun("delete", cid)
     p = ocirun("state", cid, check=False)
     assert p.returncode == 1 and b"does not exist" in p.stderr
@@ -101,7 +92,7 @@ def test_kill_signal_forms(ocirun, bundle, sig):
     assert ocirun.state(cid)["status"] == "running"
     time.sleep(0.2)
     ocirun("kill", cid, sig)
-    assert wait_status(ocirun, cid, "stopped") == "stopped"
+    assert ocirun.wait_status(cid, "stopped") == "stopped"
     ocirun("delete", cid)
 
 
@@ -111,7 +102,7 @@ def test_kill_defaults_to_sigterm(ocirun, bundle):
     ocirun("run", "-d", "--bundle", str(bundle.path), cid)
     time.sleep(0.2)
     ocirun("kill", cid)
-    assert wait_status(ocirun, cid, "stopped") == "stopped"
+    assert ocirun.wait_status(cid, "stopped") == "stopped"
 
 
 def test_lifecycle_errors(ocirun, bundle):
@@ -123,7 +114,7 @@ def test_lifecycle_errors(ocirun, bundle):
     p = ocirun("create", "--bundle", str(bundle.path), cid, check=False)
     assert p.returncode == 1 and b"exists" in p.stderr
     ocirun("start", cid)
-    assert wait_status(ocirun, cid, "stopped") == "stopped"
+    assert ocirun.wait_status(cid, "stopped") == "stopped"
     p = ocirun("start", cid, check=False)
     assert p.returncode == 1
     p = ocirun("kill", cid, "KILL", check=False)
@@ -317,7 +308,7 @@ def test_exec_fifo_blocks_until_start_and_kill_of_created_container(ocirun, bund
     ocirun("create", "--bundle", str(bundle.path), cid)
     assert (ocirun.root / cid / "exec.fifo").exists()
     ocirun("kill", cid, "KILL")
-    assert wait_status(ocirun, cid, "stopped") == "stopped"
+    assert ocirun.wait_status(cid, "stopped") == "stopped"
     ocirun("delete", cid)
 
 
