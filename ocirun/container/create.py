@@ -23,7 +23,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from ocirun.cli import GlobalOptions
-from ocirun.errors import OcirunError, UsageError
+from ocirun.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -213,4 +213,4 @@ def _kill_init(pid: int) -> None:
         pass
 
 
-__all__ = ["cmd_create", "create_container", "CreateOptions", "OcirunError"]
+__all__ = ["cmd_create", "create_container", "CreateOptions"]
