@@ -486,7 +486,10 @@ def _recv_with_fd(sock: int) -> tuple[tuple[int, int, int, int, int], int | None
     """A message and the fd that came with it (SCM_RIGHTS), if any."""
     from ocirun.seccomp.notify import recv_fd
 
-    data, fd = recv_fd(sock, _MSG.size)
+    try:
+        data, fd = recv_fd(sock, _MSG.size)
+    except ConnectionResetError:  # the child died with our last message unread
+        return _unpack(b""), None
     try:
         return _unpack(data), fd
     except BaseException:
@@ -496,7 +499,13 @@ def _recv_with_fd(sock: int) -> tuple[tuple[int, int, int, int, int], int | None
 
 
 def _recv(sock: int) -> tuple[int, int, int, int, int]:
-    return _unpack(os.read(sock, _MSG.size))
+    try:
+        data = os.read(sock, _MSG.size)
+    except ConnectionResetError:
+        # A seqpacket peer that dies with our last message unread resets the
+        # connection instead of giving EOF: it exited all the same.
+        data = b""
+    return _unpack(data)
 
 
 def _unpack(data: bytes) -> tuple[int, int, int, int, int]:
