@@ -18,7 +18,8 @@ ffibuilder.set_source(
     include_dirs=[str(HERE)],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter",
                         "-Wno-missing-field-initializers"],
-    depends=[str(HERE / n) for n in ("shim.c", "shim.h", "shim_cdef.h")],
+    depends=[str(HERE / n) for n in ("shim.c", "shim.h", "shim_cdef.h")]
+    + [str(p) for p in sorted((HERE / "src").glob("*.c"))],
 )
 
 if __name__ == "__main__":

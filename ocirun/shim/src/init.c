@@ -1,0 +1,131 @@
+/* The children's main functions: stage-1 and the init. Part of shim.c
+ * (unity build). */
+
+__attribute__((noreturn)) static void run_process(struct ctx *c)
+{
+    const struct ocirun_process *pr = c->plan->process;
+    /* As root first: a cwd only root can reach still works; EACCES is retried as the user. */
+    int chdir_again = enter_cwd(c, 1);
+    /* Before dropping privileges: raising a hard limit needs CAP_SYS_RESOURCE. */
+    set_rlimits(c);
+    /* Needs CAP_SETPCAP, which the uid change below may take away. */
+    drop_bounding_set(c);
+    int has_seccomp = c->plan->seccomp_bpf != NULL;
+    /* Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before the uid
+     * change and capset take it away (runc's order). */
+    if (has_seccomp && !pr->no_new_privileges)
+        seccomp_before_ready(c);
+    change_user(c);
+    if (chdir_again)
+        enter_cwd(c, 0);
+    verify_cwd(c);
+    set_capabilities(c);
+    /* As the container user, like runc's LookPath: what it cannot exec is not found. */
+    resolve_exe(c);
+    /* Last, so nothing above (capset, setuid) is limited by it. */
+    if (pr->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        fail(c, OCIRUN_STEP_NO_NEW_PRIVS, errno, -1);
+    umask(pr->umask);
+    prepare_fds(c, pr->preserve_fds);
+    /* no_new_privs with NOTIFY: the listener fd can only reach the parent (and the
+     * agent) while the parent waits for READY, so this is as late as it can be. */
+    if (has_seccomp && pr->no_new_privileges && c->plan->seccomp_notify)
+        seccomp_before_ready(c);
+    send_msg(c->sock, OCIRUN_MSG_READY, 0, 0, -1, 0);
+    close(c->sock);
+    wait_for_start(c);
+    /* no_new_privs: right before execve, so none of our own setup syscalls need
+     * to be in the container's profile. */
+    if (has_seccomp && pr->no_new_privileges && !c->plan->seccomp_notify) {
+        int r = load_seccomp(c->plan);
+        if (r < 0)
+            die_late("load", "seccomp filter", -r, 1);
+    }
+    execve(c->exe, pr->argv, pr->envp);
+    die_late("exec", c->exe, errno, errno == EACCES ? 126 : 127);
+}
+
+__attribute__((noreturn)) static void init_main(struct ctx *c)
+{
+    const struct ocirun_plan *p = c->plan;
+    /* Until the parent has our pid it could not kill us on an error: wait. */
+    wait_for(c, OCIRUN_MSG_INIT_ACK);
+    close_inherited_fds(c);
+    /* umask 0 during setup: device modes and mount points exactly as planned;
+     * the process's own umask is set just before exec. */
+    umask(0);
+    /* Needs our own uts namespace, which the init is in now. */
+    set_names(c);
+    /* Before any mount: nothing we mount may propagate to the host. */
+    make_root_private(c);
+    /* pivot_root needs the new root to be a mount point. */
+    bind_rootfs(c);
+    /* In config order: later mounts may go inside earlier ones (/dev then /dev/pts). */
+    for (int i = 0; i < p->n_mounts; i++)
+        do_mount(c, i);
+    /* After the mounts: devices and links go on the /dev tmpfs, not under it. */
+    for (int i = 0; i < p->n_devices; i++)
+        do_device(c, i);
+    for (int i = 0; i < p->n_symlinks; i++)
+        do_symlink(c, i);
+    make_cwd(c);
+    /* Hooks (createRuntime/createContainer) see the mounts but the old root. */
+    if (p->sync_before_pivot) {
+        send_msg(c->sock, OCIRUN_MSG_BEFORE_PIVOT, 0, 0, -1, 0);
+        wait_for(c, OCIRUN_MSG_BEFORE_PIVOT_ACK);
+    }
+    pivot_to_rootfs(c);
+    set_rootfs_propagation(c);
+    /* After pivot_root: these are container paths, resolved in the new "/". */
+    make_readonly_paths(c);
+    make_masked_paths(c);
+    /* Last of the mounts: a read-only root must not stop anything above. */
+    make_root_readonly(c);
+    if (p->process)
+        run_process(c);
+    /* No process (config.json without one): wait; `start` reports the error. */
+    prepare_fds(c, 0);
+    send_msg(c->sock, OCIRUN_MSG_READY, 0, 0, -1, 0);
+    close(c->sock);
+    for (;;)
+        pause();
+}
+
+__attribute__((noreturn)) static void stage1_main(const struct ocirun_plan *plan, int sock, int fifo)
+{
+    struct ctx c;
+    c.plan = plan;
+    c.sock = sock;
+    c.fifo = fifo;
+    c.rootfd = -1;
+    c.rootfs_via_cwd = 0;
+    c.exe[0] = '\0';
+    reset_signals();
+    /* CVE-2019-5736: not dumpable before joining anything, so no process in the
+     * container can reach our memory or /proc/PID/exe. The init inherits it. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        fail(&c, OCIRUN_STEP_DUMPABLE, errno, -1);
+    /* Nothing runs outside the container's cgroups, and a new cgroup namespace
+     * is rooted at them: wait until the parent has placed us. */
+    wait_for(&c, OCIRUN_MSG_CGROUP_PLACED);
+    /* Before joining or creating any namespace (see there). */
+    enter_rootfs(&c);
+    join_namespaces(&c);
+    create_namespaces(&c);
+    /* The parent writes uid_map/gid_map/timens_offsets now: only it can. */
+    send_msg(sock, OCIRUN_MSG_NS_READY, 0, 0, -1, 0);
+    wait_for(&c, OCIRUN_MSG_NS_ACK);
+    if ((plan->new_namespaces & CLONE_NEWUSER) || plan->joins_user_ns)
+        become_userns_root(&c);
+    /* After becoming root in the user namespace: the keyring is owned by it. */
+    join_session_keyring(&c);
+    /* CLONE_PARENT: the init is the parent's child (the caller's subreaper
+     * inherits it when `ocirun create` exits) and pid 1 of the new pid ns. */
+    long pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+    if (pid < 0)
+        fail(&c, OCIRUN_STEP_CLONE_INIT, errno, -1);
+    if (pid == 0)
+        init_main(&c);
+    send_msg(sock, OCIRUN_MSG_INIT_PID, 0, 0, -1, (int)pid);
+    _exit(0);
+}
