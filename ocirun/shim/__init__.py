@@ -130,8 +130,15 @@ STEPS: dict[str, str] = {
     "SECCOMP_SEND": "send seccomp listener fd to the runtime",
 }
 
-_MSG_NAMES = ("CGROUP_PLACED", "NS_READY", "NS_ACK", "INIT_PID", "INIT_ACK",
-              "BEFORE_PIVOT", "BEFORE_PIVOT_ACK", "READY", "ERROR", "SECCOMP_FD", "SECCOMP_ACK")
+
+
+def _msg_name(mtype: int) -> str:
+    """enum ocirun_msg_type value -> its name without the OCIRUN_MSG_ prefix."""
+    _, lib = _load()
+    for n in dir(lib):
+        if n.startswith("OCIRUN_MSG_") and getattr(lib, n) == mtype:
+            return n[len("OCIRUN_MSG_"):]
+    return str(mtype)
 
 
 def _c_step_names() -> dict[int, str]:
@@ -140,7 +147,7 @@ def _c_step_names() -> dict[int, str]:
     return {
         getattr(lib, n): n[len("OCIRUN_STEP_"):]
         for n in dir(lib)
-        if n.startswith("OCIRUN_STEP_") and n != "OCIRUN_STEP__COUNT"
+        if n.startswith("OCIRUN_STEP_")
     }
 
 
@@ -412,7 +419,7 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
                 listener = None
             if mtype == 0:
                 raise SetupError(f"container init exited before it was ready (last: {last})")
-            last = _MSG_NAMES[mtype - 1] if 0 < mtype <= len(_MSG_NAMES) else str(mtype)
+            last = _msg_name(mtype)
             if mtype == lib.OCIRUN_MSG_ERROR:
                 raise _step_error(step, err, index, plan)
             if mtype == lib.OCIRUN_MSG_NS_READY and stage1 is not None:

@@ -21,6 +21,7 @@ enum ocirun_msg_type {
     OCIRUN_MSG_ERROR = 9,
     OCIRUN_MSG_SECCOMP_FD = 10,     /* init -> parent, the listener fd in SCM_RIGHTS */
     OCIRUN_MSG_SECCOMP_ACK = 11
+    /* Blocks by job: 20-29 process settings, 30-49 exec and hooks, 50-59 terminals. */
 };
 
 struct ocirun_msg {
@@ -94,8 +95,10 @@ enum ocirun_step {
     OCIRUN_STEP_CLOSE_RANGE = 53,
     OCIRUN_STEP_PRESERVE_FD = 54,       /* index: the fd number */
     OCIRUN_STEP_SECCOMP = 55,
-    OCIRUN_STEP_SECCOMP_SEND = 56,
-    OCIRUN_STEP__COUNT = 57
+    OCIRUN_STEP_SECCOMP_SEND = 56
+    /* Blocks by job, so work on one never renumbers another: 60-79 process
+     * settings (personality, scheduler, ioprio, affinity, LSM, sysctl),
+     * 80-99 exec and hooks, 100-119 terminals. */
 };
 
 struct ocirun_mount {
