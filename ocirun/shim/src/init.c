@@ -87,6 +87,7 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
     prepare_fds(c, 0);
     send_msg(c->sock, OCIRUN_MSG_READY, 0, 0, -1, 0);
     close(c->sock);
+    die_on_signals();
     for (;;)
         pause();
 }
