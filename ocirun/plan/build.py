@@ -304,12 +304,14 @@ def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = Fal
         env.append("HOME=" + _home_of(opts.rootfs, proc.user.uid))
     path_value = next((e.split("=", 1)[1] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
     last = capabilities.last_cap()
-    caps = None
+    # As runc: a set the config leaves out is empty, and no capabilities object at
+    # all means no capabilities (never the runtime's full set).
+    caps = Capabilities(0, 0, 0, 0, 0)
     if proc.capabilities is not None:
         c = proc.capabilities
 
         def mask(names):
-            return None if names is None else capabilities.to_mask(names, last)[0]
+            return 0 if names is None else capabilities.to_mask(names, last)[0]
 
         caps = Capabilities(
             bounding=mask(c.bounding),
@@ -318,8 +320,8 @@ def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = Fal
             inheritable=mask(c.inheritable),
             ambient=mask(c.ambient),
         )
-        if not in_user_ns:
-            caps = _without_unavailable(caps)
+    if not in_user_ns:
+        caps = _without_unavailable(caps)
     from ocirun.plan import process_attrs as pa
 
     label = None

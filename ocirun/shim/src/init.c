@@ -118,8 +118,6 @@ __attribute__((noreturn)) static void stage1_main(const struct ocirun_plan *plan
     /* execCPUAffinity.initial: first, i.e. before the parent moves us into the
      * container's cgroups (v1; clone3 into a v2 cgroup is born there). */
     int aff = set_cpu_affinity_initial(plan->process);
-    if (aff < 0)
-        fail(&c, OCIRUN_STEP_AFFINITY_INITIAL, -aff, -1);
     /* CVE-2019-5736: not dumpable before joining anything, so no process in the
      * container can reach our memory or /proc/PID/exe. The init inherits it. */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
@@ -127,6 +125,10 @@ __attribute__((noreturn)) static void stage1_main(const struct ocirun_plan *plan
     /* Nothing runs outside the container's cgroups, and a new cgroup namespace
      * is rooted at them: wait until the parent has placed us. */
     wait_for(&c, OCIRUN_MSG_CGROUP_PLACED);
+    /* Reported only now: an ERROR sent before the parent's CGROUP_PLACED is lost
+     * when we exit with that message unread (the socket is reset). */
+    if (aff < 0)
+        fail(&c, OCIRUN_STEP_AFFINITY_INITIAL, -aff, -1);
     /* Before joining or creating any namespace (see there). */
     enter_rootfs(&c);
     join_namespaces(&c);
