@@ -197,6 +197,29 @@ def test_sysctls_as_runc(ocirun, bundle, tmp_path):
         assert f.read().strip() != "example.org"
 
 
+def _userns(c):
+    c["linux"]["namespaces"].append({"type": "user"})
+    c["linux"]["uidMappings"] = c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+
+
+@needs_runc
+def test_sysctls_and_capabilities_in_a_user_namespace_as_runc(ocirun, bundle, tmp_path):
+    """Our own procfs works from a new user namespace; there every capability is
+    grantable, CAP_SYS_RESOURCE included (no warning, nothing dropped)."""
+    def edit(c):
+        _userns(c)
+        _sysctls(c)
+        c["process"]["capabilities"] = {k: ["CAP_SYS_RESOURCE", "CAP_KILL"] for k in
+                                        ("bounding", "effective", "permitted")}
+
+    ours, ref = both(ocirun, bundle, tmp_path, "cat /proc/sys/net/core/somaxconn /proc/sys/kernel/shmmax; "
+                     "grep -E '^Cap(Eff|Bnd)' /proc/self/status", edit)
+    assert ref.returncode == 0, ref.stderr
+    assert ours.returncode == 0 and b"warning" not in ours.stderr, ours.stderr
+    assert ours.stdout == ref.stdout
+    assert ours.stdout.split()[:2] == [b"256", b"4096"]
+
+
 @needs_runc
 def test_no_device_rules_denies_what_runc_denies(ocirun, bundle, tmp_path):
     """No linux.resources.devices at all: deny-all plus runc's default devices."""
@@ -505,6 +528,18 @@ def test_sysctl_path_cannot_climb_out(box: Box):
 
     plan = replace(box.plan(b"true"), sysctl=((b"../self/oom_score_adj", b"1"),))
     with pytest.raises(SetupError, match="open sysctl"):
+        box.spawn(plan)
+
+
+def test_exec_label_is_written_through_our_own_procfs(box: Box):
+    """Without an LSM the kernel refuses the write (EINVAL): the path to
+    /proc/<tid>/attr/exec was built and opened, and the failure is named."""
+    from ocirun.errors import SetupError
+
+    if os.path.exists("/sys/kernel/security/apparmor") or os.path.exists("/sys/fs/selinux/enforce"):
+        pytest.skip("an LSM is enabled here")
+    plan = with_process(box.plan(b"true"), lsm_attr=b"attr/exec", lsm_label=b"some_label")
+    with pytest.raises(SetupError, match="set exec label some_label: invalid argument"):
         box.spawn(plan)
 
 
