@@ -451,6 +451,19 @@ def test_sysctl_outside_the_containers_namespaces(case, ocirun, bundle, tmp_path
     assert open("/proc/sys/net/ipv4/ip_forward").read() == before
 
 
+@needs_runc
+@pytest.mark.parametrize("key, value, why", [
+    ("net.ipv4.ip_forward", "abc", b"invalid argument"),
+    ("net.ipv4.no_such_key", "1", b"no such file or directory"),
+])
+def test_bad_sysctl_value_or_key_fails_create(key, value, why, ocirun, bundle, tmp_path):
+    ours, ref = both(ocirun, bundle, tmp_path, "true", lambda c: c["linux"].update(sysctl={key: value}))
+    assert ref.returncode == 1 and why in ref.stderr.lower()
+    assert ours.returncode == 1
+    step = "write" if value == "abc" else "open"
+    assert ours.stderr.decode().strip() == f'{step} sysctl "{key}" = {value!r}: {why.decode()}'
+
+
 def test_masked_path_with_dev_null_symlink_is_not_followed(ocirun, bundle, tmp_path):
     """CVE-2025-31133: the bundle's /dev (bound in) has null -> a host-sensitive file;
     masking must refuse it, not bind that file over /proc/kcore or write through it."""
