@@ -307,11 +307,16 @@ def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = Fal
     # As runc: a set the config leaves out is empty, and no capabilities object at
     # all means no capabilities (never the runtime's full set).
     caps = Capabilities(0, 0, 0, 0, 0)
+    unknown_to_kernel: set[str] = set()
     if proc.capabilities is not None:
         c = proc.capabilities
 
         def mask(names):
-            return 0 if names is None else capabilities.to_mask(names, last)[0]
+            if names is None:
+                return 0
+            value, unknown = capabilities.to_mask(names, last)
+            unknown_to_kernel.update(unknown)
+            return value
 
         caps = Capabilities(
             bounding=mask(c.bounding),
@@ -320,8 +325,7 @@ def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = Fal
             inheritable=mask(c.inheritable),
             ambient=mask(c.ambient),
         )
-    if not in_user_ns:
-        caps = _without_unavailable(caps)
+    caps = _without_unavailable(caps, sorted(unknown_to_kernel), check_own=not in_user_ns)
     from ocirun.plan import process_attrs as pa
 
     label = None
@@ -356,23 +360,25 @@ def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = Fal
     )
 
 
-def _without_unavailable(caps: Capabilities) -> Capabilities:
-    """Drop, with a warning, the capabilities the runtime itself does not have.
+def _without_unavailable(caps: Capabilities, unknown_to_kernel: list[str], *, check_own: bool) -> Capabilities:
+    """Drop, with a warning, the capabilities that cannot be granted: those the
+    kernel does not know (already left out of the masks) and, with ``check_own``,
+    those the runtime itself does not have.
 
     config.md: a capability that cannot be granted MUST be logged as a warning
     and SHOULD NOT fail the container (runc 1.1 fails in capset with EPERM).
-    Only without a user namespace: a new or joined one starts with every
-    capability, whatever the host's bounding set.
+    ``check_own`` is off in a user namespace: a new or joined one starts with
+    every capability, whatever the host's bounding set.
     """
-    have = capabilities.own_available()
+    have = capabilities.own_available() if check_own else ~0
     requested = 0
     for value in (caps.bounding, caps.effective, caps.permitted, caps.inheritable, caps.ambient):
         requested |= value or 0
     missing = requested & ~have
-    if not missing:
+    if not missing and not unknown_to_kernel:
         return caps
     names = [n for n, num in sorted(capabilities.CAPABILITIES.items(), key=lambda kv: kv[1]) if missing >> num & 1]
-    _warn(f"ignoring unknown or unavailable capabilities: [{' '.join(names)}]")
+    _warn(f"ignoring unknown or unavailable capabilities: [{' '.join(unknown_to_kernel + names)}]")
 
     def keep(v):
         return None if v is None else v & have

@@ -225,3 +225,22 @@ def test_linux_devices_are_allowed_after_the_defaults():
 
     rules = device_rules((), (D(),))
     assert rules[-1] == DeviceRule(True, "c", 10, 229, "rwm")
+
+
+def test_capabilities_the_kernel_lacks_are_dropped_with_a_warning(monkeypatch, rootfs, capsys):
+    from ocirun.linux import capabilities as caps
+
+    monkeypatch.setattr(caps, "last_cap", lambda: caps.CAPABILITIES["CAP_AUDIT_READ"])
+    monkeypatch.setattr(caps, "own_available", lambda: ~0)
+    doc = spec()
+    doc["process"]["capabilities"] = {"bounding": ["CAP_KILL", "CAP_BPF"], "effective": ["CAP_PERFMON"]}
+    c = plan_for(doc, rootfs).process.capabilities
+    assert (c.bounding, c.effective, c.permitted) == (1 << caps.CAPABILITIES["CAP_KILL"], 0, 0)
+    assert "ignoring unknown or unavailable capabilities: [CAP_BPF CAP_PERFMON]" in capsys.readouterr().err
+
+
+def test_no_capabilities_object_means_none(rootfs):
+    doc = spec()
+    del doc["process"]["capabilities"]
+    c = plan_for(doc, rootfs).process.capabilities
+    assert (c.bounding, c.effective, c.permitted, c.inheritable, c.ambient) == (0,) * 5
