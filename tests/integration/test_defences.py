@@ -78,6 +78,8 @@ def _caps(c, **sets):
 
 CAP_CASES = {
     "default": None,
+    "absent": lambda c: c["process"].pop("capabilities"),
+    "absent_as_user": lambda c: (c["process"].pop("capabilities"), c["process"]["user"].update(uid=1000, gid=1000)),
     "five_sets_as_user": lambda c: (
         _caps(c, bounding=["CAP_CHOWN", "CAP_NET_RAW", "CAP_KILL", "CAP_SETPCAP"],
               effective=["CAP_CHOWN", "CAP_KILL"], permitted=["CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW"],
