@@ -102,6 +102,8 @@ class ProcessPlan:
     no_new_privileges: bool
     #: fds 3..3+preserve_fds-1 stay open across exec (runc --preserve-fds).
     preserve_fds: int = 0
+    #: exec only: the file to execute (a hook's path); None: look args[0] up in search_path.
+    exe: bytes | None = None
 
 
 @dataclass(frozen=True)
