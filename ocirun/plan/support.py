@@ -27,13 +27,6 @@ def unsupported(config) -> list[Problem]:
         if value:
             problems.append(Problem(path, what))
 
-    hooks = config.hooks
-    if hooks is not None:
-        for name, key in (("prestart", "prestart"), ("create_runtime", "createRuntime"),
-                          ("create_container", "createContainer"),
-                          ("start_container", "startContainer"),
-                          ("poststart", "poststart"), ("poststop", "poststop")):
-            need(getattr(hooks, name), f"$.hooks.{key}", "hooks are not run yet")
     p = config.process
     if p is not None:
         need(p.apparmor_profile, "$.process.apparmorProfile", "AppArmor is not enabled on this host")

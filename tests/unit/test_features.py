@@ -28,7 +28,7 @@ def test_features_document_is_valid_and_truthful():
     assert set(doc["linux"]["namespaces"]) == {"pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"}
     assert "rro" in doc["mountOptions"] and "tmpcopyup" not in doc["mountOptions"]
     # nothing is claimed that is not built yet
-    assert doc["hooks"] == []
+    assert doc["hooks"] == ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]
     seccomp = doc["linux"]["seccomp"]
     assert seccomp["enabled"] is True
     assert "SCMP_ACT_NOTIFY" in seccomp["actions"] and "SCMP_CMP_MASKED_EQ" in seccomp["operators"]
