@@ -64,7 +64,8 @@ def exec_process_dict(config_process: dict[str, Any] | None, opts: ExecOptions) 
     if opts.caps:
         caps = p.setdefault("capabilities", {})
         names = [_cap_name(c) for c in opts.caps]
-        for kind in ("bounding", "effective", "permitted", "ambient"):
+        # runc 1.1: bounding, effective, permitted (not inheritable or ambient)
+        for kind in ("bounding", "effective", "permitted"):
             have = list(caps.get(kind) or ())
             caps[kind] = have + [n for n in names if n not in have]
     user = p.setdefault("user", {"uid": 0, "gid": 0})
