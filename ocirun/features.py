@@ -14,10 +14,10 @@ from ocirun.cli import GlobalOptions
 
 
 def features_document() -> dict:
+    from ocirun.hooks import KINDS as HOOK_KINDS
     from ocirun.linux.capabilities import CAPABILITIES
     from ocirun.linux.namespaces import CLONE_FLAGS
     from ocirun.plan.mount_options import FLAG_OPTIONS, PROPAGATION_OPTIONS, RECURSIVE_OPTIONS
-    from ocirun.hooks import KINDS as HOOK_KINDS
     from ocirun.seccomp import features as seccomp_features
 
     return {

@@ -140,7 +140,7 @@ def _run_one(kind: str, index: int, hook: Mapping[str, Any], state: bytes,
             pid = _spawn_here(hook, stdin, out, err, where)
         status = _wait(pid, timeout)
         if status is None:
-            raise HookError(f"{where}: hook ran past specified timeout of {float(timeout):.1f}s"
+            raise HookError(f"{where}: hook ran past specified timeout of {float(timeout or 0):.1f}s"
                             + _output(out, err))
         if status != 0:
             raise HookError(f"{where}: {_describe(status)}" + _output(out, err))
