@@ -228,3 +228,40 @@ def test_exec_sees_what_runc_exec_shows(ocirun, bundle, tmp_path):
         time.sleep(0)
         reap_orphans()
     assert ours == reference
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_exec_gets_the_containers_seccomp_filter(ocirun, bundle, nnp):
+    def f(c):
+        c["process"]["noNewPrivileges"] = nnp
+        c["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+
+    bundle.edit(f)
+    cid, _ = _running(ocirun, bundle)
+    out = ocirun("exec", cid, "sh", "-c", "grep -E '^Seccomp:' /proc/self/status; mkdir /tmp/x 2>&1; echo $?",
+                 ).stdout.decode().splitlines()
+    assert out[0].split() == ["Seccomp:", "2"]
+    assert "Operation not permitted" in out[1] and out[2] == "1"
+
+
+def test_exec_into_a_user_namespace_container(ocirun, bundle):
+    def f(c):
+        c["linux"]["namespaces"].append({"type": "user"})
+        c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        c["mounts"] = [m for m in c["mounts"] if m["destination"] not in ("/sys", "/sys/fs/cgroup")]
+
+    bundle.edit(f)
+    os.chown(bundle.rootfs, 100000, 100000)
+    cid, init = _running(ocirun, bundle)
+    pid_file = bundle.path / "exec.pid"
+    ocirun("exec", "-d", "--pid-file", str(pid_file), "-u", "5:5", cid, "sleep", "1000")
+    pid = int(pid_file.read_text())
+    try:
+        assert _ns(pid) == _ns(init) and _ns(pid)["user"] != os.readlink("/proc/self/ns/user")
+        with open(f"/proc/{pid}/status") as st:
+            uids = next(line.split()[1:] for line in st if line.startswith("Uid:"))
+        assert uids == ["100005"] * 4  # container uid 5 through the map
+    finally:
+        os.kill(pid, 9)
