@@ -49,7 +49,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ocirun.errors import HookError
+from ocirun.errors import HookError, OcirunError
 
 RUNTIME_NS = ("prestart", "createRuntime", "poststart", "poststop")
 CONTAINER_NS = ("createContainer", "startContainer")
@@ -135,7 +135,10 @@ def _run_one(kind: str, index: int, hook: Mapping[str, Any], state: bytes,
     err = _memfd("hook-stderr", b"")
     try:
         if in_container is not None:
-            pid = in_container(hook, stdin, out, err)
+            try:
+                pid = in_container(hook, stdin, out, err)
+            except OcirunError as e:
+                raise HookError(f"{where}: {e.message}") from None
         else:
             pid = _spawn_here(hook, stdin, out, err, where)
         status = _wait(pid, timeout)
@@ -153,14 +156,26 @@ def _spawn_here(hook: Mapping[str, Any], stdin: int, out: int, err: int, where: 
     """A hook in the runtime namespace: our child, exactly its env, stdio the memfds."""
     args = list(hook.get("args") or [hook["path"]])
     env = dict(e.split("=", 1) if "=" in e else (e, "") for e in hook.get("env") or ())
+    actions: list[tuple[int, ...]] = [(os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, out, 1),
+                                      (os.POSIX_SPAWN_DUP2, err, 2)]
+    # fds our caller left us without CLOEXEC (a shim's, --preserve-fds) are not the hook's
+    actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds() if fd > 2]
     try:
-        return os.posix_spawn(hook["path"], args, env,
-                              file_actions=[(os.POSIX_SPAWN_DUP2, stdin, 0),
-                                            (os.POSIX_SPAWN_DUP2, out, 1),
-                                            (os.POSIX_SPAWN_DUP2, err, 2)],
+        return os.posix_spawn(hook["path"], args, env, file_actions=actions,
                               setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT))
     except OSError as e:
         raise HookError(f"{where}: {os.strerror(e.errno or 0).lower()}") from None
+
+
+def _inheritable_fds() -> list[int]:
+    fds = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.get_inheritable(int(name)):
+                fds.append(int(name))
+        except OSError:  # listdir's own fd, closed by now
+            pass
+    return fds
 
 
 def _wait(pid: int, timeout: int | None) -> int | None:
@@ -212,16 +227,11 @@ def container_ns_runner(init_pid: int, rootfs: str, cgroup) -> Callable[[Mapping
         plan = hook_plan(hook["path"], tuple(hook.get("args") or ()), tuple(hook.get("env") or ()),
                          rootfs=rootfs, joins=init_namespaces(init_pid))
         cgroup_fd = cgroup.clone_into_fd() if cgroup is not None else None
-        try:
+        try:  # an OcirunError becomes this hook's failure in _run_one
             return exec_process(
                 plan, cgroup_fd=cgroup_fd, stdio=(stdin, out, err),
                 on_child_created=(cgroup.place if cgroup is not None and cgroup_fd is None
                                   else (lambda pid: None)))
-        except HookError:
-            raise
-        except Exception as e:  # noqa: BLE001 - reported as this hook's failure
-            message = getattr(e, "message", str(e))
-            raise HookError(f"error running hook {hook['path']}: {message}") from None
         finally:
             if cgroup_fd is not None:
                 os.close(cgroup_fd)

@@ -111,10 +111,18 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
             if cg is not None and cgroup_fd is None:
                 cg.place(stage1)
 
+        from ocirun.container.run import SignalForwarder
         from ocirun.shim import exec_process
 
+        # Before the process exists: a signal sent to us meanwhile is queued and
+        # forwarded once it runs (the shim blocks signals around clone itself).
+        forwarder = None if args.detach else SignalForwarder()
         try:
             pid = exec_process(plan, cgroup_fd=cgroup_fd, on_child_created=placed)
+        except BaseException:
+            if forwarder is not None:
+                forwarder.restore()
+            raise
         finally:
             if cgroup_fd is not None:
                 os.close(cgroup_fd)
@@ -128,7 +136,7 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
         return 0
     from ocirun.container.run import _wait_forwarding_signals
 
-    return _wait_forwarding_signals(pid)
+    return _wait_forwarding_signals(pid, forwarder)
 
 
 def _exited(pidfd: int) -> bool:

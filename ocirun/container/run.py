@@ -24,33 +24,63 @@ def cmd_run(g: GlobalOptions, args: argparse.Namespace) -> int:
         # to us and reaped, not to the host's init.
         _set_child_subreaper()
     record = create_container(g, args.id, opts)
+    # Before start: a signal sent once the process runs (it may say "ready" before
+    # start returns) is queued and forwarded, not fatal to us.
+    forwarder = None if args.detach else SignalForwarder()
     try:
         start_container(g, args.id)
     except BaseException:
+        if forwarder is not None:
+            forwarder.restore()
         _cleanup(g, args.id)
         raise
-    if args.detach:
+    if forwarder is None:
         return 0
-    status = _wait_forwarding_signals(record.pid)
+    status = _wait_forwarding_signals(record.pid, forwarder)
     if not args.keep:
         _cleanup(g, args.id)
     return status
 
 
-def _wait_forwarding_signals(pid: int) -> int:
-    from ocirun.linux.proc import open_pidfd
+class SignalForwarder:
+    """Handlers for FORWARDED installed now; what arrives before attach() is
+    queued and sent to the process once it is known."""
 
-    pidfd = open_pidfd(pid, None)
+    def __init__(self) -> None:
+        self.pidfd: int | None = None
+        self.pending: list[int] = []
+        self.old = {sig: signal.signal(sig, self._handle) for sig in FORWARDED}
 
-    def forward(signum, _frame):
-        if pidfd is not None:
-            try:
-                signal.pidfd_send_signal(pidfd, signum)
-            except ProcessLookupError:
-                pass
+    def _handle(self, signum, _frame) -> None:
+        if self.pidfd is None:
+            self.pending.append(signum)
+            return
+        try:
+            signal.pidfd_send_signal(self.pidfd, signum)
+        except ProcessLookupError:
+            pass
 
-    for sig in FORWARDED:
-        signal.signal(sig, forward)
+    def attach(self, pid: int) -> None:
+        from ocirun.linux.proc import open_pidfd
+
+        self.pidfd = open_pidfd(pid, None)
+        pending, self.pending = self.pending, []
+        for signum in pending:
+            self._handle(signum, None)
+
+    def restore(self) -> None:
+        for sig, old in self.old.items():
+            signal.signal(sig, old)
+        pending, self.pending = self.pending, []
+        for signum in pending:  # not forwarded: act on it as if it had come now
+            signal.raise_signal(signum)
+
+
+def _wait_forwarding_signals(pid: int, forwarder: SignalForwarder | None = None) -> int:
+    if forwarder is None:
+        forwarder = SignalForwarder()
+    forwarder.attach(pid)
+    pidfd = forwarder.pidfd
     while True:
         try:
             _, wstatus = os.waitpid(pid, 0)

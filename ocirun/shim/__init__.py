@@ -188,7 +188,7 @@ def _step_error(step: int, err: int, index: int, plan: LaunchPlan) -> SetupError
     fields["cwd"] = _dec(proc.cwd) if proc else "?"
     rl = item(proc.rlimits, index) if proc else None
     fields["rlimit"] = rl.resource if rl else "?"
-    arg0 = _dec(proc.args[0]) if proc and proc.args else ""
+    arg0 = _dec(proc.exe or proc.args[0]) if proc and (proc.exe or proc.args) else ""
     fields["arg0"] = arg0
     text = STEPS.get(name, name).format_map(_Missing(fields))
 

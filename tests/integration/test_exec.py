@@ -265,3 +265,16 @@ def test_exec_into_a_user_namespace_container(ocirun, bundle):
         assert uids == ["100005"] * 4  # container uid 5 through the map
     finally:
         os.kill(pid, 9)
+
+
+def test_foreground_exec_forwards_signals(ocirun, bundle):
+    cid, _ = _running(ocirun, bundle)
+    p = subprocess.Popen([*OCIRUN, "--root", str(ocirun.root), "exec", cid, "sh", "-c",
+                          "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None
+    assert p.stdout.readline() == b"ready\n"
+    p.send_signal(15)
+    out, _ = p.communicate(timeout=30)
+    assert out == b"got-term\n"
+    assert p.returncode == 7

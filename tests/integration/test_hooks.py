@@ -163,3 +163,17 @@ def test_a_hook_that_hangs_is_killed_at_its_timeout(ocirun, bundle, tmp_path):
 def test_features_lists_every_hook(ocirun):
     doc = json.loads(ocirun("features").stdout)
     assert doc["hooks"] == list(KINDS)
+
+
+def test_a_missing_container_hook_is_a_hook_failure(ocirun, bundle, tmp_path):
+    def f(c):
+        c["hooks"] = {"startContainer": [{"path": "/no/such/hook"}]}
+
+    bundle.edit(f)
+    cid = ocirun.new_id()
+    ocirun("create", "--bundle", str(bundle.path), cid)
+    p = ocirun("start", cid, check=False)
+    assert p.returncode == 1
+    assert p.stderr.decode().strip() == (
+        "error running startContainer hook #0 (/no/such/hook): exec /no/such/hook: no such file or directory")
+    assert ocirun("state", cid, check=False).returncode == 1

@@ -104,3 +104,15 @@ def test_state_document_and_container_pid():
                                bundle="/b", annotations={})
     assert doc == {"ociVersion": "1.3.0", "id": "c", "status": "stopped", "bundle": "/b"}
     assert hooks.container_pid(os.getpid()) > 0
+
+
+def test_runtime_hooks_get_no_inherited_fd(tmp_path):
+    out = tmp_path / "fds"
+    leaked = os.open(tmp_path, os.O_RDONLY)
+    os.set_inheritable(leaked, True)
+    try:
+        path = _script(tmp_path, "h", f"ls /proc/$$/fd > {out}\n")
+        hooks.run_hooks("prestart", [{"path": path}], STATE)
+    finally:
+        os.close(leaked)
+    assert str(leaked) not in out.read_text().split()
