@@ -63,7 +63,16 @@ def exec_process_dict(config_process: dict[str, Any] | None, opts: ExecOptions) 
         p["noNewPrivileges"] = True
     if opts.caps:
         caps = p.setdefault("capabilities", {})
+        from ocirun.linux.capabilities import CAPABILITIES
+
         names = [_cap_name(c) for c in opts.caps]
+        unknown = [c for c, n in zip(opts.caps, names, strict=True) if n not in CAPABILITIES]
+        if unknown:
+            import sys
+
+            # runc's warning, and like runc the exec goes on without them
+            sys.stderr.write(f"warning: ignoring unknown or unavailable capabilities: [{' '.join(unknown)}]\n")
+            names = [n for n in names if n in CAPABILITIES]
         # runc 1.1: bounding, effective, permitted (not inheritable or ambient)
         for kind in ("bounding", "effective", "permitted"):
             have = list(caps.get(kind) or ())

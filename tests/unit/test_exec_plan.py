@@ -118,3 +118,9 @@ def test_hook_plan_runs_the_path_as_root_without_restrictions():
     assert (p.uid, p.gid, p.capabilities, p.rlimits, p.no_new_privileges) == (0, 0, None, (), False)
     assert plan.seccomp_bpf is None
     assert hook_plan("/h", (), (), rootfs="/r", joins=()).process.args == (b"/h",)
+
+
+def test_unknown_cap_is_a_warning_and_ignored(capsys):
+    p = exec_process_dict(CONFIG_PROCESS, ExecOptions(args=("x",), caps=("CAP_BOGUS", "CAP_KILL")))
+    assert p["capabilities"]["bounding"] == ["CAP_CHOWN", "CAP_KILL"]
+    assert "ignoring unknown or unavailable capabilities: [CAP_BOGUS]" in capsys.readouterr().err
