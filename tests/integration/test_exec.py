@@ -278,3 +278,21 @@ def test_foreground_exec_forwards_signals(ocirun, bundle):
     out, _ = p.communicate(timeout=30)
     assert out == b"got-term\n"
     assert p.returncode == 7
+
+
+def test_exec_cwd_through_a_leaked_host_fd_does_not_escape(ocirun, bundle, tmp_path):
+    """CVE-2024-21626: a host directory fd left open by the caller, named as the
+    cwd through /proc/self/fd, must not become the process's cwd."""
+    cid, _ = _running(ocirun, bundle)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    os.set_inheritable(fd, True)
+    try:
+        for n in (fd, *range(3, 12)):
+            p = subprocess.run([*OCIRUN, "--root", str(ocirun.root), "exec", "--cwd", f"/proc/self/fd/{n}",
+                                cid, "pwd"], capture_output=True, pass_fds=(fd,), stdin=subprocess.DEVNULL,
+                               timeout=60)
+            assert p.returncode == 255, (n, p.stdout)
+            assert str(tmp_path).encode() not in p.stdout
+    finally:
+        os.close(fd)
+    reap_orphans()
