@@ -101,8 +101,10 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions):
 
         # the init stops after its mounts, before pivot_root, for these hooks
         plan = dataclasses.replace(plan, sync_before_pivot=True)
-    state = {"ociVersion": config.oci_version, "id": container_id, "bundle": loaded.bundle,
-             "annotations": dict(config.annotations or {})}
+    state: dict[str, object] = {"ociVersion": config.oci_version, "id": container_id,
+                                "bundle": loaded.bundle}
+    if config.annotations:
+        state["annotations"] = dict(config.annotations)  # runtime.md: optional
 
     store = Store(g.root)
     store.claim(container_id)
