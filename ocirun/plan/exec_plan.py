@@ -137,6 +137,8 @@ def build_exec_plan(process: dict[str, Any], *, container_id: str, bundle: str, 
     from ocirun.plan.build import PlanOptions, _plan_process
     from ocirun.spec.model import Process
 
+    if process.get("env"):
+        process = dict(process, env=dedup_env(process["env"]))
     model = Process.from_dict(process)
     proc = _plan_process(model, PlanOptions(container_id=container_id, bundle=bundle, rootfs=rootfs,
                                             preserve_fds=preserve_fds))
@@ -177,6 +179,21 @@ def _plan(rootfs: str, joins, proc: ProcessPlan, **seccomp) -> LaunchPlan:
     return LaunchPlan(rootfs=rootfs.encode(), new_namespaces=0, join_namespaces=joins,
                       root_propagation=0, rootfs_propagation=0, root_readonly=False, no_pivot=False,
                       mounts=(), devices=(), symlinks=(), process=proc, **seccomp)
+
+
+def dedup_env(env: list[str]) -> list[str]:
+    """One entry per name: the last value, at the place of the first (what runc's
+    os.Setenv loop and os.Environ() give the exec'd process)."""
+    index: dict[str, int] = {}
+    out: list[str] = []
+    for entry in env:
+        name = entry.split("=", 1)[0]
+        if name in index:
+            out[index[name]] = entry
+        else:
+            index[name] = len(out)
+            out.append(entry)
+    return out
 
 
 def _cap_name(name: str) -> str:

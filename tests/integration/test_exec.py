@@ -203,18 +203,19 @@ def test_exec_process_cannot_see_the_runtime(ocirun, bundle):
 
 @pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed")
 def test_exec_sees_what_runc_exec_shows(ocirun, bundle, tmp_path):
-    probe = "id; grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status; env | sort; pwd; ulimit -n"
+    probe = "id; grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status; env; pwd; ulimit -n"
     bundle.set_args("sleep", "1000")
     theirs = bundle.copy(tmp_path / "runc-bundle")
     cid, _ = _running(ocirun, bundle, "sleep", "1000")
-    ours = ocirun("exec", "-e", "X=1", "-u", "1000", cid, "sh", "-c", probe).stdout
+    flags = ("-e", "X=1", "-e", "HOME=/x", "-e", "TERM=dumb", "-e", "X=2", "-u", "1000")
+    ours = ocirun("exec", *flags, cid, "sh", "-c", probe).stdout
     root = tmp_path / "runc-root"
     rid = f"runc-{uuid.uuid4().hex[:8]}"
     subprocess.run(["runc", "--root", str(root), "run", "-d", "--bundle", str(theirs.path), rid],
                    check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    timeout=60)
     try:
-        reference = subprocess.run(["runc", "--root", str(root), "exec", "-e", "X=1", "-u", "1000", rid,
+        reference = subprocess.run(["runc", "--root", str(root), "exec", *flags, rid,
                                     "sh", "-c", probe], capture_output=True, timeout=60, check=True).stdout
     finally:
         subprocess.run(["runc", "--root", str(root), "delete", "-f", rid], capture_output=True, timeout=60)

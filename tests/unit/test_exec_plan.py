@@ -12,6 +12,7 @@ from ocirun.linux import namespaces
 from ocirun.plan.exec_plan import (
     ExecOptions,
     build_exec_plan,
+    dedup_env,
     exec_process_dict,
     hook_plan,
     init_namespaces,
@@ -124,3 +125,12 @@ def test_unknown_cap_is_a_warning_and_ignored(capsys):
     p = exec_process_dict(CONFIG_PROCESS, ExecOptions(args=("x",), caps=("CAP_BOGUS", "CAP_KILL")))
     assert p["capabilities"]["bounding"] == ["CAP_CHOWN", "CAP_KILL"]
     assert "ignoring unknown or unavailable capabilities: [CAP_BOGUS]" in capsys.readouterr().err
+
+
+def test_env_is_deduplicated_as_runc_does():
+    assert dedup_env(["PATH=/bin", "TERM=xterm", "HOME=/x", "A=1", "TERM=dumb", "A=2"]) == [
+        "PATH=/bin", "TERM=dumb", "HOME=/x", "A=2"]
+    plan = build_exec_plan(dict(CONFIG_PROCESS, args=["env"], terminal=False, env=["PATH=/bin", "PATH=/sbin"]),
+                           container_id="c", bundle="/b", rootfs="/nonexistent", joins=(), seccomp=None)
+    assert plan.process is not None and plan.process.search_path == (b"/sbin",)
+    assert plan.process.env[0] == b"PATH=/sbin"
