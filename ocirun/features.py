@@ -14,6 +14,7 @@ from ocirun.cli import GlobalOptions
 
 
 def features_document() -> dict:
+    from ocirun.hooks import KINDS as HOOK_KINDS
     from ocirun.linux.capabilities import CAPABILITIES
     from ocirun.linux.namespaces import CLONE_FLAGS
     from ocirun.plan.mount_options import FLAG_OPTIONS, PROPAGATION_OPTIONS, RECURSIVE_OPTIONS
@@ -22,8 +23,7 @@ def features_document() -> dict:
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": SPEC_VERSION,
-        # hooks are not run yet (exec/terminals/hooks issue): none is listed
-        "hooks": [],
+        "hooks": list(HOOK_KINDS),
         "mountOptions": sorted({*FLAG_OPTIONS, *PROPAGATION_OPTIONS, *RECURSIVE_OPTIONS}),
         "linux": {
             "namespaces": sorted(CLONE_FLAGS),

@@ -58,7 +58,6 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions):
     """Create the container; return its saved record. The init is our child."""
     from ocirun.cgroups import new_manager
     from ocirun.plan.build import PlanOptions, build_plan
-    from ocirun.plan.device_rules import device_rules
     from ocirun.plan.support import require_supported
     from ocirun.spec.check import validate_bundle
     from ocirun.store import Store, validate_id
@@ -94,8 +93,40 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions):
         cgroup_view(cgroup),
     )
 
+    from ocirun.hooks import hooks_dict
+
+    hooks = hooks_dict(config.hooks)
+    if any(k in hooks for k in ("prestart", "createRuntime", "createContainer")):
+        import dataclasses
+
+        # the init stops after its mounts, before pivot_root, for these hooks
+        plan = dataclasses.replace(plan, sync_before_pivot=True)
+    state: dict[str, object] = {"ociVersion": config.oci_version, "id": container_id,
+                                "bundle": loaded.bundle}
+    if config.annotations:
+        state["annotations"] = dict(config.annotations)  # runtime.md: optional
+
     store = Store(g.root)
     store.claim(container_id)
+    try:
+        record = _create_claimed(store, container_id, opts, loaded, config, cgroup, plan, hooks, state)
+    except BaseException as err:
+        from ocirun.errors import HookError
+
+        if isinstance(err, HookError) and hooks.get("poststop"):
+            # runtime.md: a failed create-time hook stops the container and the
+            # lifecycle continues at "destroy" (done by the undo above), then poststop
+            from ocirun.hooks import run_poststop
+
+            run_poststop(hooks["poststop"], state)
+        raise
+    return record
+
+
+def _create_claimed(store, container_id, opts, loaded, config, cgroup, plan, hooks, state):
+    from ocirun.plan.device_rules import device_rules
+
+    linux = config.linux
     with ExitStack() as undo:
         undo.callback(store.remove, container_id)
         with store.lock(container_id):
@@ -126,12 +157,13 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions):
                 # v1: the parent moves the first child into every hierarchy before it goes on
                 on_child_created=cgroup.place if cgroup_fd is None else (lambda pid: None),
                 on_namespaces_ready=lambda pid: None,
+                on_before_pivot=_create_hooks(hooks, state, loaded.rootfs, cgroup),
                 # SCMP_ACT_NOTIFY: the listener fd + state to listenerPath, before READY
                 on_seccomp_fd=_seccomp_listener(config, container_id, loaded.bundle),
             )
             undo.callback(_kill_init, pid)
 
-            record = _record(container_id, pid, loaded, config, cgroup, plan)
+            record = _record(container_id, pid, loaded, config, cgroup, hooks)
             store.save(record)
             if opts.pid_file:
                 write_pid_file(opts.pid_file, pid)
@@ -165,7 +197,26 @@ def cgroup_view(cgroup):
     return CgroupView(1, tuple(binds))
 
 
-def _record(container_id, pid, loaded, config, cgroup, plan):
+def _create_hooks(hooks, state, rootfs, cgroup):
+    """prestart, createRuntime (runtime namespace), createContainer (the init's
+    namespaces, before pivot_root), at the init's BEFORE_PIVOT stop."""
+    if not any(k in hooks for k in ("prestart", "createRuntime", "createContainer")):
+        return None
+
+    def run(init_pid: int) -> None:
+        from ocirun.hooks import container_ns_runner, container_pid, run_hooks
+
+        host_state = dict(state, pid=init_pid)
+        run_hooks("prestart", hooks.get("prestart", ()), host_state)
+        run_hooks("createRuntime", hooks.get("createRuntime", ()), host_state)
+        run_hooks("createContainer", hooks.get("createContainer", ()),
+                  dict(state, pid=container_pid(init_pid)),
+                  in_container=container_ns_runner(init_pid, rootfs, cgroup))
+
+    return run
+
+
+def _record(container_id, pid, loaded, config, cgroup, hooks):
     from ocirun.linux.proc import start_time
     from ocirun.store import ContainerRecord
 
@@ -188,8 +239,22 @@ def _record(container_id, pid, loaded, config, cgroup, plan):
         annotations=dict(config.annotations or {}),
         has_process=config.process is not None,
         status_hint="created",
-        runtime={"cgroup": cgroup.to_record(), "namespaces": namespaces},
+        runtime=_runtime(config, cgroup, namespaces, hooks),
     )
+
+
+def _runtime(config, cgroup, namespaces, hooks) -> dict:
+    """What later commands need from config.json (they never re-read it: runtime.md,
+    "updates to config.json after create MUST NOT affect the container")."""
+    out = {"cgroup": cgroup.to_record(), "namespaces": namespaces}
+    if config.process is not None:
+        out["process"] = config.process.to_dict()  # exec's defaults
+    if config.linux is not None and config.linux.seccomp is not None:
+        out["seccomp"] = config.linux.seccomp.to_dict()  # exec loads the same filter
+    later = {k: v for k, v in hooks.items() if k in ("startContainer", "poststart", "poststop")}
+    if later:
+        out["hooks"] = later  # run by start and delete
+    return out
 
 
 def _rfc3339_now() -> str:

@@ -46,6 +46,13 @@ def delete_container(g: GlobalOptions, container_id: str, *, force: bool = False
         if cg is not None:
             cg.destroy()
         store.remove(container_id)
+    poststop = (record.runtime or {}).get("hooks", {}).get("poststop")
+    if poststop:
+        # runtime.md: after the container is deleted, before delete returns; failures warn
+        from ocirun.container.start import hook_state
+        from ocirun.hooks import run_poststop
+
+        run_poststop(poststop, hook_state(record))
 
 
 def kill_and_wait(record, timeout: float = 10.0) -> None:

@@ -23,13 +23,20 @@ def cmd_run(g: GlobalOptions, args: argparse.Namespace) -> int:
         # Processes the container leaves behind (no pid namespace) are reparented
         # to us and reaped, not to the host's init.
         _set_child_subreaper()
-    # Before the container exists: a signal sent to us as soon as the container
-    # runs (its output can say so before start returns) must not kill us.
-    forwarder = None if args.detach else _Forwarder()
-    record = create_container(g, args.id, opts)
+    # Before create: a signal sent once the process runs (it may say "ready" before
+    # start returns) is queued and forwarded, not fatal to us.
+    forwarder = None if args.detach else SignalForwarder()
+    try:
+        record = create_container(g, args.id, opts)
+    except BaseException:
+        if forwarder is not None:
+            forwarder.restore()
+        raise
     try:
         start_container(g, args.id)
     except BaseException:
+        if forwarder is not None:
+            forwarder.restore()
         _cleanup(g, args.id)
         raise
     if forwarder is None:
@@ -40,43 +47,45 @@ def cmd_run(g: GlobalOptions, args: argparse.Namespace) -> int:
     return status
 
 
-class _Forwarder:
-    """Handlers for FORWARDED that hold signals until the init's pidfd is known,
-    then pass each on to it."""
+class SignalForwarder:
+    """Handlers for FORWARDED installed now; what arrives before attach() is
+    queued and sent to the process once it is known."""
 
     def __init__(self) -> None:
         self.pidfd: int | None = None
         self.pending: list[int] = []
-        for sig in FORWARDED:
-            signal.signal(sig, self._handle)
+        self.old = {sig: signal.signal(sig, self._handle) for sig in FORWARDED}
 
-    def _handle(self, signum: int, _frame: object) -> None:
+    def _handle(self, signum, _frame) -> None:
         if self.pidfd is None:
             self.pending.append(signum)
-        else:
-            self._send(signum)
-
-    def _send(self, signum: int) -> None:
-        if self.pidfd is None:
             return
         try:
             signal.pidfd_send_signal(self.pidfd, signum)
         except ProcessLookupError:
             pass
 
-    def attach(self, pidfd: int | None) -> None:
-        if pidfd is None:
-            return
-        self.pidfd = pidfd
-        while self.pending:
-            self._send(self.pending.pop(0))
+    def attach(self, pid: int) -> None:
+        from ocirun.linux.proc import open_pidfd
+
+        self.pidfd = open_pidfd(pid, None)
+        pending, self.pending = self.pending, []
+        for signum in pending:
+            self._handle(signum, None)
+
+    def restore(self) -> None:
+        for sig, old in self.old.items():
+            signal.signal(sig, old)
+        pending, self.pending = self.pending, []
+        for signum in pending:  # not forwarded: act on it as if it had come now
+            signal.raise_signal(signum)
 
 
-def _wait_forwarding_signals(pid: int, forwarder: _Forwarder) -> int:
-    from ocirun.linux.proc import open_pidfd
-
-    pidfd = open_pidfd(pid, None)
-    forwarder.attach(pidfd)
+def _wait_forwarding_signals(pid: int, forwarder: SignalForwarder | None = None) -> int:
+    if forwarder is None:
+        forwarder = SignalForwarder()
+    forwarder.attach(pid)
+    pidfd = forwarder.pidfd
     while True:
         try:
             _, wstatus = os.waitpid(pid, 0)

@@ -29,14 +29,55 @@ def start_container(g: GlobalOptions, container_id: str) -> None:
             raise InvalidStateError(
                 f"cannot start container {container_id}: config.json has no process"
             )
+        hooks = (record.runtime or {}).get("hooks") or {}
         pidfd = open_pidfd(record.pid, record.init_start_time)
         if pidfd is None:
             raise InvalidStateError("cannot start a container that has stopped")
         try:
+            if hooks.get("startContainer"):
+                _hooks_or_teardown(store, record, "startContainer")
             _release(store.exec_fifo_path(container_id), pidfd)
         finally:
             os.close(pidfd)
         store.save(record.replace(status_hint="running"))
+        if hooks.get("poststart"):
+            # after the user process exec'd (its fifo byte is read), before start returns
+            _hooks_or_teardown(store, record, "poststart")
+
+
+def hook_state(record) -> dict:
+    """The state document hooks read, without status and pid (set per hook)."""
+    state = {"ociVersion": record.oci_version, "id": record.id, "bundle": record.bundle}
+    if record.annotations:
+        state["annotations"] = dict(record.annotations)
+    return state
+
+
+def _hooks_or_teardown(store, record, kind: str) -> None:
+    """Run the hooks of ``kind``; if one fails, stop the container and continue at
+    runtime.md's step 12: destroy it (init, cgroup, state), run poststop, raise."""
+    from ocirun.container.common import cgroup_of
+    from ocirun.errors import HookError
+    from ocirun.hooks import container_ns_runner, container_pid, run_hooks, run_poststop
+
+    hooks = record.runtime["hooks"]
+    state = hook_state(record)
+    try:
+        if kind == "startContainer":
+            run_hooks(kind, hooks[kind], dict(state, pid=container_pid(record.pid)),
+                      in_container=container_ns_runner(record.pid, record.rootfs, cgroup_of(record)))
+        else:
+            run_hooks(kind, hooks[kind], dict(state, pid=record.pid))
+    except HookError:
+        from ocirun.container.delete import kill_and_wait
+
+        kill_and_wait(record)
+        cg = cgroup_of(record)
+        if cg is not None:
+            cg.destroy()
+        store.remove(record.id)
+        run_poststop(hooks.get("poststop", ()), state)
+        raise
 
 
 def _release(fifo: str, pidfd: int) -> None:

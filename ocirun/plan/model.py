@@ -117,6 +117,8 @@ class ProcessPlan:
     #: b"attr/exec") and what to write there; None: no label.
     lsm_attr: bytes | None = None
     lsm_label: bytes | None = None
+    #: exec only: the file to execute (a hook's path); None: look args[0] up in search_path.
+    exe: bytes | None = None
 
 
 @dataclass(frozen=True)

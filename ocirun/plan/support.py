@@ -27,13 +27,6 @@ def unsupported(config) -> list[Problem]:
         if value:
             problems.append(Problem(path, what))
 
-    hooks = config.hooks
-    if hooks is not None:
-        for name, key in (("prestart", "prestart"), ("create_runtime", "createRuntime"),
-                          ("create_container", "createContainer"),
-                          ("start_container", "startContainer"),
-                          ("poststart", "poststart"), ("poststop", "poststop")):
-            need(getattr(hooks, name), f"$.hooks.{key}", "hooks are not run yet")
     # process.apparmorProfile/selinuxLabel: refused by the planner when the LSM is off
     # (ocirun.linux.lsm); linux.mountLabel is ignored then, as crun does.
     linux = config.linux

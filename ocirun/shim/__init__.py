@@ -137,6 +137,10 @@ STEPS: dict[str, str] = {
     "SYSCTL_WRITE": "write sysctl {sysctl}",
     "LSM_PROCFS": "mount a procfs for the exec label",
     "LSM_EXEC_LABEL": "set exec label {lsm}",
+    "EXEC_STDIO": "set up stdio fd {index}",
+    "EXEC_CLOSE_FDS": "close the runtime's fds",
+    "EXEC_CLONE": "clone into the container's pid namespace",
+    "EXECVE": "exec {arg0}",
 }
 
 
@@ -196,7 +200,7 @@ def _step_error(step: int, err: int, index: int, plan: LaunchPlan) -> SetupError
     sc = item(plan.sysctl, index)
     fields["sysctl"] = f'"{_dec(sc[0]).replace("/", ".")}" = {_dec(sc[1])!r}' if sc else "?"
     fields["lsm"] = _dec(proc.lsm_label) if proc and proc.lsm_label else "?"
-    arg0 = _dec(proc.args[0]) if proc and proc.args else ""
+    arg0 = _dec(proc.exe or proc.args[0]) if proc and (proc.exe or proc.args) else ""
     fields["arg0"] = arg0
     text = STEPS.get(name, name).format_map(_Missing(fields))
 
@@ -322,6 +326,7 @@ class _CPlan:
         c.no_new_privileges = int(pr.no_new_privileges)
         c.preserve_fds = pr.preserve_fds
         self._process_attrs(c, pr)
+        c.exe = self.s(pr.exe)
         return c
 
     def _process_attrs(self, c, pr) -> None:
@@ -582,4 +587,86 @@ def _write_cgroup_procs(cgroup_fd: int, pid: int) -> None:
         raise SetupError("write cgroup.procs", e.errno or 0) from None
 
 
-__all__ = ["spawn", "SetupError", "STEPS"]
+def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
+                 on_child_created: Callable[[int], None],
+                 stdio: tuple[int, int, int] = (-1, -1, -1)) -> int:
+    """Run ``plan.process`` inside running namespaces (``plan.join_namespaces``,
+    user first, mount last) and a cgroup; return its host pid once its execve
+    succeeded. It is this process's child: the caller waits for it.
+
+    Only ``join_namespaces``, ``process``, ``seccomp_bpf``/``seccomp_flags`` of
+    the plan are used. ``cgroup_fd``: a v2 cgroup to clone into, or None;
+    ``on_child_created`` gets the first child's pid before it joins anything
+    (place it in the v1 cgroups). ``stdio``: fds to become its 0, 1, 2 (-1:
+    inherit ours). Raises SetupError (after killing and reaping every child)
+    when a step or the execve fails.
+    """
+    if plan.process is None:
+        raise SetupError("exec", detail="no process to run")
+    if plan.seccomp_notify:
+        from ocirun.errors import NotImplementedYet
+
+        raise NotImplementedYet("exec into a container whose seccomp profile uses SCMP_ACT_NOTIFY")
+    ffi, lib = _load()
+    floor = 3 + plan.process.preserve_fds
+    ns_fds: list[int] = []
+    sock = -1
+    stage1: int | None = None
+    proc: int | None = None
+    try:
+        for j in plan.join_namespaces:
+            try:
+                fd = os.open(j.path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise SetupError(f"open {_dec(j.path)}", e.errno or 0) from None
+            if fd < floor:  # never inside the preserved range, which the process keeps
+                high = fcntl_dupfd(fd, floor)
+                os.close(fd)
+                fd = high
+            ns_fds.append(fd)
+        cplan = _CPlan(plan, ns_fds)
+        res = ffi.new("struct ocirun_spawn_result *")
+        cstdio = ffi.new("int[3]", list(stdio))
+        if lib.ocirun_exec(cplan.plan, cstdio, -1 if cgroup_fd is None else cgroup_fd, res) < 0:
+            raise _step_error(res.step, res.err, -1, plan)
+        stage1, sock = res.pid, res.sock
+        for fd in ns_fds:
+            os.close(fd)
+        ns_fds.clear()
+        if cgroup_fd is not None and not res.used_clone3:
+            _write_cgroup_procs(cgroup_fd, stage1)
+        on_child_created(stage1)
+        _send(sock, lib.OCIRUN_MSG_CGROUP_PLACED)
+        while True:
+            mtype, step, err, index, pid = _recv(sock)
+            if mtype == 0:
+                if proc is None:
+                    raise SetupError("exec: the joining process exited before it forked")
+                return proc  # EOF: the CLOEXEC socket closed in a successful execve
+            if mtype == lib.OCIRUN_MSG_ERROR:
+                raise _step_error(step, err, index, plan)
+            if mtype == lib.OCIRUN_MSG_EXEC_PID and stage1 is not None and pid > 0:
+                proc = pid
+                _reap(stage1)
+                stage1 = None
+                _send(sock, lib.OCIRUN_MSG_EXEC_ACK)
+            else:
+                raise SetupError("sync with exec process", detail=f"unexpected message {_msg_name(mtype)}")
+    except BaseException:
+        _kill_and_reap(proc)
+        _kill_and_reap(stage1)
+        raise
+    finally:
+        for fd in ns_fds:
+            os.close(fd)
+        if sock >= 0:
+            os.close(sock)
+
+
+def fcntl_dupfd(fd: int, floor: int) -> int:
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+
+
+__all__ = ["spawn", "exec_process", "SetupError", "STEPS"]

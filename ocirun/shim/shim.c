@@ -43,6 +43,7 @@
  *  |                   |                  |                | NOTIFY): the parent hands the fd and the state|
  *  |                   |                  |                | to listenerPath, before READY                 |
  *  | SECCOMP_ACK       | parent -> init   | -              | the agent has the fd; go on                   |
+ *  | EXEC_PID, EXEC_ACK| (exec only)      |                | see src/exec.c                                |
  *
  * EOF on the parent's end before READY means a child died without saying
  * why (killed); the parent reports the last message it got.
@@ -81,3 +82,4 @@
 #include "src/process_attrs.c"
 #include "src/init.c"
 #include "src/spawn.c"
+#include "src/exec.c"

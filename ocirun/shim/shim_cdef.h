@@ -20,7 +20,10 @@ enum ocirun_msg_type {
     OCIRUN_MSG_READY = 8,
     OCIRUN_MSG_ERROR = 9,
     OCIRUN_MSG_SECCOMP_FD = 10,     /* init -> parent, the listener fd in SCM_RIGHTS */
-    OCIRUN_MSG_SECCOMP_ACK = 11
+    OCIRUN_MSG_SECCOMP_ACK = 11,
+    /* 30-49: exec and hooks */
+    OCIRUN_MSG_EXEC_PID = 30,       /* exec stage-1 -> parent: the joining process's pid */
+    OCIRUN_MSG_EXEC_ACK = 31        /* parent -> exec process: pid known; set up and exec */
     /* Blocks by job: 20-29 process settings, 30-49 exec and hooks, 50-59 terminals. */
 };
 
@@ -105,7 +108,12 @@ enum ocirun_step {
     OCIRUN_STEP_SYSCTL_OPEN = 65,       /* index: sysctl_keys[] */
     OCIRUN_STEP_SYSCTL_WRITE = 66,      /* index: sysctl_keys[] */
     OCIRUN_STEP_LSM_PROCFS = 67,
-    OCIRUN_STEP_LSM_EXEC_LABEL = 68
+    OCIRUN_STEP_LSM_EXEC_LABEL = 68,
+    /* 80-99: exec and hooks (ocirun_exec) */
+    OCIRUN_STEP_EXEC_STDIO = 80,        /* index: which of 0-2 */
+    OCIRUN_STEP_EXEC_CLOSE_FDS = 81,
+    OCIRUN_STEP_EXEC_CLONE = 82,
+    OCIRUN_STEP_EXECVE = 83
     /* Blocks by job, so work on one never renumbers another: 60-79 process
      * settings (personality, scheduler, ioprio, affinity, LSM, sysctl),
      * 80-99 exec and hooks, 100-119 terminals. */
@@ -197,6 +205,7 @@ struct ocirun_process {
     int cpu_final_len;
     const char *lsm_attr;      /* "attr/apparmor/exec" or "attr/exec" below /proc/<tid>; NULL: none */
     const char *lsm_label;     /* what to write there ("exec <profile>" or the SELinux label) */
+    const char *exe;           /* exec only: run this path (a hook's "path"); NULL: look up argv[0] */
 };
 
 struct ocirun_plan {
@@ -252,3 +261,13 @@ int ocirun_shim_version(void);
  * res->err set; nothing left open or running). Releases the GIL (cffi). */
 int ocirun_spawn(const struct ocirun_plan *plan, int exec_fifo_fd, int cgroup_fd,
                  struct ocirun_spawn_result *res);
+
+/* Parent side of `exec` (and of hooks run in the container namespace): clone3
+ * a stage-1 that joins plan->joins (a running container's namespaces; nothing
+ * is created or mounted: the other plan fields but process, seccomp_* and
+ * cap_last_cap are ignored), forks the process into the joined pid namespace
+ * and execs plan->process there. stdio[0..2]: fds to make its 0-2, -1 to
+ * inherit. res->pid is stage-1; read EXEC_PID then EOF (exec'd) or ERROR from
+ * res->sock. Releases the GIL (cffi). */
+int ocirun_exec(const struct ocirun_plan *plan, const int *stdio, int cgroup_fd,
+                struct ocirun_spawn_result *res);

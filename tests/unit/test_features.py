@@ -28,7 +28,7 @@ def test_features_document_is_valid_and_truthful():
     assert set(doc["linux"]["namespaces"]) == {"pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"}
     assert "rro" in doc["mountOptions"] and "tmpcopyup" not in doc["mountOptions"]
     # nothing is claimed that is not built yet
-    assert doc["hooks"] == []
+    assert doc["hooks"] == ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]
     # implemented (applied when the host runs the LSM, an error when it does not)
     assert doc["linux"]["apparmor"] == {"enabled": True} and doc["linux"]["selinux"] == {"enabled": True}
     assert "memoryPolicy" not in doc["linux"] and doc["linux"]["intelRdt"] == {"enabled": False}
