@@ -142,6 +142,14 @@ def build_exec_plan(process: dict[str, Any], *, container_id: str, bundle: str, 
     model = Process.from_dict(process)
     proc = _plan_process(model, PlanOptions(container_id=container_id, bundle=bundle, rootfs=rootfs,
                                             preserve_fds=preserve_fds))
+    if model.exec_cpu_affinity is not None:
+        # config.md: for exec'd processes only (the init never gets it)
+        from dataclasses import replace
+
+        from ocirun.plan.process_attrs import cpu_mask
+
+        proc = replace(proc, cpu_affinity_initial=cpu_mask(model.exec_cpu_affinity.initial),
+                       cpu_affinity_final=cpu_mask(model.exec_cpu_affinity.final))
     compiled = None
     if seccomp is not None:
         from ocirun.seccomp import FilterCache, compile_filter

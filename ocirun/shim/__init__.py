@@ -137,6 +137,7 @@ STEPS: dict[str, str] = {
     "SYSCTL_WRITE": "write sysctl {sysctl}",
     "LSM_PROCFS": "mount a procfs for the exec label",
     "LSM_EXEC_LABEL": "set exec label {lsm}",
+    "AFFINITY_FINAL": "set final CPU affinity (execCPUAffinity.final)",
     "EXEC_STDIO": "set up stdio fd {index}",
     "EXEC_CLOSE_FDS": "close the runtime's fds",
     "EXEC_CLONE": "clone into the container's pid namespace",

@@ -109,6 +109,7 @@ enum ocirun_step {
     OCIRUN_STEP_SYSCTL_WRITE = 66,      /* index: sysctl_keys[] */
     OCIRUN_STEP_LSM_PROCFS = 67,
     OCIRUN_STEP_LSM_EXEC_LABEL = 68,
+    OCIRUN_STEP_AFFINITY_FINAL = 69,
     /* 80-99: exec and hooks (ocirun_exec) */
     OCIRUN_STEP_EXEC_STDIO = 80,        /* index: which of 0-2 */
     OCIRUN_STEP_EXEC_CLOSE_FDS = 81,

@@ -290,3 +290,27 @@ def test_exec_cwd_through_a_leaked_host_fd_does_not_escape(ocirun, bundle, tmp_p
     finally:
         os.close(fd)
     reap_orphans()
+
+
+def test_exec_process_settings_from_the_process_file(ocirun, bundle, tmp_path):
+    # execCPUAffinity (exec'd processes only), ioPriority and scheduler, as the init gets them
+    cid, _ = _running(ocirun, bundle)
+    proc = {"args": ["sh", "-c", "grep Cpus_allowed_list /proc/self/status; sleep 2 & wait"],
+            "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0},
+            "execCPUAffinity": {"initial": "0", "final": "0"},
+            "ioPriority": {"class": "IOPRIO_CLASS_IDLE"},
+            "scheduler": {"policy": "SCHED_BATCH", "nice": 5}}
+    (tmp_path / "p.json").write_text(json.dumps(proc))
+    pid_file = tmp_path / "exec.pid"
+    p = subprocess.Popen([*OCIRUN, "--root", str(ocirun.root), "exec", "--pid-file", str(pid_file),
+                          "--process", str(tmp_path / "p.json"), cid], stdout=subprocess.PIPE)
+    try:
+        assert p.stdout.readline().split() == [b"Cpus_allowed_list:", b"0"]
+        pid = int(pid_file.read_text())
+        stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        assert int(stat[16]) == 5 and int(stat[38]) == 3  # nice; policy SCHED_BATCH
+        libc = __import__("ctypes").CDLL(None, use_errno=True)
+        ioprio = libc.syscall(252 if os.uname().machine == "x86_64" else 31, 1, pid)  # ioprio_get(WHO_PROCESS)
+        assert ioprio >> 13 == 3  # IOPRIO_CLASS_IDLE
+    finally:
+        assert p.wait(timeout=20) == 0

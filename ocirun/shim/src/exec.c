@@ -70,6 +70,12 @@ __attribute__((noreturn)) static void exec_process_main(struct ctx *c)
     int chdir_again = enter_cwd(c, 1);
     /* Before dropping privileges: raising a hard limit needs CAP_SYS_RESOURCE. */
     set_rlimits(c);
+    /* As root, before capabilities go: a real-time policy or a lower nice needs CAP_SYS_NICE. */
+    set_scheduler(c);
+    /* As root, before capabilities go: IOPRIO_CLASS_RT needs CAP_SYS_ADMIN. */
+    set_io_priority(c);
+    /* fsopen(proc) needs CAP_SYS_ADMIN and must precede any seccomp filter. */
+    set_exec_label(c);
     /* Needs CAP_SETPCAP, which the uid change below may take away. */
     drop_bounding_set(c);
     /* Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before the
@@ -99,6 +105,11 @@ __attribute__((noreturn)) static void exec_process_main(struct ctx *c)
         fail(c, OCIRUN_STEP_NO_NEW_PRIVS, errno, -1);
     umask(pr->umask);
     prepare_fds(c, pr->preserve_fds);
+    /* execCPUAffinity.final: after our setup, before a filter could refuse
+     * sched_setaffinity(2); a failure still reaches the parent (socket open). */
+    if (pr->cpu_final &&
+        syscall(SYS_sched_setaffinity, 0, (size_t)pr->cpu_final_len, pr->cpu_final) < 0)
+        fail(c, OCIRUN_STEP_AFFINITY_FINAL, errno, -1);
     /* With no_new_privs: last, so none of our own setup syscalls need to be in
      * the container's profile. A failure is still reported: the socket is open. */
     if (has_seccomp && pr->no_new_privileges) {
@@ -121,6 +132,9 @@ __attribute__((noreturn)) static void exec_stage1_main(const struct ocirun_plan 
     c.rootfs_via_cwd = 0;
     c.exe[0] = '\0';
     reset_signals();
+    /* execCPUAffinity.initial: first, before the parent moves us into the
+     * container's cgroups (v1; clone3 into a v2 cgroup is born there). */
+    int aff = set_cpu_affinity_initial(plan->process);
     /* CVE-2019-5736: not dumpable before joining anything, so no process in the
      * container can reach our memory, fds or /proc/PID/exe. Inherited by the fork. */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
@@ -134,6 +148,10 @@ __attribute__((noreturn)) static void exec_stage1_main(const struct ocirun_plan 
     exec_close_host_fds(&c);
     /* Nothing of ours runs outside the container's cgroups. */
     wait_for(&c, OCIRUN_MSG_CGROUP_PLACED);
+    /* Reported only now: an ERROR sent before CGROUP_PLACED is lost when we
+     * exit with that message unread. */
+    if (aff < 0)
+        fail(&c, OCIRUN_STEP_AFFINITY_INITIAL, -aff, -1);
     /* User first (its privileges let us join the rest), mount last (it changes
      * our root and cwd to the container's "/"). */
     join_namespaces(&c);
