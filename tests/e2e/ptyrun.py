@@ -60,5 +60,6 @@ def run_in_pty(argv: list[str], *, env: dict[str, str], timeout: float = 60) -> 
         p.wait()
         release(p)
         reap_orphans()
-    out = b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
+    # Both ptys (the container's and ours) turn \n into \r\n.
+    out = b"".join(chunks).decode(errors="replace").replace("\r", "")
     return Result(argv, p.returncode, out, "")
