@@ -101,6 +101,13 @@ def test_run_tty(ctr):
     assert "/dev/pts/0\n" in r.stdout and "stdio-is-a-tty\n" in r.stdout, r
 
 
+def test_device_is_created_in_the_container(ctr):
+    # containerd sends fileMode with the file-type bits (S_IFCHR | mode)
+    r = ctr.run("--rm", "--device", "/dev/zero", IMAGE, new_id(), "sh", "-c",
+                "test -c /dev/zero && head -c 4 /dev/zero | od -An -tx1")
+    assert r.stdout.split() == ["00", "00", "00", "00"]
+
+
 # --- detached tasks and exec ---------------------------------------------------------------------
 
 def test_detached_run_then_exec_prints_output(ctr):

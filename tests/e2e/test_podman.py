@@ -73,6 +73,23 @@ def test_rlimits_within_the_hosts_hard_limits(podman):
     assert f'"nofile={nofile}:{nofile}"' in conf
 
 
+def test_device_is_created_in_the_container(podman):
+    # podman sends fileMode with the file-type bits (S_IFCHR | 0600)
+    r = podman.run("--rm", "--device", "/dev/zero:/dev/e2e-zero", IMAGE, "sh", "-c",
+                   "test -c /dev/e2e-zero && head -c 4 /dev/e2e-zero | od -An -tx1")
+    assert r.stdout.split() == ["00", "00", "00", "00"]
+
+
+def test_privileged_has_every_capability_and_the_hosts_devices(podman):
+    host_bounding = next(ln for ln in open("/proc/self/status") if ln.startswith("CapBnd:")).split()[1]
+    r = podman.run("--rm", "--privileged", IMAGE, "sh", "-c",
+                   "grep -E '^(CapEff|Seccomp):' /proc/self/status; test -c /dev/zero && ls /dev | wc -l")
+    lines = r.stdout.split("\n")
+    assert lines[0].split() == ["CapEff:", host_bounding]
+    assert lines[1].split() == ["Seccomp:", "0"]
+    assert int(lines[2]) > 20            # the host's devices, not just the default six
+
+
 # --- detached containers and exec ---------------------------------------------------------------
 
 def test_detached_run_then_exec_prints_output(podman):
