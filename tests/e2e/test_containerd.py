@@ -93,6 +93,15 @@ def test_run_bad_cwd_reports_the_runtimes_message(ctr):
     assert "/etc/passwd" in r.stderr and "not a directory" in r.stderr, r
 
 
+def test_run_options_reach_the_process(ctr, tmp_path):
+    (tmp_path / "greeting").write_text("hello from the host\n")
+    r = ctr.run("--rm", "--cwd", "/tmp", "--env", "FOO=bar", "--read-only", "--mount",
+                f"type=bind,src={tmp_path},dst=/data,options=rbind:ro", IMAGE, new_id(), "sh", "-c",
+                "pwd; echo $FOO; cat /data/greeting; touch /x 2>/dev/null || echo rootfs-ro; "
+                "touch /data/x 2>/dev/null || echo data-ro")
+    assert r.stdout.splitlines() == ["/tmp", "bar", "hello from the host", "rootfs-ro", "data-ro"]
+
+
 def test_run_tty(ctr):
     r = run_in_pty([*ctr.ctr_argv, "run", "--rm", "--tty", *ctr.runtime_opts, IMAGE, new_id(),
                     "sh", "-c", "tty; test -t 0 && test -t 1 && echo stdio-is-a-tty; exit 4"],

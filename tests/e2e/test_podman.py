@@ -66,6 +66,19 @@ def test_run_tty(podman):
     assert "/dev/pts/0\n" in r.stdout and "stdio-is-a-tty\n" in r.stdout, r
 
 
+def test_run_options_reach_the_process(podman, tmp_path):
+    (tmp_path / "greeting").write_text("hello from the host\n")
+    tmp_path.chmod(0o755)     # readable by the container's user 65534
+    r = podman.run("--rm", "--user", "65534:65534", "--workdir", "/tmp", "--env", "FOO=bar",
+                   "--hostname", "e2e-host", "--read-only", "--volume", f"{tmp_path}:/data:ro",
+                   "--tmpfs", "/scratch", IMAGE, "sh", "-c",
+                   "id -u; id -g; pwd; echo $FOO; hostname; cat /data/greeting; "
+                   "touch /x 2>/dev/null || echo rootfs-ro; touch /data/x 2>/dev/null || echo data-ro; "
+                   "grep -q ' /scratch tmpfs ' /proc/mounts && echo scratch-tmpfs")
+    assert r.stdout.splitlines() == ["65534", "65534", "/tmp", "bar", "e2e-host", "hello from the host",
+                                     "rootfs-ro", "data-ro", "scratch-tmpfs"]
+
+
 def test_rlimits_within_the_hosts_hard_limits(podman):
     # containers.conf default_ulimits (engines.host_ulimits) reach the container process.
     nofile = podman.run("--rm", IMAGE, "sh", "-c", "ulimit -n").stdout.strip()
