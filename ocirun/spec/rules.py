@@ -499,8 +499,8 @@ def devices(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
                 if key not in dev:
                     yield _p(["linux", "devices", i], f"{key!r} is required for type {dev['type']!r}")
         # podman and containerd send the file-type bits too (S_IFCHR | 0600): they must match.
-        mode, kind = dev.get("fileMode"), _DEVICE_TYPE_BITS.get(dev.get("type"))
-        if _int(mode) is not None and kind is not None and mode & 0o170000 not in (0, kind):
+        mode, kind = _int(dev.get("fileMode")), _DEVICE_TYPE_BITS.get(str(dev.get("type")))
+        if mode is not None and kind is not None and mode & 0o170000 not in (0, kind):
             yield _p(["linux", "devices", i, "fileMode"],
                      f"{mode} (0o{mode:o}) has file-type bits that are not those of type {dev['type']!r}")
 

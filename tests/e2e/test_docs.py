@@ -39,7 +39,7 @@ def test_documented_containerd_cri_runtime_is_accepted(tmp_path):
     conf = tmp_path / "config.toml"
     conf.write_text(f'root = "{tmp_path}/root"\nstate = "{tmp_path}/state"\n' + snippet("containerd-cri"))
     dump = subprocess.run(["containerd", "--config", str(conf), "config", "dump"], check=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True).stdout
+                          capture_output=True, text=True).stdout
     cri = tomllib.loads(dump)["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]["ocirun"]
     assert cri["runtime_type"] == "io.containerd.runc.v2"
     assert cri["options"]["BinaryName"] == DOC_BINARY
