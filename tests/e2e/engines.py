@@ -201,12 +201,14 @@ def write_policy(path: Path) -> Path:
     return path
 
 
-def skopeo_copy(src: str, dest: str, *, env: dict[str, str], policy: Path) -> None:
+def skopeo_copy(src: str, dest: str, *, env: dict[str, str], policy: Path, tmpdir: Path) -> None:
     """skopeo copy in a private mount namespace whose /var/lib is a tmpfs: containers/image
-    writes a blob-info cache to /var/lib/containers/cache for root, and nothing may say where else."""
+    writes a blob-info cache to /var/lib/containers/cache for root, and nothing may say where
+    else.  Its big temporary files go to ``tmpdir`` (default /var/tmp)."""
     script = 'mount -t tmpfs -o size=16m,mode=0755 ocitest-e2e /var/lib && exec skopeo "$@"'
+    tmpdir.mkdir(parents=True, exist_ok=True)
     subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "skopeo",
-                    "copy", "--quiet", "--policy", str(policy), src, dest],
+                    "--tmpdir", str(tmpdir), "copy", "--quiet", "--policy", str(policy), src, dest],
                    check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -334,7 +336,7 @@ class Podman:
 
     def load_image(self, layout: Path) -> None:
         skopeo_copy(f"oci:{layout}:{IMAGE_TAG}", f"containers-storage:{IMAGE}", env=self.env,
-                    policy=self.policy)
+                    policy=self.policy, tmpdir=self.root / "tmp")
 
     def remove_all(self) -> None:
         self("rm", "--all", "--force", "--time", "0", check=False, timeout=180)
@@ -456,7 +458,7 @@ class Containerd:
     def load_image(self, layout: Path) -> None:
         archive = self.root / "busybox.oci.tar"
         skopeo_copy(f"oci:{layout}:{IMAGE_TAG}", f"oci-archive:{archive}:{IMAGE}", env=self.env,
-                    policy=self.policy)
+                    policy=self.policy, tmpdir=self.root / "tmp")
         self.ctr("images", "import", "--base-name", IMAGE.rsplit(":", 1)[0], str(archive))
 
     def containers(self) -> list[str]:
