@@ -6,13 +6,24 @@ shim calls PATH with runc's command line (see docs/engines.md).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
 import uuid
 
 import pytest
-from engines import COUNTER, IMAGE, SHOW_MEMORY, Containerd, release, spawn, until
+from engines import (
+    COUNTER,
+    IMAGE,
+    REPO,
+    SHOW_LIMITS,
+    SHOW_MEMORY,
+    Containerd,
+    release,
+    spawn,
+    until,
+)
 from ptyrun import run_in_pty
 
 pytestmark = pytest.mark.root
@@ -210,6 +221,24 @@ def test_memory_limit_visible_in_the_container(ctr):
     assert r.stdout.strip() == str(64 << 20)
 
 
+def test_memory_and_pids_limits_from_a_full_spec(ctr, tmp_path):
+    # ctr has no pids flag: give it a whole spec (`ctr oci spec`, edited) and a rootfs (--config)
+    bundle = tmp_path / "bundle"
+    subprocess.run([str(REPO / "bundles" / "make-busybox-bundle"), "--no-image", str(bundle)],
+                   check=True, stdout=subprocess.DEVNULL)
+    cid = new_id()
+    spec = json.loads(ctr.ctr("oci", "spec").stdout)
+    spec["root"] = {"path": str(bundle / "rootfs")}
+    spec["process"]["args"] = ["/bin/sh", "-c", SHOW_LIMITS]   # the spec has no PATH in env
+    spec["linux"]["cgroupsPath"] = f"/{ctr.namespace}/{cid}"
+    spec["linux"].setdefault("resources", {}).update(memory={"limit": 64 << 20}, pids={"limit": 77})
+    spec["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                           "options": ["ro", "nosuid", "noexec", "nodev"]})
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    r = ctr.run("--rm", "--config", str(tmp_path / "spec.json"), cid)
+    assert r.stdout.split() == [str(64 << 20), "77"]
+
+
 def test_cpu_quota_visible_in_the_container(ctr):
     show = ("if [ -f /sys/fs/cgroup/cpu.max ]; then cat /sys/fs/cgroup/cpu.max; "
             "else echo $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us); fi")
@@ -228,6 +257,22 @@ def test_task_ps_lists_the_containers_processes(ctr):
     assert len(children) == 2, lines
     for p in children:
         assert open(f"/proc/{p}/cmdline").read().split("\0")[0] == "sleep"
+
+
+# --- namespaces joined by path (what a pod sandbox is to containerd) ------------------------------------
+
+def test_containers_join_a_sandboxs_namespaces_by_path(ctr):
+    sandbox = detached(ctr, "sleep", "1000")
+    pid = tasks(ctr)[sandbox][0]
+    joins = [f"--with-ns={ns}:/proc/{pid}/ns/{link}" for ns, link in
+             (("network", "net"), ("ipc", "ipc"), ("uts", "uts"))]
+    r = ctr.run("--rm", *joins, IMAGE, new_id(), "sh", "-c",
+                "for ns in uts ipc net pid; do readlink /proc/self/ns/$ns; done")
+    uts, ipc, net, pidns = r.stdout.split()
+    assert uts == os.readlink(f"/proc/{pid}/ns/uts")
+    assert ipc == os.readlink(f"/proc/{pid}/ns/ipc")
+    assert net == os.readlink(f"/proc/{pid}/ns/net")
+    assert pidns != os.readlink(f"/proc/{pid}/ns/pid")
 
 
 # --- restart ---------------------------------------------------------------------------------------------
