@@ -30,8 +30,6 @@ from engines import (  # noqa: E402
     reap_orphans,
 )
 
-pytestmark = pytest.mark.root
-
 
 def pytest_addoption(parser):
     parser.addoption("--e2e-runtime", default=os.environ.get("OCIRUN_E2E_RUNTIME"),
@@ -53,11 +51,6 @@ def runtime_binary(pytestconfig) -> Path:
     if not path.is_file() or not os.access(path, os.X_OK):
         pytest.fail(f"runtime binary {path} not found (run ./scripts/setup)")
     return path.resolve() if given else path
-
-
-@pytest.fixture(scope="session")
-def is_ocirun(runtime_binary) -> bool:
-    return runtime_binary.name == "ocirun"
 
 
 @pytest.fixture(scope="session")
