@@ -30,8 +30,11 @@ def features_document() -> dict:
             "capabilities": sorted(CAPABILITIES, key=CAPABILITIES.__getitem__),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True},
             "seccomp": seccomp_features(),
-            "apparmor": {"enabled": False},
-            "selinux": {"enabled": False},
+            # features-linux.md: implementation status, "irrelevant to the availability
+            # on the host": both labels are applied when the host runs the LSM (and are
+            # an error at create when it does not; ocirun.linux.lsm).
+            "apparmor": {"enabled": True},
+            "selinux": {"enabled": True},
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": False}},
             "netDevices": {"enabled": False},

@@ -23,34 +23,60 @@ def cmd_run(g: GlobalOptions, args: argparse.Namespace) -> int:
         # Processes the container leaves behind (no pid namespace) are reparented
         # to us and reaped, not to the host's init.
         _set_child_subreaper()
+    # Before the container exists: a signal sent to us as soon as the container
+    # runs (its output can say so before start returns) must not kill us.
+    forwarder = None if args.detach else _Forwarder()
     record = create_container(g, args.id, opts)
     try:
         start_container(g, args.id)
     except BaseException:
         _cleanup(g, args.id)
         raise
-    if args.detach:
+    if forwarder is None:
         return 0
-    status = _wait_forwarding_signals(record.pid)
+    status = _wait_forwarding_signals(record.pid, forwarder)
     if not args.keep:
         _cleanup(g, args.id)
     return status
 
 
-def _wait_forwarding_signals(pid: int) -> int:
+class _Forwarder:
+    """Handlers for FORWARDED that hold signals until the init's pidfd is known,
+    then pass each on to it."""
+
+    def __init__(self) -> None:
+        self.pidfd: int | None = None
+        self.pending: list[int] = []
+        for sig in FORWARDED:
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.pidfd is None:
+            self.pending.append(signum)
+        else:
+            self._send(signum)
+
+    def _send(self, signum: int) -> None:
+        if self.pidfd is None:
+            return
+        try:
+            signal.pidfd_send_signal(self.pidfd, signum)
+        except ProcessLookupError:
+            pass
+
+    def attach(self, pidfd: int | None) -> None:
+        if pidfd is None:
+            return
+        self.pidfd = pidfd
+        while self.pending:
+            self._send(self.pending.pop(0))
+
+
+def _wait_forwarding_signals(pid: int, forwarder: _Forwarder) -> int:
     from ocirun.linux.proc import open_pidfd
 
     pidfd = open_pidfd(pid, None)
-
-    def forward(signum, _frame):
-        if pidfd is not None:
-            try:
-                signal.pidfd_send_signal(pidfd, signum)
-            except ProcessLookupError:
-                pass
-
-    for sig in FORWARDED:
-        signal.signal(sig, forward)
+    forwarder.attach(pidfd)
     while True:
         try:
             _, wstatus = os.waitpid(pid, 0)
@@ -59,6 +85,7 @@ def _wait_forwarding_signals(pid: int) -> int:
             continue
         except ChildProcessError:
             return 255
+    forwarder.pidfd = None
     if pidfd is not None:
         os.close(pidfd)
     # reap anything else that was reparented to us as subreaper

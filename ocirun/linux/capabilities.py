@@ -45,3 +45,17 @@ def to_mask(names: Iterable[str], kernel_last_cap: int) -> tuple[int, list[str]]
             continue
         mask |= 1 << number
     return mask, unknown_to_kernel
+
+
+
+def own_available() -> int:
+    """The capabilities this process can hand on: its bounding set and permitted set
+    (CapBnd & CapPrm of /proc/self/status) as a bitmask."""
+    sets = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("CapBnd", "CapPrm"):
+                sets[key] = int(value.split()[0], 16)
+    full = (1 << (last_cap() + 1)) - 1
+    return sets.get("CapBnd", full) & sets.get("CapPrm", full)

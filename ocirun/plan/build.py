@@ -13,7 +13,7 @@ import os
 import resource
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ocirun.errors import ConfigError, NotImplementedYet, Problem
 from ocirun.linux import capabilities, namespaces
@@ -87,6 +87,8 @@ def build_plan(config, opts: PlanOptions, cgroup_view: CgroupView | None) -> Lau
     new_net_ns = "network" in kinds and not kinds["network"].path
 
     mounts = _plan_mounts(config.mounts, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_net_ns)
+    if linux is not None and linux.mount_label:
+        mounts = _with_mount_label(mounts, linux.mount_label)
     has_devpts = any(m.target == b"/dev/pts" and m.fstype == b"devpts" for m in mounts)
     dev_is_bound = any(m.target == b"/dev" and m.flags & mo.MS_BIND for m in mounts)
 
@@ -112,7 +114,7 @@ def build_plan(config, opts: PlanOptions, cgroup_view: CgroupView | None) -> Lau
         readonly_paths=tuple(p.encode() for p in (linux.readonly_paths if linux else ()) or ()),
         hostname=config.hostname.encode() if config.hostname else None,
         domainname=config.domainname.encode() if config.domainname else None,
-        process=_plan_process(proc, opts) if proc is not None else None,
+        process=_plan_process(proc, opts, linux=linux, in_user_ns=in_user_ns) if proc is not None else None,
         uid_map=_id_map(linux.uid_mappings) if new_user_ns and linux else None,
         gid_map=_id_map(linux.gid_mappings) if new_user_ns and linux else None,
         timens_offsets=_time_offsets(linux) if new_flags & namespaces.CLONE_NEWTIME else None,
@@ -121,7 +123,35 @@ def build_plan(config, opts: PlanOptions, cgroup_view: CgroupView | None) -> Lau
         seccomp_bpf=seccomp.bpf if seccomp is not None else None,
         seccomp_flags=seccomp.flags if seccomp is not None else 0,
         seccomp_notify=seccomp.uses_notify if seccomp is not None else False,
+        sysctl=_plan_sysctl(linux, kinds),
     )
+
+
+def _plan_sysctl(linux, kinds) -> tuple[tuple[bytes, bytes], ...]:
+    if linux is None or not linux.sysctl:
+        return ()
+    from ocirun.plan.sysctl import plan_sysctls
+
+    return plan_sysctls(linux.sysctl, {kind: ns.path for kind, ns in kinds.items()})
+
+
+def _with_mount_label(mounts: tuple[MountStep, ...], mount_label: str | None) -> tuple[MountStep, ...]:
+    """linux.mountLabel as context= on the filesystems the container owns (not proc,
+    sysfs, cgroup, binds), as runc does; nothing when SELinux is off (ocirun.linux.lsm)."""
+    from ocirun.linux.lsm import mount_label_option
+
+    option = mount_label_option(mount_label)
+    if option is None:
+        return mounts
+    out = []
+    for m in mounts:
+        if m.flags & mo.MS_BIND or m.flags & mo.MS_REMOUNT or m.fstype in (None, b"proc", b"sysfs", b"cgroup",
+                                                                          b"cgroup2", b"mqueue"):
+            out.append(m)
+            continue
+        data = f"{m.data.decode()},{option}" if m.data else option
+        out.append(replace(m, data=data.encode()))
+    return tuple(out)
 
 
 def _propagation(value: str | None) -> tuple[int, int]:
@@ -267,19 +297,26 @@ def _time_offsets(linux) -> bytes | None:
 _RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
 
 
-def _plan_process(proc, opts: PlanOptions) -> ProcessPlan:
+def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = False) -> ProcessPlan:
     env = list(proc.env or ())
     env_keys = {e.split("=", 1)[0] for e in env}
     if "HOME" not in env_keys:
         env.append("HOME=" + _home_of(opts.rootfs, proc.user.uid))
     path_value = next((e.split("=", 1)[1] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
     last = capabilities.last_cap()
-    caps = None
+    # As runc: a set the config leaves out is empty, and no capabilities object at
+    # all means no capabilities (never the runtime's full set).
+    caps = Capabilities(0, 0, 0, 0, 0)
+    unknown_to_kernel: set[str] = set()
     if proc.capabilities is not None:
         c = proc.capabilities
 
         def mask(names):
-            return None if names is None else capabilities.to_mask(names, last)[0]
+            if names is None:
+                return 0
+            value, unknown = capabilities.to_mask(names, last)
+            unknown_to_kernel.update(unknown)
+            return value
 
         caps = Capabilities(
             bounding=mask(c.bounding),
@@ -288,6 +325,19 @@ def _plan_process(proc, opts: PlanOptions) -> ProcessPlan:
             inheritable=mask(c.inheritable),
             ambient=mask(c.ambient),
         )
+    caps = _without_unavailable(caps, sorted(unknown_to_kernel), check_own=not in_user_ns)
+    from ocirun.plan import process_attrs as pa
+
+    label = None
+    if proc.apparmor_profile or proc.selinux_label:
+        from ocirun.linux.lsm import exec_label
+
+        label = exec_label(proc.apparmor_profile, proc.selinux_label)
+    persona = None
+    if linux is not None and linux.personality is not None:
+        from ocirun.linux.personality import persona as _persona
+
+        persona = _persona(linux.personality.domain, linux.personality.flags)
     return ProcessPlan(
         args=tuple(a.encode() for a in proc.args),
         env=tuple(e.encode() for e in env),
@@ -301,7 +351,48 @@ def _plan_process(proc, opts: PlanOptions) -> ProcessPlan:
         rlimits=tuple(Rlimit(_RLIMITS[r.type], r.soft, r.hard) for r in proc.rlimits or ()),
         no_new_privileges=bool(proc.no_new_privileges),
         preserve_fds=opts.preserve_fds,
+        personality=persona,
+        scheduler=pa.scheduler_plan(proc.scheduler) if proc.scheduler is not None else None,
+        io_priority=pa.io_priority(proc.io_priority) if proc.io_priority is not None else None,
+        # execCPUAffinity: config.md says it does not apply to the init (exec uses it)
+        lsm_attr=label[0] if label else None,
+        lsm_label=label[1] if label else None,
     )
+
+
+def _without_unavailable(caps: Capabilities, unknown_to_kernel: list[str], *, check_own: bool) -> Capabilities:
+    """Drop, with a warning, the capabilities that cannot be granted: those the
+    kernel does not know (already left out of the masks) and, with ``check_own``,
+    those the runtime itself does not have.
+
+    config.md: a capability that cannot be granted MUST be logged as a warning
+    and SHOULD NOT fail the container (runc 1.1 fails in capset with EPERM).
+    ``check_own`` is off in a user namespace: a new or joined one starts with
+    every capability, whatever the host's bounding set.
+    """
+    have = capabilities.own_available() if check_own else ~0
+    requested = 0
+    for value in (caps.bounding, caps.effective, caps.permitted, caps.inheritable, caps.ambient):
+        requested |= value or 0
+    missing = requested & ~have
+    if not missing and not unknown_to_kernel:
+        return caps
+    names = [n for n, num in sorted(capabilities.CAPABILITIES.items(), key=lambda kv: kv[1]) if missing >> num & 1]
+    _warn(f"ignoring unknown or unavailable capabilities: [{' '.join(unknown_to_kernel + names)}]")
+
+    def keep(v):
+        return None if v is None else v & have
+
+    return Capabilities(keep(caps.bounding), keep(caps.effective), keep(caps.permitted),
+                        keep(caps.inheritable), keep(caps.ambient))
+
+
+def _warn(message: str) -> None:
+    """A warning on stderr, like the loader's (podman reads --log as one JSON object:
+    the log file gets errors only)."""
+    import sys
+
+    sys.stderr.write(f"warning: {message}\n")
 
 
 def _home_of(rootfs: str, uid: int) -> str:

@@ -1,5 +1,6 @@
 """Device cgroup rules: the config's linux.resources.devices, then the devices the
-container always needs, then an allow rule per linux.devices entry (runc's order)."""
+container always needs, then an allow rule per linux.devices entry (runc's order).
+The list is evaluated from "deny all", so no rules at all means only those."""
 
 from __future__ import annotations
 
@@ -50,11 +51,10 @@ ALWAYS_ALLOWED: tuple[DeviceRule, ...] = (
 )
 
 
-def device_rules(resource_devices, linux_devices) -> tuple[DeviceRule, ...] | None:
-    """The rules to apply, or None when the config says nothing about devices
-    (then the cgroup keeps what it inherits)."""
-    if not resource_devices and not linux_devices:
-        return None
+def device_rules(resource_devices, linux_devices) -> tuple[DeviceRule, ...]:
+    """The rules to apply, in order, to a devices cgroup that starts denying
+    everything (runc's emulator): a config without any device rule still gets
+    only ALWAYS_ALLOWED and its linux.devices, never the inherited allow-all."""
     rules = [
         DeviceRule(bool(d.allow), d.type or "a", d.major, d.minor, d.access or "rwm")
         for d in resource_devices or ()

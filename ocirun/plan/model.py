@@ -102,6 +102,34 @@ class ProcessPlan:
     no_new_privileges: bool
     #: fds 3..3+preserve_fds-1 stay open across exec (runc --preserve-fds).
     preserve_fds: int = 0
+    #: personality(2) persona (linux.personality: domain | flags); None: leave it alone.
+    personality: int | None = None
+    #: process.scheduler for sched_setattr(2); None: leave it alone.
+    scheduler: SchedulerPlan | None = None
+    #: process.ioPriority as IOPRIO_PRIO_VALUE(class, level); None: leave it alone.
+    io_priority: int | None = None
+    #: execCPUAffinity as cpu_set_t masks (little-endian bytes, a multiple of 8 long).
+    #: The container's init never gets them (config.md: "not applicable to the
+    #: container's init process"); exec'd processes do.
+    cpu_affinity_initial: bytes | None = None
+    cpu_affinity_final: bytes | None = None
+    #: LSM exec label: the attr file below /proc/<tid> (b"attr/apparmor/exec" or
+    #: b"attr/exec") and what to write there; None: no label.
+    lsm_attr: bytes | None = None
+    lsm_label: bytes | None = None
+
+
+@dataclass(frozen=True)
+class SchedulerPlan:
+    """process.scheduler in sched_setattr(2) terms."""
+
+    policy: int  # SCHED_*
+    flags: int = 0  # SCHED_FLAG_*
+    nice: int = 0
+    priority: int = 0
+    runtime: int = 0  # ns
+    deadline: int = 0
+    period: int = 0
 
 
 @dataclass(frozen=True)
@@ -144,3 +172,7 @@ class LaunchPlan:
     seccomp_flags: int = 0
     #: A rule uses SCMP_ACT_NOTIFY: the init sends the listener fd to the parent.
     seccomp_notify: bool = False
+    #: linux.sysctl as (path below /proc/sys, value), validated against the
+    #: container's namespaces (ocirun.plan.sysctl); written by the init through
+    #: a procfs instance of its own.
+    sysctl: tuple[tuple[bytes, bytes], ...] = ()

@@ -34,21 +34,13 @@ def unsupported(config) -> list[Problem]:
                           ("start_container", "startContainer"),
                           ("poststart", "poststart"), ("poststop", "poststop")):
             need(getattr(hooks, name), f"$.hooks.{key}", "hooks are not run yet")
-    p = config.process
-    if p is not None:
-        need(p.apparmor_profile, "$.process.apparmorProfile", "AppArmor is not enabled on this host")
-        need(p.selinux_label, "$.process.selinuxLabel", "SELinux is not enabled on this host")
-        need(p.scheduler, "$.process.scheduler", "not implemented")
-        need(p.io_priority, "$.process.ioPriority", "not implemented")
-        need(p.exec_cpu_affinity, "$.process.execCPUAffinity", "not implemented")
+    # process.apparmorProfile/selinuxLabel: refused by the planner when the LSM is off
+    # (ocirun.linux.lsm); linux.mountLabel is ignored then, as crun does.
     linux = config.linux
     if linux is not None:
-        need(linux.sysctl, "$.linux.sysctl", "not implemented")
-        need(linux.personality, "$.linux.personality", "not implemented")
         need(linux.intel_rdt, "$.linux.intelRdt", "not implemented")
         need(linux.net_devices, "$.linux.netDevices", "not implemented")
         need(linux.memory_policy, "$.linux.memoryPolicy", "not implemented")
-        need(linux.mount_label, "$.linux.mountLabel", "SELinux is not enabled on this host")
         if linux.resources is not None:
             problems.extend(unsupported_resources(linux.resources))
     return problems

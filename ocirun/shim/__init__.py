@@ -128,6 +128,15 @@ STEPS: dict[str, str] = {
     "PRESERVE_FD": "preserve fd {index}",
     "SECCOMP": "load seccomp filter",
     "SECCOMP_SEND": "send seccomp listener fd to the runtime",
+    "PERSONALITY": "set personality",
+    "SCHEDULER": "set scheduler (sched_setattr)",
+    "IOPRIO": "set I/O priority (ioprio_set)",
+    "AFFINITY_INITIAL": "set initial CPU affinity (execCPUAffinity.initial)",
+    "SYSCTL_PROCFS": "mount a procfs for linux.sysctl",
+    "SYSCTL_OPEN": "open sysctl {sysctl}",
+    "SYSCTL_WRITE": "write sysctl {sysctl}",
+    "LSM_PROCFS": "mount a procfs for the exec label",
+    "LSM_EXEC_LABEL": "set exec label {lsm}",
 }
 
 
@@ -184,6 +193,9 @@ def _step_error(step: int, err: int, index: int, plan: LaunchPlan) -> SetupError
     fields["cwd"] = _dec(proc.cwd) if proc else "?"
     rl = item(proc.rlimits, index) if proc else None
     fields["rlimit"] = rl.resource if rl else "?"
+    sc = item(plan.sysctl, index)
+    fields["sysctl"] = f'"{_dec(sc[0]).replace("/", ".")}" = {_dec(sc[1])!r}' if sc else "?"
+    fields["lsm"] = _dec(proc.lsm_label) if proc and proc.lsm_label else "?"
     arg0 = _dec(proc.args[0]) if proc and proc.args else ""
     fields["arg0"] = arg0
     text = STEPS.get(name, name).format_map(_Missing(fields))
@@ -197,6 +209,9 @@ def _step_error(step: int, err: int, index: int, plan: LaunchPlan) -> SetupError
             detail = f"stat {arg0}: no such file or directory"
     elif name == "MASK_DEVNULL" and err == _errno.ENODEV:
         detail = "refusing to bind /dev/null over it: /dev/null in the container is not the null device (char 1:3)"
+    elif name == "SCHEDULER" and err == _errno.EPERM and proc and proc.scheduler and proc.scheduler.policy in (1, 2):
+        detail = ("operation not permitted: a real-time policy in a cgroup v1 cpu hierarchy needs "
+                  "linux.resources.cpu.realtimeRuntime (cpu.rt_runtime_us is 0 in a new cgroup)")
     elif name == "CWD_OUTSIDE_ROOT":
         return SetupError(text)
     return SetupError(text, err, detail)
@@ -271,6 +286,9 @@ class _CPlan:
             p.seccomp_len = len(plan.seccomp_bpf) // 8
             p.seccomp_flags = plan.seccomp_flags
             p.seccomp_notify = int(plan.seccomp_notify)
+        keys = tuple(k for k, _ in plan.sysctl)
+        p.sysctl_keys, p.n_sysctl = self.strv(keys, "const char *[]")
+        p.sysctl_values, _ = self.strv(tuple(v for _, v in plan.sysctl), "const char *[]")
         p.process = self._process(plan) if plan.process is not None else ffi.NULL
 
     def _process(self, plan: LaunchPlan):
@@ -303,7 +321,29 @@ class _CPlan:
         c.rlimits, c.n_rlimits = rls, len(pr.rlimits)
         c.no_new_privileges = int(pr.no_new_privileges)
         c.preserve_fds = pr.preserve_fds
+        self._process_attrs(c, pr)
         return c
+
+    def _process_attrs(self, c, pr) -> None:
+        """personality, scheduler, ioprio, CPU affinity, LSM label (process_attrs.c)."""
+        ffi, _ = _load()
+        c.personality = -1 if pr.personality is None else pr.personality
+        s = pr.scheduler
+        c.sched_set = int(s is not None)
+        if s is not None:
+            c.sched_policy, c.sched_flags, c.sched_nice = s.policy, s.flags, s.nice
+            c.sched_priority, c.sched_runtime = s.priority, s.runtime
+            c.sched_deadline, c.sched_period = s.deadline, s.period
+        c.ioprio = -1 if pr.io_priority is None else pr.io_priority
+        for field, mask in (("cpu_initial", pr.cpu_affinity_initial), ("cpu_final", pr.cpu_affinity_final)):
+            if mask:
+                setattr(c, field, self.new("uint8_t[]", mask))
+                setattr(c, field + "_len", len(mask))
+            else:
+                setattr(c, field, ffi.NULL)
+                setattr(c, field + "_len", 0)
+        c.lsm_attr = self.s(pr.lsm_attr)
+        c.lsm_label = self.s(pr.lsm_label)
 
     def new(self, ctype, init=None):
         ffi, _ = _load()

@@ -78,5 +78,6 @@
 #include "src/namespaces.c"
 #include "src/rootfs.c"
 #include "src/process.c"
+#include "src/process_attrs.c"
 #include "src/init.c"
 #include "src/spawn.c"

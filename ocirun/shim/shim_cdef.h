@@ -95,7 +95,17 @@ enum ocirun_step {
     OCIRUN_STEP_CLOSE_RANGE = 53,
     OCIRUN_STEP_PRESERVE_FD = 54,       /* index: the fd number */
     OCIRUN_STEP_SECCOMP = 55,
-    OCIRUN_STEP_SECCOMP_SEND = 56
+    OCIRUN_STEP_SECCOMP_SEND = 56,
+    /* init: process settings (process_attrs.c) */
+    OCIRUN_STEP_PERSONALITY = 60,
+    OCIRUN_STEP_SCHEDULER = 61,
+    OCIRUN_STEP_IOPRIO = 62,
+    OCIRUN_STEP_AFFINITY_INITIAL = 63,
+    OCIRUN_STEP_SYSCTL_PROCFS = 64,
+    OCIRUN_STEP_SYSCTL_OPEN = 65,       /* index: sysctl_keys[] */
+    OCIRUN_STEP_SYSCTL_WRITE = 66,      /* index: sysctl_keys[] */
+    OCIRUN_STEP_LSM_PROCFS = 67,
+    OCIRUN_STEP_LSM_EXEC_LABEL = 68
     /* Blocks by job, so work on one never renumbers another: 60-79 process
      * settings (personality, scheduler, ioprio, affinity, LSM, sysctl),
      * 80-99 exec and hooks, 100-119 terminals. */
@@ -170,6 +180,23 @@ struct ocirun_process {
     int n_rlimits;
     int no_new_privileges;
     int preserve_fds;
+    /* process settings (process_attrs.c); appended, so other jobs' fields stay put */
+    long personality;          /* personality(2) persona; -1: leave alone */
+    int sched_set;             /* 0: leave the scheduler alone */
+    uint32_t sched_policy;     /* SCHED_* */
+    uint64_t sched_flags;      /* SCHED_FLAG_* */
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime;    /* ns, SCHED_DEADLINE */
+    uint64_t sched_deadline;
+    uint64_t sched_period;
+    int ioprio;                /* IOPRIO_PRIO_VALUE(class, level); -1: leave alone */
+    const uint8_t *cpu_initial; /* execCPUAffinity.initial as a cpu_set_t mask; NULL: none */
+    int cpu_initial_len;       /* bytes, a multiple of 8 */
+    const uint8_t *cpu_final;  /* execCPUAffinity.final; NULL: none */
+    int cpu_final_len;
+    const char *lsm_attr;      /* "attr/apparmor/exec" or "attr/exec" below /proc/<tid>; NULL: none */
+    const char *lsm_label;     /* what to write there ("exec <profile>" or the SELinux label) */
 };
 
 struct ocirun_plan {
@@ -204,6 +231,10 @@ struct ocirun_plan {
     int seccomp_len;           /* instructions */
     unsigned int seccomp_flags;
     int seccomp_notify;        /* flags has NEW_LISTENER: send the fd to the parent */
+    /* linux.sysctl (process_attrs.c): paths below /proc/sys and their values */
+    const char **sysctl_keys;
+    const char **sysctl_values;
+    int n_sysctl;
 };
 
 struct ocirun_spawn_result {

@@ -623,38 +623,25 @@ def intel_rdt(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
             yield _p(["linux", "intelRdt", "schemata", i], "must not contain newlines")
 
 
-_IPC_SYSCTLS = frozenset(
-    {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
-     "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
-)
 _SYSCTL_KEY = re.compile(r"[A-Za-z0-9_-]+(?:[./][A-Za-z0-9_:@+-]+)*\Z")
-
-
-def _sysctl_namespace(key: str) -> str | None:
-    """The namespace a sysctl belongs to, or None if it is host-wide (runc's table)."""
-    key = key.replace("/", ".")
-    if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
-        return "ipc"
-    if key.startswith("net."):
-        return "network"
-    if key in ("kernel.hostname", "kernel.domainname"):
-        return "uts"
-    return None
 
 
 @rule("config-linux.md#configLinuxSysctl")
 def sysctl(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
-    """Sysctl keys name a /proc/sys file of a namespace the container has (runc's rule)."""
+    """Sysctl keys name a /proc/sys file of a namespace the container has (runc's
+    policy and wording, ocirun.plan.sysctl; whether a joined netns is the host's
+    is checked at create)."""
+    from ocirun.plan.sysctl import refusal
+
+    nss = {kind: ns.get("path") for kind, ns in _namespaces(doc).items()}
     for key in _obj(_linux(doc).get("sysctl")):
         path = ["linux", "sysctl", key]
         if not _SYSCTL_KEY.match(key) or ".." in key.replace("/", ".").split("."):
             yield _p(path, f"{key!r} is not a sysctl name like net.ipv4.ip_forward")
             continue
-        kind = _sysctl_namespace(key)
-        if kind is None:
-            yield _p(path, f"{key!r} is not in a kernel namespace the container can own")
-        elif not _has_ns(doc, kind):
-            yield _p(path, f"{key!r} needs a {kind} namespace in linux.namespaces")
+        why = refusal(key, nss)
+        if why:
+            yield _p(path, why)
 
 
 _ERRNO_ACTIONS = ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE")

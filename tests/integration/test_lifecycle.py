@@ -312,6 +312,20 @@ def test_exec_fifo_blocks_until_start_and_kill_of_created_container(ocirun, bund
     ocirun("delete", cid)
 
 
+@pytest.mark.parametrize("with_process", [True, False])
+def test_sigterm_stops_a_created_container(ocirun, bundle, with_process):
+    # pid 1 of a pid namespace ignores signals it has no handler for; runc's init
+    # dies on TERM while it waits for start, and podman's stop relies on that.
+    bundle.set_args("true")
+    if not with_process:
+        bundle.edit(lambda c: c.pop("process"))
+    cid = ocirun.new_id()
+    ocirun("create", "--bundle", str(bundle.path), cid)
+    ocirun("kill", cid, "TERM")
+    assert ocirun.wait_status(cid, "stopped") == "stopped"
+    ocirun("delete", cid)
+
+
 def test_signal_forwarding_in_foreground_run(ocirun, bundle):
     import subprocess
     import sys

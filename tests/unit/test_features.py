@@ -29,6 +29,9 @@ def test_features_document_is_valid_and_truthful():
     assert "rro" in doc["mountOptions"] and "tmpcopyup" not in doc["mountOptions"]
     # nothing is claimed that is not built yet
     assert doc["hooks"] == []
+    # implemented (applied when the host runs the LSM, an error when it does not)
+    assert doc["linux"]["apparmor"] == {"enabled": True} and doc["linux"]["selinux"] == {"enabled": True}
+    assert "memoryPolicy" not in doc["linux"] and doc["linux"]["intelRdt"] == {"enabled": False}
     seccomp = doc["linux"]["seccomp"]
     assert seccomp["enabled"] is True
     assert "SCMP_ACT_NOTIFY" in seccomp["actions"] and "SCMP_CMP_MASKED_EQ" in seccomp["operators"]

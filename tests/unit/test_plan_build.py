@@ -165,10 +165,10 @@ def test_rootfs_propagation_shared_applied_after_pivot(rootfs):
 
 def test_unsupported_properties_are_listed():
     doc = spec()
-    doc["process"]["apparmorProfile"] = "x"
-    doc["linux"]["personality"] = {"domain": "LINUX"}
+    doc["linux"]["intelRdt"] = {"closID": "x"}
+    doc["linux"]["memoryPolicy"] = {"mode": "MPOL_DEFAULT"}
     problems = unsupported(Config.from_dict(doc))
-    assert [p.path for p in problems] == ["$.process.apparmorProfile", "$.linux.personality"]
+    assert [p.path for p in problems] == ["$.linux.intelRdt", "$.linux.memoryPolicy"]
 
 
 def test_mount_option_parsing_table():

@@ -8,6 +8,14 @@ __attribute__((noreturn)) static void run_process(struct ctx *c)
     int chdir_again = enter_cwd(c, 1);
     /* Before dropping privileges: raising a hard limit needs CAP_SYS_RESOURCE. */
     set_rlimits(c);
+    /* Before any seccomp filter below: a profile may forbid personality(2). */
+    set_personality(c);
+    /* As root, before capabilities go: a real-time policy or a lower nice needs CAP_SYS_NICE. */
+    set_scheduler(c);
+    /* As root, before capabilities go: IOPRIO_CLASS_RT needs CAP_SYS_ADMIN. */
+    set_io_priority(c);
+    /* fsopen(proc) needs CAP_SYS_ADMIN and must precede any seccomp filter. */
+    set_exec_label(c);
     /* Needs CAP_SETPCAP, which the uid change below may take away. */
     drop_bounding_set(c);
     int has_seccomp = c->plan->seccomp_bpf != NULL;
@@ -34,6 +42,9 @@ __attribute__((noreturn)) static void run_process(struct ctx *c)
     send_msg(c->sock, OCIRUN_MSG_READY, 0, 0, -1, 0);
     close(c->sock);
     wait_for_start(c);
+    /* "final": the last thing before execve, so none of our setup runs on those CPUs;
+     * before a filter loaded here could refuse sched_setaffinity(2). */
+    set_cpu_affinity_final(c);
     /* no_new_privs: right before execve, so none of our own setup syscalls need
      * to be in the container's profile. */
     if (has_seccomp && pr->no_new_privileges && !c->plan->seccomp_notify) {
@@ -56,6 +67,9 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
     umask(0);
     /* Needs our own uts namespace, which the init is in now. */
     set_names(c);
+    /* Through a procfs of our own, so nothing in the rootfs is involved: with the
+     * names, before any mount; our namespaces are the container's now. */
+    write_sysctls(c);
     /* Before any mount: nothing we mount may propagate to the host. */
     make_root_private(c);
     /* pivot_root needs the new root to be a mount point. */
@@ -87,6 +101,7 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
     prepare_fds(c, 0);
     send_msg(c->sock, OCIRUN_MSG_READY, 0, 0, -1, 0);
     close(c->sock);
+    die_on_signals();
     for (;;)
         pause();
 }
@@ -101,6 +116,9 @@ __attribute__((noreturn)) static void stage1_main(const struct ocirun_plan *plan
     c.rootfs_via_cwd = 0;
     c.exe[0] = '\0';
     reset_signals();
+    /* execCPUAffinity.initial: first, i.e. before the parent moves us into the
+     * container's cgroups (v1; clone3 into a v2 cgroup is born there). */
+    int aff = set_cpu_affinity_initial(plan->process);
     /* CVE-2019-5736: not dumpable before joining anything, so no process in the
      * container can reach our memory or /proc/PID/exe. The init inherits it. */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
@@ -108,6 +126,10 @@ __attribute__((noreturn)) static void stage1_main(const struct ocirun_plan *plan
     /* Nothing runs outside the container's cgroups, and a new cgroup namespace
      * is rooted at them: wait until the parent has placed us. */
     wait_for(&c, OCIRUN_MSG_CGROUP_PLACED);
+    /* Reported only now: an ERROR sent before the parent's CGROUP_PLACED is lost
+     * when we exit with that message unread (the socket is reset). */
+    if (aff < 0)
+        fail(&c, OCIRUN_STEP_AFFINITY_INITIAL, -aff, -1);
     /* Before joining or creating any namespace (see there). */
     enter_rootfs(&c);
     join_namespaces(&c);

@@ -209,8 +209,28 @@ __attribute__((noreturn)) static void die_late(const char *what, const char *pat
     _exit(code);
 }
 
+static void exit_on_signal(int sig)
+{
+    _exit(128 + sig);
+}
+
+/* As pid 1 of its pid namespace the init ignores every signal it has no handler
+ * for, even from the host (only SIGKILL/SIGSTOP are forced). While it waits for
+ * `start`, `kill <id> TERM` must still stop it, as it stops runc's init: give the
+ * terminating signals a handler. execve resets handled signals to SIG_DFL. */
+static void die_on_signals(void)
+{
+    static const int sigs[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = exit_on_signal;
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaction(sigs[i], &sa, NULL);
+}
+
 static void wait_for_start(struct ctx *c)
 {
+    die_on_signals();
     /* runc's exec fifo: opening it for writing blocks until `start` opens it
      * for reading; the byte tells `start` we got through. Reopened through
      * /proc/self/fd so it works from inside the container's root. */
