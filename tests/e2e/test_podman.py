@@ -79,6 +79,14 @@ def test_run_options_reach_the_process(podman, tmp_path):
                                      "rootfs-ro", "data-ro", "scratch-tmpfs"]
 
 
+def test_sysctls_reach_the_containers_namespaces(podman):
+    host = open("/proc/sys/kernel/msgmax").read()
+    r = podman.run("--rm", "--sysctl", "kernel.msgmax=4097", "--sysctl", "net.ipv4.ping_group_range=0 0",
+                   IMAGE, "cat", "/proc/sys/kernel/msgmax", "/proc/sys/net/ipv4/ping_group_range")
+    assert r.stdout.split() == ["4097", "0", "0"]
+    assert open("/proc/sys/kernel/msgmax").read() == host      # the container's IPC namespace only
+
+
 def test_rlimits_within_the_hosts_hard_limits(podman):
     # containers.conf default_ulimits (engines.host_ulimits) reach the container process.
     nofile = podman.run("--rm", IMAGE, "sh", "-c", "ulimit -n").stdout.strip()
