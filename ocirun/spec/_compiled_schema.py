@@ -1982,7 +1982,13 @@ def validate_https___opencontainers_org_schema_defs_linux_json__definitions_devi
         if "fileMode" in data_keys:
             data_keys.remove("fileMode")
             data__fileMode = data["fileMode"]
-            validate_https___opencontainers_org_schema_defs_json__definitions_filemode(data__fileMode, custom_formats, (name_prefix or "data") + ".fileMode")
+            if not isinstance(data__fileMode, (int)) or isinstance(data__fileMode, bool):
+                raise JsonSchemaValueException("" + (name_prefix or "data") + ".fileMode must be integer")
+            if isinstance(data__fileMode, (int, float, Decimal)) and not isinstance(data__fileMode, bool):
+                if data__fileMode < 0:
+                    raise JsonSchemaValueException("" + (name_prefix or "data") + ".fileMode must be bigger than or equal to 0")
+                if data__fileMode > 65535:
+                    raise JsonSchemaValueException("" + (name_prefix or "data") + ".fileMode must be smaller than or equal to 65535")
         if "major" in data_keys:
             data_keys.remove("major")
             data__major = data["major"]

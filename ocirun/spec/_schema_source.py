@@ -13,6 +13,13 @@ jsonschema reference alike, so that the two cannot drift apart:
   :func:`load_schema` rewrites a ``$ref`` fragment that lacks its leading
   ``/`` to the pointer it obviously means.
 
+* **A device's ``fileMode`` may carry the file-type bits.** config-linux.md
+  says ``fileMode`` is a uint32; the schema caps it at 511 (``FileMode``).
+  podman and containerd send ``S_IFCHR | 0600`` (8576) for ``--device`` and
+  ``--privileged``, and runc accepts it, so :func:`load_schema` lets
+  ``linux.devices[].fileMode`` be any value up to ``0o177777``; the semantic
+  rules check that type bits, when present, match the device's ``type``.
+
 This module is imported only off the hot path (code generation, and the
 reference validator after the fast one said "invalid").
 """
@@ -29,6 +36,10 @@ SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemas")
 BASE_URI = "https://opencontainers.org/schema/"
 #: The schema a config.json is checked against; it references the others.
 ROOT_SCHEMA = "config-schema.json"
+
+
+#: ``linux.devices[].fileMode``: permission bits, optionally with the file-type bits.
+DEVICE_FILE_MODE: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 0o177777}
 
 
 def schema_names() -> list[str]:
@@ -62,6 +73,8 @@ def load_schema(name: str) -> dict[str, Any]:
         raise ValueError(f"not a schema file name: {name!r}")
     with open(os.path.join(SCHEMA_DIR, name), encoding="utf-8") as f:
         schema: dict[str, Any] = _fix_refs(json.load(f))
+    if name == "defs-linux.json":
+        schema["definitions"]["Device"]["properties"]["fileMode"] = DEVICE_FILE_MODE
     if name == ROOT_SCHEMA:
         schema = {"id": BASE_URI + name, **schema}
     return schema

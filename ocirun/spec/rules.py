@@ -477,6 +477,9 @@ def time_offsets(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
             yield _p(["linux", "timeOffsets", clock, "nanosecs"], f"{nanos} is not below 1000000000")
 
 
+_DEVICE_TYPE_BITS = {"c": 0o020000, "u": 0o020000, "b": 0o060000, "p": 0o010000}
+
+
 @rule("config-linux.md#configLinuxDevices")
 def devices(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
     """Device path is a full (absolute) path, not repeated; c/b/u devices need major and minor."""
@@ -495,6 +498,11 @@ def devices(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
             for key in ("major", "minor"):
                 if key not in dev:
                     yield _p(["linux", "devices", i], f"{key!r} is required for type {dev['type']!r}")
+        # podman and containerd send the file-type bits too (S_IFCHR | 0600): they must match.
+        mode, kind = _int(dev.get("fileMode")), _DEVICE_TYPE_BITS.get(str(dev.get("type")))
+        if mode is not None and kind is not None and mode & 0o170000 not in (0, kind):
+            yield _p(["linux", "devices", i, "fileMode"],
+                     f"{mode} (0o{mode:o}) has file-type bits that are not those of type {dev['type']!r}")
 
 
 _IFNAME_MAX = 15  # IFNAMSIZ - 1

@@ -169,3 +169,24 @@ def test_absolute_root_path(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path, merge(default_spec(), {"root": {"path": str(elsewhere)}}))
     assert load_bundle(str(bundle)).rootfs == str(elsewhere)
     assert os.path.isabs(load_bundle(os.path.relpath(bundle)).bundle)
+
+
+def _with_device(file_mode: int, kind: str = "c") -> dict:
+    config = default_spec()
+    config["linux"]["devices"] = [{"path": "/dev/fuse", "type": kind, "major": 10, "minor": 229,
+                                   "fileMode": file_mode, "uid": 0, "gid": 0}]
+    return config
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o020600, 0o666])
+def test_device_file_mode_may_carry_its_type_bits(mode: int, tmp_path: Path) -> None:
+    # podman and containerd send S_IFCHR | 0600 (8576) for --device and --privileged (runc accepts it)
+    loaded = load_bundle(str(make_bundle(tmp_path, _with_device(mode))))
+    assert loaded.config.linux is not None and loaded.config.linux.devices[0].file_mode == mode
+
+
+@pytest.mark.parametrize("mode,kind", [(0o060600, "c"), (0o020600, "b"), (0o100600, "c"), (0o200000, "c")])
+def test_device_file_mode_with_wrong_type_bits(mode: int, kind: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_bundle(str(make_bundle(tmp_path, _with_device(mode, kind))))
+    assert [p.path for p in info.value.problems] == ["$.linux.devices[0].fileMode"]
