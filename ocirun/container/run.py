@@ -23,18 +23,54 @@ def cmd_run(g: GlobalOptions, args: argparse.Namespace) -> int:
         # Processes the container leaves behind (no pid namespace) are reparented
         # to us and reaped, not to the host's init.
         _set_child_subreaper()
-    record = create_container(g, args.id, opts)
+    master = None
+    if not args.detach:
+        from ocirun.console import KeepMaster
+
+        master = KeepMaster()  # process.terminal in the foreground: we proxy the pty
     try:
-        start_container(g, args.id)
-    except BaseException:
-        _cleanup(g, args.id)
-        raise
-    if args.detach:
-        return 0
-    status = _wait_forwarding_signals(record.pid)
+        record = create_container(g, args.id, opts, keep_master=master)
+        try:
+            start_container(g, args.id)
+        except BaseException:
+            _cleanup(g, args.id)
+            raise
+        if args.detach:
+            return 0
+        if master is not None and master.fd is not None:
+            status = _proxy_and_wait(record.pid, master.fd)
+        else:
+            status = _wait_forwarding_signals(record.pid)
+    finally:
+        if master is not None:
+            master.close()
     if not args.keep:
         _cleanup(g, args.id)
     return status
+
+
+def _proxy_and_wait(pid: int, master: int) -> int:
+    """Foreground with a terminal: copy between our stdio and the pty until the
+    process exits; SIGWINCH resizes the pty (runc does not forward it then)."""
+    from ocirun.console import proxy
+    from ocirun.linux.proc import open_pidfd
+
+    pidfd = open_pidfd(pid, None)
+    if pidfd is None:
+        return _wait_forwarding_signals(pid)
+
+    def forward(signum: int) -> None:
+        try:
+            signal.pidfd_send_signal(pidfd, signum)
+        except ProcessLookupError:
+            pass
+
+    try:
+        proxy(master, pidfd, forward=forward,
+              forwarded=tuple(s for s in FORWARDED if s != signal.SIGWINCH))
+    finally:
+        os.close(pidfd)
+    return _wait_forwarding_signals(pid)
 
 
 def _wait_forwarding_signals(pid: int) -> int:

@@ -301,7 +301,16 @@ def _plan_process(proc, opts: PlanOptions) -> ProcessPlan:
         rlimits=tuple(Rlimit(_RLIMITS[r.type], r.soft, r.hard) for r in proc.rlimits or ()),
         no_new_privileges=bool(proc.no_new_privileges),
         preserve_fds=opts.preserve_fds,
+        terminal=bool(proc.terminal),
+        console_size=(_console_dim(proc.console_size.height), _console_dim(proc.console_size.width))
+        if proc.terminal and proc.console_size is not None else None,
     )
+
+
+def _console_dim(value: int) -> int:
+    """struct winsize holds unsigned shorts: a larger consoleSize is capped, as
+    runc's uint16 conversion would wrap it."""
+    return min(value, 0xFFFF)
 
 
 def _home_of(rootfs: str, uid: int) -> str:

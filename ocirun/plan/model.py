@@ -102,6 +102,11 @@ class ProcessPlan:
     no_new_privileges: bool
     #: fds 3..3+preserve_fds-1 stay open across exec (runc --preserve-fds).
     preserve_fds: int = 0
+    #: process.terminal: the child makes a pty in the container's devpts (stdio,
+    #: controlling terminal, /dev/console) and sends its master to the parent.
+    terminal: bool = False
+    #: process.consoleSize as (height, width) rows x columns; None: the kernel's 0 x 0.
+    console_size: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

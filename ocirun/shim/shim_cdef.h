@@ -20,8 +20,9 @@ enum ocirun_msg_type {
     OCIRUN_MSG_READY = 8,
     OCIRUN_MSG_ERROR = 9,
     OCIRUN_MSG_SECCOMP_FD = 10,     /* init -> parent, the listener fd in SCM_RIGHTS */
-    OCIRUN_MSG_SECCOMP_ACK = 11
+    OCIRUN_MSG_SECCOMP_ACK = 11,
     /* Blocks by job: 20-29 process settings, 30-49 exec and hooks, 50-59 terminals. */
+    OCIRUN_MSG_CONSOLE_FD = 50      /* child -> parent, the pty master in SCM_RIGHTS */
 };
 
 struct ocirun_msg {
@@ -95,10 +96,24 @@ enum ocirun_step {
     OCIRUN_STEP_CLOSE_RANGE = 53,
     OCIRUN_STEP_PRESERVE_FD = 54,       /* index: the fd number */
     OCIRUN_STEP_SECCOMP = 55,
-    OCIRUN_STEP_SECCOMP_SEND = 56
+    OCIRUN_STEP_SECCOMP_SEND = 56,
     /* Blocks by job, so work on one never renumbers another: 60-79 process
      * settings (personality, scheduler, ioprio, affinity, LSM, sysctl),
      * 80-99 exec and hooks, 100-119 terminals. */
+    /* terminals (src/console.c) */
+    OCIRUN_STEP_CONSOLE_OPEN_PTMX = 100,
+    OCIRUN_STEP_CONSOLE_PTMX_CHECK = 101,  /* not the ptmx of a devpts */
+    OCIRUN_STEP_CONSOLE_UNLOCKPT = 102,
+    OCIRUN_STEP_CONSOLE_OPEN_PEER = 103,
+    OCIRUN_STEP_CONSOLE_PEER_CHECK = 104,  /* not a pty slave of that devpts */
+    OCIRUN_STEP_CONSOLE_WINSIZE = 105,
+    OCIRUN_STEP_CONSOLE_CREATE = 106,      /* /dev/console mount point */
+    OCIRUN_STEP_CONSOLE_MOUNT = 107,
+    OCIRUN_STEP_CONSOLE_SETSID = 108,
+    OCIRUN_STEP_CONSOLE_SETCTTY = 109,
+    OCIRUN_STEP_CONSOLE_STDIO = 110,
+    OCIRUN_STEP_CONSOLE_CHOWN = 111,
+    OCIRUN_STEP_CONSOLE_SEND = 112
 };
 
 struct ocirun_mount {
@@ -170,6 +185,11 @@ struct ocirun_process {
     int n_rlimits;
     int no_new_privileges;
     int preserve_fds;
+    /* terminal: a pty made in the container's devpts becomes stdio and the
+     * controlling terminal; the master goes to the parent (CONSOLE_FD). */
+    int terminal;
+    uint16_t console_height;   /* consoleSize; 0 x 0: leave the kernel's default */
+    uint16_t console_width;
 };
 
 struct ocirun_plan {

@@ -76,6 +76,11 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
     }
     pivot_to_rootfs(c);
     set_rootfs_propagation(c);
+    /* The pty comes from the container's devpts, so after pivot_root (and after
+     * every config mount, /dev/pts among them); before the read-only root and
+     * masks, which could hide /dev/console's mount point (runc's order). */
+    if (p->process && p->process->terminal)
+        setup_console(c, p->process, 1);
     /* After pivot_root: these are container paths, resolved in the new "/". */
     make_readonly_paths(c);
     make_masked_paths(c);
