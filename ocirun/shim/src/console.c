@@ -173,8 +173,9 @@ static void setup_console(struct ctx *c, const struct ocirun_process *pr, int mo
      * the one devpts gave (gid=5 "tty" in the usual config). */
     if (fchown(slave, pr->uid, (gid_t)-1) < 0)
         fail(c, OCIRUN_STEP_CONSOLE_CHOWN, errno, -1);
-    /* A new session has no controlling terminal, so TIOCSCTTY can make this one it. */
-    if (setsid() < 0)
+    /* A new session has no controlling terminal, so TIOCSCTTY can make this one
+     * it (the init already leads its own: init_main made it). */
+    if (getsid(0) != getpid() && setsid() < 0)
         fail(c, OCIRUN_STEP_CONSOLE_SETSID, errno, -1);
     if (ioctl(slave, TIOCSCTTY, 0) < 0)
         fail(c, OCIRUN_STEP_CONSOLE_SETCTTY, errno, -1);

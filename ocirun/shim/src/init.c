@@ -50,6 +50,10 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
     const struct ocirun_plan *p = c->plan;
     /* Until the parent has our pid it could not kill us on an error: wait. */
     wait_for(c, OCIRUN_MSG_INIT_ACK);
+    /* A session of its own, as runc's init: the caller's terminal (its ^C, its
+     * hangup) reaches the container only through what `run` forwards. */
+    if (setsid() < 0)
+        fail(c, OCIRUN_STEP_CONSOLE_SETSID, errno, -1);
     close_inherited_fds(c);
     /* umask 0 during setup: device modes and mount points exactly as planned;
      * the process's own umask is set just before exec. */
