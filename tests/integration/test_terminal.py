@@ -221,6 +221,52 @@ def test_dev_console_is_the_pty(ocirun, bundle, sockdir):
     assert got[4] == "1"  # one bind mount over /dev/console
 
 
+def test_no_master_reaches_the_container(ocirun, bundle, sockdir):
+    """The init closes its copy of the master after sending it: only the slave is open."""
+    terminal_bundle(bundle, "/bin/sh", "-c", "for f in 0 1 2; do readlink /proc/1/fd/$f; done;"
+                    " ls -l /proc/1/fd/ | grep -c ptmx")
+    _, out, status = Session(ocirun_cmd(ocirun), bundle, ocirun.new_id(), sockdir / "c.sock").run(b"")
+    got = lines(out)
+    assert got == ["/dev/pts/0"] * 3 + ["0"], got
+    assert status == 1  # grep -c found nothing
+
+
+def test_terminal_in_a_user_namespace(ocirun, bundle, sockdir):
+    terminal_bundle(bundle, "/bin/sh", "-c", "id -u; tty; stat -c %u /proc/self/fd/0; stty size",
+                    size=(21, 42))
+
+    def f(c):
+        c["linux"]["namespaces"].append({"type": "user"})
+        c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        os.chown(bundle.rootfs, 100000, 100000)
+    bundle.edit(f)
+    _, out, status = Session(ocirun_cmd(ocirun), bundle, ocirun.new_id(), sockdir / "c.sock").run(b"")
+    assert status == 0
+    assert lines(out)[:4] == ["0", "/dev/pts/0", "0", "21 42"]
+
+
+def test_run_detached_sends_the_master_to_the_socket(ocirun, bundle, sockdir):
+    terminal_bundle(bundle)
+    cid = ocirun.new_id()
+    peer = ConsolePeer(sockdir / "c.sock")
+    master = -1
+    try:
+        ocirun("run", "-d", "--bundle", str(bundle.path), "--console-socket", str(peer.path), cid)
+        name, master = peer.receive()
+        assert name == b"/dev/ptmx"
+        st = ocirun.state(cid)
+        assert st["status"] == "running"
+        os.write(master, b"echo hi-$((40+2)); exit 9\n")
+        assert "hi-42" in lines(read_until_eio(master))
+        _, wstatus = os.waitpid(st["pid"], 0)
+        assert os.waitstatus_to_exitcode(wstatus) == 9
+    finally:
+        if master >= 0:
+            os.close(master)
+        peer.close()
+
+
 def test_terminal_for_a_non_root_user(ocirun, bundle, sockdir):
     """The user owns their terminal (runc's fixStdioPermissions)."""
     terminal_bundle(bundle, "/bin/sh", "-c", "id -u; stat -c %u /proc/self/fd/0; echo ok > /dev/tty")
