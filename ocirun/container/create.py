@@ -211,8 +211,19 @@ def _record(container_id, pid, loaded, config, cgroup, plan):
         annotations=dict(config.annotations or {}),
         has_process=config.process is not None,
         status_hint="created",
-        runtime={"cgroup": cgroup.to_record(), "namespaces": namespaces},
+        runtime=_runtime(config, cgroup, namespaces),
     )
+
+
+def _runtime(config, cgroup, namespaces) -> dict:
+    """What later commands need from config.json (they never re-read it: runtime.md,
+    "updates to config.json after create MUST NOT affect the container")."""
+    out = {"cgroup": cgroup.to_record(), "namespaces": namespaces}
+    if config.process is not None:
+        out["process"] = config.process.to_dict()  # exec's defaults
+    if config.linux is not None and config.linux.seccomp is not None:
+        out["seccomp"] = config.linux.seccomp.to_dict()  # exec loads the same filter
+    return out
 
 
 def _rfc3339_now() -> str:

@@ -107,6 +107,8 @@ class ProcessPlan:
     terminal: bool = False
     #: process.consoleSize as (height, width) rows x columns; None: the kernel's 0 x 0.
     console_size: tuple[int, int] | None = None
+    #: exec only: the file to execute (a hook's path); None: look args[0] up in search_path.
+    exe: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,10 @@ STEPS: dict[str, str] = {
     "CONSOLE_STDIO": "dup the pty to fd {index}",
     "CONSOLE_CHOWN": "chown the pty to the container user",
     "CONSOLE_SEND": "send the pty master to the runtime",
+    "EXEC_STDIO": "set up stdio fd {index}",
+    "EXEC_CLOSE_FDS": "close the runtime's fds",
+    "EXEC_CLONE": "clone into the container's pid namespace",
+    "EXECVE": "exec {arg0}",
 }
 
 
@@ -328,6 +332,7 @@ class _CPlan:
         c.terminal = int(pr.terminal)
         if pr.console_size is not None:
             c.console_height, c.console_width = pr.console_size
+        c.exe = self.s(pr.exe)
         return c
 
     def new(self, ctype, init=None):
@@ -579,4 +584,86 @@ def _write_cgroup_procs(cgroup_fd: int, pid: int) -> None:
         raise SetupError("write cgroup.procs", e.errno or 0) from None
 
 
-__all__ = ["spawn", "SetupError", "STEPS"]
+def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
+                 on_child_created: Callable[[int], None],
+                 stdio: tuple[int, int, int] = (-1, -1, -1)) -> int:
+    """Run ``plan.process`` inside running namespaces (``plan.join_namespaces``,
+    user first, mount last) and a cgroup; return its host pid once its execve
+    succeeded. It is this process's child: the caller waits for it.
+
+    Only ``join_namespaces``, ``process``, ``seccomp_bpf``/``seccomp_flags`` of
+    the plan are used. ``cgroup_fd``: a v2 cgroup to clone into, or None;
+    ``on_child_created`` gets the first child's pid before it joins anything
+    (place it in the v1 cgroups). ``stdio``: fds to become its 0, 1, 2 (-1:
+    inherit ours). Raises SetupError (after killing and reaping every child)
+    when a step or the execve fails.
+    """
+    if plan.process is None:
+        raise SetupError("exec", detail="no process to run")
+    if plan.seccomp_notify:
+        from ocirun.errors import NotImplementedYet
+
+        raise NotImplementedYet("exec into a container whose seccomp profile uses SCMP_ACT_NOTIFY")
+    ffi, lib = _load()
+    floor = 3 + plan.process.preserve_fds
+    ns_fds: list[int] = []
+    sock = -1
+    stage1: int | None = None
+    proc: int | None = None
+    try:
+        for j in plan.join_namespaces:
+            try:
+                fd = os.open(j.path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise SetupError(f"open {_dec(j.path)}", e.errno or 0) from None
+            if fd < floor:  # never inside the preserved range, which the process keeps
+                high = fcntl_dupfd(fd, floor)
+                os.close(fd)
+                fd = high
+            ns_fds.append(fd)
+        cplan = _CPlan(plan, ns_fds)
+        res = ffi.new("struct ocirun_spawn_result *")
+        cstdio = ffi.new("int[3]", list(stdio))
+        if lib.ocirun_exec(cplan.plan, cstdio, -1 if cgroup_fd is None else cgroup_fd, res) < 0:
+            raise _step_error(res.step, res.err, -1, plan)
+        stage1, sock = res.pid, res.sock
+        for fd in ns_fds:
+            os.close(fd)
+        ns_fds.clear()
+        if cgroup_fd is not None and not res.used_clone3:
+            _write_cgroup_procs(cgroup_fd, stage1)
+        on_child_created(stage1)
+        _send(sock, lib.OCIRUN_MSG_CGROUP_PLACED)
+        while True:
+            mtype, step, err, index, pid = _recv(sock)
+            if mtype == 0:
+                if proc is None:
+                    raise SetupError("exec: the joining process exited before it forked")
+                return proc  # EOF: the CLOEXEC socket closed in a successful execve
+            if mtype == lib.OCIRUN_MSG_ERROR:
+                raise _step_error(step, err, index, plan)
+            if mtype == lib.OCIRUN_MSG_EXEC_PID and stage1 is not None and pid > 0:
+                proc = pid
+                _reap(stage1)
+                stage1 = None
+                _send(sock, lib.OCIRUN_MSG_EXEC_ACK)
+            else:
+                raise SetupError("sync with exec process", detail=f"unexpected message {_msg_name(mtype)}")
+    except BaseException:
+        _kill_and_reap(proc)
+        _kill_and_reap(stage1)
+        raise
+    finally:
+        for fd in ns_fds:
+            os.close(fd)
+        if sock >= 0:
+            os.close(sock)
+
+
+def fcntl_dupfd(fd: int, floor: int) -> int:
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+
+
+__all__ = ["spawn", "exec_process", "SetupError", "STEPS"]

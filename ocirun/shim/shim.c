@@ -46,6 +46,7 @@
  *  | CONSOLE_FD        | init -> parent   | fd (SCM_RIGHTS)| process.terminal: the pty master, made in the |
  *  |                   |                  |                | container's devpts (src/console.c); the parent|
  *  |                   |                  |                | sends it to --console-socket or proxies it    |
+ *  | EXEC_PID, EXEC_ACK| (exec only)      |                | see src/exec.c                                |
  *
  * EOF on the parent's end before READY means a child died without saying
  * why (killed); the parent reports the last message it got.
@@ -86,3 +87,4 @@
 #include "src/console.c"
 #include "src/init.c"
 #include "src/spawn.c"
+#include "src/exec.c"

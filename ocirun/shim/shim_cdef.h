@@ -21,6 +21,9 @@ enum ocirun_msg_type {
     OCIRUN_MSG_ERROR = 9,
     OCIRUN_MSG_SECCOMP_FD = 10,     /* init -> parent, the listener fd in SCM_RIGHTS */
     OCIRUN_MSG_SECCOMP_ACK = 11,
+    /* 30-49: exec and hooks */
+    OCIRUN_MSG_EXEC_PID = 30,       /* exec stage-1 -> parent: the joining process's pid */
+    OCIRUN_MSG_EXEC_ACK = 31,       /* parent -> exec process: pid known; set up and exec */
     /* Blocks by job: 20-29 process settings, 30-49 exec and hooks, 50-59 terminals. */
     OCIRUN_MSG_CONSOLE_FD = 50      /* child -> parent, the pty master in SCM_RIGHTS */
 };
@@ -97,6 +100,11 @@ enum ocirun_step {
     OCIRUN_STEP_PRESERVE_FD = 54,       /* index: the fd number */
     OCIRUN_STEP_SECCOMP = 55,
     OCIRUN_STEP_SECCOMP_SEND = 56,
+    /* 80-99: exec and hooks (ocirun_exec) */
+    OCIRUN_STEP_EXEC_STDIO = 80,        /* index: which of 0-2 */
+    OCIRUN_STEP_EXEC_CLOSE_FDS = 81,
+    OCIRUN_STEP_EXEC_CLONE = 82,
+    OCIRUN_STEP_EXECVE = 83,
     /* Blocks by job, so work on one never renumbers another: 60-79 process
      * settings (personality, scheduler, ioprio, affinity, LSM, sysctl),
      * 80-99 exec and hooks, 100-119 terminals. */
@@ -190,6 +198,7 @@ struct ocirun_process {
     int terminal;
     uint16_t console_height;   /* consoleSize; 0 x 0: leave the kernel's default */
     uint16_t console_width;
+    const char *exe;           /* exec only: run this path (a hook's "path"); NULL: look up argv[0] */
 };
 
 struct ocirun_plan {
@@ -241,3 +250,13 @@ int ocirun_shim_version(void);
  * res->err set; nothing left open or running). Releases the GIL (cffi). */
 int ocirun_spawn(const struct ocirun_plan *plan, int exec_fifo_fd, int cgroup_fd,
                  struct ocirun_spawn_result *res);
+
+/* Parent side of `exec` (and of hooks run in the container namespace): clone3
+ * a stage-1 that joins plan->joins (a running container's namespaces; nothing
+ * is created or mounted: the other plan fields but process, seccomp_* and
+ * cap_last_cap are ignored), forks the process into the joined pid namespace
+ * and execs plan->process there. stdio[0..2]: fds to make its 0-2, -1 to
+ * inherit. res->pid is stage-1; read EXEC_PID then EOF (exec'd) or ERROR from
+ * res->sock. Releases the GIL (cffi). */
+int ocirun_exec(const struct ocirun_plan *plan, const int *stdio, int cgroup_fd,
+                struct ocirun_spawn_result *res);

@@ -1,0 +1,137 @@
+"""`ocirun exec`: run a new process inside a running container.
+
+The process joins every namespace of the container's init (read from
+/proc/<init>/ns/, never from config.json) and its cgroup, and gets the
+container's process settings (user, env, cwd, capabilities, rlimits,
+no_new_privs, seccomp) with the command-line overrides (ocirun.plan.exec_plan).
+The C shim (src/exec.c) does the joining: non-dumpable first, every host fd
+closed, user namespace first and mount namespace last, a fork into the pid
+namespace, the cwd entered only inside the container, then execve.
+
+Foreground: wait and return the process's exit status (128+signal when
+killed), forwarding signals to it. --detach: return once it has exec'd.
+Every error is reported as runc reports it: "exec failed: ...", exit 255.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from ocirun.cli import GlobalOptions
+from ocirun.errors import InvalidStateError, OcirunError, UsageError
+
+#: runc exits 255 on every exec error (exec.go: fatalWithCode(..., 255)).
+EXEC_FAILED_STATUS = 255
+
+
+class ExecFailed(OcirunError):
+    exit_code = EXEC_FAILED_STATUS
+
+
+def cmd_exec(g: GlobalOptions, args: argparse.Namespace) -> int:
+    try:
+        return exec_in_container(g, args)
+    except (ExecFailed, UsageError):
+        raise  # bad flags: exit 1, as runc's checkArgs
+    except OcirunError as err:
+        from ocirun.errors import SetupError
+
+        text = err.message
+        if isinstance(err, SetupError):
+            text = f"unable to start container process: {text}"
+        raise ExecFailed(f"exec failed: {text}") from None
+
+
+def options_from_args(args: argparse.Namespace):
+    from ocirun.plan.exec_plan import ExecOptions
+
+    if args.preserve_fds < 0:
+        raise UsageError("--preserve-fds must not be negative")
+    process = None
+    if args.process:
+        try:
+            with open(args.process, "rb") as f:
+                process = json.loads(f.read())
+        except OSError as e:
+            raise UsageError(f"open {args.process}: {os.strerror(e.errno or 0).lower()}") from None
+        except ValueError as e:
+            raise UsageError(f"{args.process}: invalid JSON: {e}") from None
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    return ExecOptions(
+        args=tuple(command), cwd=args.cwd, env=tuple(args.env), user=args.user,
+        additional_gids=tuple(args.additional_gids), caps=tuple(args.cap),
+        no_new_privs=args.no_new_privs, tty=args.tty, apparmor=args.apparmor,
+        process_label=args.process_label, preserve_fds=args.preserve_fds, process=process,
+    )
+
+
+def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
+    from ocirun.container.common import cgroup_of, open_store, status_of
+    from ocirun.errors import NotImplementedYet
+    from ocirun.linux.proc import open_pidfd
+    from ocirun.plan.exec_plan import build_exec_plan, exec_process_dict, init_namespaces
+    from ocirun.state import require
+
+    opts = options_from_args(args)
+    if args.console_socket and not opts.tty:
+        raise UsageError("cannot use console socket if runc will not detach or allocate tty")
+    if args.cgroup:
+        raise NotImplementedYet("exec --cgroup")
+    store = open_store(g)
+    record = store.load(args.id)
+    require(status_of(store, record), "exec-ignore-paused" if args.ignore_paused else "exec")
+    process = exec_process_dict((record.runtime or {}).get("process"), opts)
+    if process.get("terminal"):
+        raise NotImplementedYet("exec --tty (terminal)")
+    if process.get("apparmorProfile"):
+        raise UsageError("apparmor: AppArmor is not enabled on this host")
+    if process.get("selinuxLabel"):
+        raise UsageError("process label: SELinux is not enabled on this host")
+
+    pidfd = open_pidfd(record.pid, record.init_start_time)
+    if pidfd is None:
+        raise InvalidStateError("cannot exec in a stopped container")
+    try:
+        plan = build_exec_plan(process, container_id=record.id, bundle=record.bundle,
+                               rootfs=record.rootfs, joins=init_namespaces(record.pid),
+                               seccomp=(record.runtime or {}).get("seccomp"),
+                               preserve_fds=opts.preserve_fds)
+        cg = cgroup_of(record)
+        cgroup_fd = cg.clone_into_fd() if cg is not None else None
+
+        def placed(stage1: int) -> None:
+            # The namespace files are open now: the init they came from must
+            # still be the container's (not a recycled pid).
+            if _exited(pidfd):
+                raise InvalidStateError("cannot exec in a stopped container")
+            if cg is not None and cgroup_fd is None:
+                cg.place(stage1)
+
+        from ocirun.shim import exec_process
+
+        try:
+            pid = exec_process(plan, cgroup_fd=cgroup_fd, on_child_created=placed)
+        finally:
+            if cgroup_fd is not None:
+                os.close(cgroup_fd)
+    finally:
+        os.close(pidfd)
+    if args.pid_file:
+        from ocirun.container.create import write_pid_file
+
+        write_pid_file(os.path.abspath(args.pid_file), pid)
+    if args.detach:
+        return 0
+    from ocirun.container.run import _wait_forwarding_signals
+
+    return _wait_forwarding_signals(pid)
+
+
+def _exited(pidfd: int) -> bool:
+    import select
+
+    return bool(select.select([pidfd], [], [], 0)[0])

@@ -1,0 +1,190 @@
+"""The plan of a process run inside a running container: `exec` and the hooks
+that run in the container namespace.
+
+runc's semantics (exec.go, utils_linux.go): without ``--process`` the new
+process is the container's own config process (stored in state.json at
+create, so later edits of config.json change nothing) with the command line
+and the flags applied on top; with ``--process FILE`` that process is used as
+it is (the other process flags are ignored, as runc ignores them). Either way
+it joins every namespace of the container's init that differs from ours.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ocirun.errors import ConfigError, Problem, UsageError
+from ocirun.linux import namespaces
+from ocirun.plan.model import LaunchPlan, NamespaceJoin, ProcessPlan
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    """runc exec's flags that shape the process (see ocirun/cli.py)."""
+
+    args: tuple[str, ...] = ()
+    cwd: str | None = None
+    env: tuple[str, ...] = ()
+    user: str | None = None
+    additional_gids: tuple[str, ...] = ()
+    caps: tuple[str, ...] = ()
+    no_new_privs: bool = False
+    tty: bool = False
+    apparmor: str | None = None
+    process_label: str | None = None
+    preserve_fds: int = 0
+    #: the parsed --process file; replaces the config's process entirely
+    process: dict[str, Any] | None = field(default=None)
+
+
+def exec_process_dict(config_process: dict[str, Any] | None, opts: ExecOptions) -> dict[str, Any]:
+    """The process (config.json shape) to run: --process, or the container's own
+    process with the command-line overrides applied as runc applies them."""
+    if opts.process is not None:
+        validate_process(opts.process)
+        return opts.process
+    if not opts.args:
+        raise UsageError("exec args cannot be empty")
+    p: dict[str, Any] = _copy(config_process or {"cwd": "/", "user": {"uid": 0, "gid": 0}})
+    p["args"] = list(opts.args)
+    p["terminal"] = opts.tty
+    p.pop("consoleSize", None)
+    if opts.cwd:
+        p["cwd"] = opts.cwd
+    if opts.apparmor:
+        p["apparmorProfile"] = opts.apparmor
+    if opts.process_label:
+        p["selinuxLabel"] = opts.process_label
+    if opts.env:
+        p["env"] = list(p.get("env") or ()) + list(opts.env)
+    if opts.no_new_privs:
+        p["noNewPrivileges"] = True
+    if opts.caps:
+        caps = p.setdefault("capabilities", {})
+        names = [_cap_name(c) for c in opts.caps]
+        for kind in ("bounding", "effective", "permitted", "ambient"):
+            have = list(caps.get(kind) or ())
+            caps[kind] = have + [n for n in names if n not in have]
+    user = p.setdefault("user", {"uid": 0, "gid": 0})
+    if opts.user:
+        uid, sep, gid = opts.user.partition(":")
+        user["uid"] = _id(uid, "--user")
+        if sep:
+            user["gid"] = _id(gid, "--user")
+    if opts.additional_gids:
+        gids = list(user.get("additionalGids") or ())
+        gids += [_id(g, "--additional-gids") for g in opts.additional_gids]
+        user["additionalGids"] = gids
+    validate_process(p)
+    return p
+
+
+def validate_process(doc: Any) -> None:
+    """Check a process object against the schema's process definition and the
+    spec's rules for it; ConfigError naming every problem."""
+    from ocirun import SPEC_VERSION
+    from ocirun.spec.schema import schema_problems
+
+    if not isinstance(doc, dict):
+        raise ConfigError("process", [Problem("$", "must be an object")])
+    problems = [p for p in schema_problems({"ociVersion": SPEC_VERSION, "process": doc})
+                if p.path.startswith("$.process")]
+    if not problems and not doc.get("args"):
+        problems.append(Problem("$.process.args", "args must not be empty"))
+    if not problems and not str(doc.get("cwd", "")).startswith("/"):
+        problems.append(Problem("$.process.cwd", "cwd must be an absolute path"))
+    if problems:
+        raise ConfigError("process", problems)
+
+
+def init_namespaces(init_pid: int) -> tuple[NamespaceJoin, ...]:
+    """The init's namespaces that are not ours, in join order (user first, mount
+    last). Joining one's own user namespace is EINVAL, so those are left out."""
+    joins = []
+    for kind in namespaces.JOIN_ORDER:
+        name = namespaces.PROC_NS_NAMES[kind]
+        theirs = f"/proc/{init_pid}/ns/{name}"
+        try:
+            st = os.stat(theirs)
+        except FileNotFoundError:
+            continue  # a namespace kind this kernel lacks
+        try:
+            mine = os.stat(f"/proc/self/ns/{name}")
+        except FileNotFoundError:
+            mine = None
+        if mine is not None and (mine.st_dev, mine.st_ino) == (st.st_dev, st.st_ino):
+            continue
+        joins.append(NamespaceJoin(namespaces.CLONE_FLAGS[kind], theirs.encode()))
+    return tuple(joins)
+
+
+def build_exec_plan(process: dict[str, Any], *, container_id: str, bundle: str, rootfs: str,
+                    joins: tuple[NamespaceJoin, ...], seccomp: dict[str, Any] | None,
+                    preserve_fds: int = 0) -> LaunchPlan:
+    """The LaunchPlan the shim's ocirun_exec runs: joins, the process, seccomp."""
+    from ocirun.plan.build import PlanOptions, _plan_process
+    from ocirun.spec.model import Process
+
+    model = Process.from_dict(process)
+    proc = _plan_process(model, PlanOptions(container_id=container_id, bundle=bundle, rootfs=rootfs,
+                                            preserve_fds=preserve_fds))
+    compiled = None
+    if seccomp is not None:
+        from ocirun.seccomp import FilterCache, compile_filter
+        from ocirun.spec.model import Seccomp
+
+        compiled = compile_filter(Seccomp.from_dict(seccomp), FilterCache())
+    return _plan(rootfs, joins, proc,
+                 seccomp_bpf=compiled.bpf if compiled else None,
+                 seccomp_flags=compiled.flags if compiled else 0,
+                 seccomp_notify=compiled.uses_notify if compiled else False)
+
+
+def hook_plan(path: str, args: tuple[str, ...], env: tuple[str, ...], *, rootfs: str,
+              joins: tuple[NamespaceJoin, ...]) -> LaunchPlan:
+    """A hook run in the container namespace: root, "/", its own env, none of the
+    container process's restrictions (capabilities, rlimits, seccomp)."""
+    proc = ProcessPlan(
+        args=tuple(a.encode() for a in (args or (path,))),
+        env=tuple(e.encode() for e in env),
+        cwd=b"/",
+        search_path=(),
+        uid=0,
+        gid=0,
+        additional_gids=(),
+        umask=0o022,
+        capabilities=None,
+        rlimits=(),
+        no_new_privileges=False,
+        exe=path.encode(),
+    )
+    return _plan(rootfs, joins, proc)
+
+
+def _plan(rootfs: str, joins, proc: ProcessPlan, **seccomp) -> LaunchPlan:
+    return LaunchPlan(rootfs=rootfs.encode(), new_namespaces=0, join_namespaces=joins,
+                      root_propagation=0, rootfs_propagation=0, root_readonly=False, no_pivot=False,
+                      mounts=(), devices=(), symlinks=(), process=proc, **seccomp)
+
+
+def _cap_name(name: str) -> str:
+    n = name.upper()
+    return n if n.startswith("CAP_") else "CAP_" + n
+
+
+def _id(text: str, flag: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise UsageError(f"parsing {text} as int for {flag} failed: invalid syntax") from None
+    if value < 0 or value > 0xFFFFFFFF:
+        raise UsageError(f"{flag}: {text} is out of range")
+    return value
+
+
+def _copy(doc: Any) -> Any:
+    import copy
+
+    return copy.deepcopy(doc)

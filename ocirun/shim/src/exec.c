@@ -1,0 +1,210 @@
+/* exec: run a process inside a running container (runc exec), and hooks that
+ * run in the container namespace. Part of shim.c (unity build).
+ *
+ *   parent (Python) --clone3--> exec stage-1 --clone(CLONE_PARENT)--> process
+ *
+ * Stage-1 is born in the container's cgroup (CLONE_INTO_CGROUP, or placed by
+ * the parent before CGROUP_PLACED), becomes non-dumpable, drops every fd it
+ * does not need, joins the init's namespaces (user first, mount last) and
+ * forks, so that the process is really inside the joined pid namespace. The
+ * process waits for EXEC_ACK (the parent knows its pid and will reap it), does
+ * the container's process setup (process.c) and execs. The sync socket is
+ * CLOEXEC: EOF after EXEC_PID means the execve succeeded.
+ *
+ *  | message   | direction           | payload        | meaning                            |
+ *  |-----------|---------------------|----------------|------------------------------------|
+ *  | CGROUP_PLACED | parent -> stage1 | -             | in the container's cgroups; join   |
+ *  | EXEC_PID  | stage1 -> parent    | pid            | forked; stage-1 exits              |
+ *  | EXEC_ACK  | parent -> process   | -              | the parent has the pid; go on      |
+ *  | ERROR     | child -> parent     | step,err,index | a step failed, the child exits     |
+ *  | (EOF)     |                     |                | the process exec'd                 |
+ */
+
+static int sort_fds(int *a, int n)
+{
+    /* insertion sort of a tiny array (at most the number of namespaces + 1) */
+    for (int i = 1; i < n; i++) {
+        int v = a[i], j = i - 1;
+        while (j >= 0 && a[j] > v) {
+            a[j + 1] = a[j];
+            j--;
+        }
+        a[j + 1] = v;
+    }
+    return n;
+}
+
+/* Close every fd but 0-2, the preserved ones, the sync socket and the namespace
+ * fds still to be joined: nothing of the host (a leaked directory fd is how
+ * CVE-2024-21626 escaped) may be open once we are in the container. */
+static void exec_close_host_fds(struct ctx *c)
+{
+    const struct ocirun_plan *p = c->plan;
+    int keep[16];
+    int n = 0;
+    unsigned int first = 3 + (unsigned int)p->process->preserve_fds;
+    keep[n++] = c->sock;
+    for (int i = 0; i < p->n_joins && n < 16; i++)
+        keep[n++] = p->joins[i].fd;
+    sort_fds(keep, n);
+    unsigned int lo = first;
+    for (int i = 0; i < n; i++) {
+        if (keep[i] < 0 || (unsigned int)keep[i] < lo)
+            continue;
+        if ((unsigned int)keep[i] > lo && close_between(lo, (unsigned int)keep[i] - 1) < 0)
+            fail(c, OCIRUN_STEP_EXEC_CLOSE_FDS, errno, -1);
+        lo = (unsigned int)keep[i] + 1;
+    }
+    if (close_between(lo, ~0U) < 0)
+        fail(c, OCIRUN_STEP_EXEC_CLOSE_FDS, errno, -1);
+}
+
+__attribute__((noreturn)) static void exec_process_main(struct ctx *c)
+{
+    const struct ocirun_process *pr = c->plan->process;
+    int has_seccomp = c->plan->seccomp_bpf != NULL;
+    /* Until the parent has our pid it would not reap us on an error: wait. */
+    wait_for(c, OCIRUN_MSG_EXEC_ACK);
+    /* setns(mnt) put our root and cwd at the container's "/"; the cwd is
+     * entered only now, inside it (never through a host fd). As root first. */
+    int chdir_again = enter_cwd(c, 1);
+    /* Before dropping privileges: raising a hard limit needs CAP_SYS_RESOURCE. */
+    set_rlimits(c);
+    /* Needs CAP_SETPCAP, which the uid change below may take away. */
+    drop_bounding_set(c);
+    /* Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before the
+     * uid change (runc's order). */
+    if (has_seccomp && !pr->no_new_privileges) {
+        int r = load_seccomp(c->plan);
+        if (r < 0)
+            fail(c, OCIRUN_STEP_SECCOMP, -r, -1);
+    }
+    change_user(c);
+    if (chdir_again)
+        enter_cwd(c, 0);
+    verify_cwd(c);
+    set_capabilities(c);
+    if (pr->exe) {
+        /* a hook: its path is given, argv[0] is only a name */
+        size_t n = strlen(pr->exe);
+        if (n >= sizeof c->exe)
+            fail(c, OCIRUN_STEP_EXECVE, ENAMETOOLONG, -1);
+        memcpy(c->exe, pr->exe, n + 1);
+    } else {
+        /* As the user, like runc's LookPath: what it cannot exec is not found. */
+        resolve_exe(c);
+    }
+    /* After capset and setuid, which it would limit. */
+    if (pr->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        fail(c, OCIRUN_STEP_NO_NEW_PRIVS, errno, -1);
+    umask(pr->umask);
+    prepare_fds(c, pr->preserve_fds);
+    /* With no_new_privs: last, so none of our own setup syscalls need to be in
+     * the container's profile. A failure is still reported: the socket is open. */
+    if (has_seccomp && pr->no_new_privileges) {
+        int r = load_seccomp(c->plan);
+        if (r < 0)
+            fail(c, OCIRUN_STEP_SECCOMP, -r, -1);
+    }
+    execve(c->exe, pr->argv, pr->envp);
+    fail(c, OCIRUN_STEP_EXECVE, errno, -1);
+}
+
+__attribute__((noreturn)) static void exec_stage1_main(const struct ocirun_plan *plan, int sock,
+                                                       const int *stdio)
+{
+    struct ctx c;
+    c.plan = plan;
+    c.sock = sock;
+    c.fifo = -1;
+    c.rootfd = -1;
+    c.rootfs_via_cwd = 0;
+    c.exe[0] = '\0';
+    reset_signals();
+    /* CVE-2019-5736: not dumpable before joining anything, so no process in the
+     * container can reach our memory, fds or /proc/PID/exe. Inherited by the fork. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        fail(&c, OCIRUN_STEP_DUMPABLE, errno, -1);
+    /* Before closing fds: the stdio fds given may be among those closed. */
+    for (int i = 0; i < 3; i++) {
+        if (stdio[i] >= 0 && stdio[i] != i && dup2(stdio[i], i) < 0)
+            fail(&c, OCIRUN_STEP_EXEC_STDIO, errno, i);
+    }
+    /* Before joining anything: no host fd may enter the container. */
+    exec_close_host_fds(&c);
+    /* Nothing of ours runs outside the container's cgroups. */
+    wait_for(&c, OCIRUN_MSG_CGROUP_PLACED);
+    /* User first (its privileges let us join the rest), mount last (it changes
+     * our root and cwd to the container's "/"). */
+    join_namespaces(&c);
+    /* setns(CLONE_NEWPID) applies to our children only: fork into it. CLONE_PARENT:
+     * the process is the parent's child, which waits for it. */
+    long pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+    if (pid < 0)
+        fail(&c, OCIRUN_STEP_EXEC_CLONE, errno, -1);
+    if (pid == 0)
+        exec_process_main(&c);
+    send_msg(sock, OCIRUN_MSG_EXEC_PID, 0, 0, -1, (int)pid);
+    _exit(0);
+}
+
+int ocirun_exec(const struct ocirun_plan *plan, const int *stdio, int cgroup_fd,
+                struct ocirun_spawn_result *res)
+{
+    int sv[2], child_sock, err;
+    int floor = 3 + plan->process->preserve_fds;
+    res->pid = -1;
+    res->sock = -1;
+    res->used_clone3 = 0;
+    res->step = 0;
+    res->err = 0;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        res->step = OCIRUN_STEP_SOCKETPAIR;
+        res->err = errno;
+        return -1;
+    }
+    /* The child's own fds go above the preserved range, which is the container's. */
+    child_sock = fcntl(sv[1], F_DUPFD_CLOEXEC, floor);
+    err = errno;
+    close(sv[1]);
+    if (child_sock < 0) {
+        close(sv[0]);
+        res->step = OCIRUN_STEP_DUP_FDS;
+        res->err = err;
+        return -1;
+    }
+    /* No signal handler (Python's) may run in the child before it resets them. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    struct oci_clone_args args;
+    memset(&args, 0, sizeof args);
+    args.exit_signal = SIGCHLD;
+    if (cgroup_fd >= 0) {
+        args.flags |= OCI_CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)cgroup_fd;
+    }
+    int used_clone3 = 1;
+    long pid = syscall(SYS_clone3, &args, sizeof args);
+    if (pid < 0 && errno == ENOSYS) {
+        used_clone3 = 0;
+        pid = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        exec_stage1_main(plan, child_sock, stdio);
+    }
+    err = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(child_sock);
+    if (pid < 0) {
+        close(sv[0]);
+        res->step = OCIRUN_STEP_CLONE;
+        res->err = err;
+        return -1;
+    }
+    res->pid = (int)pid;
+    res->sock = sv[0];
+    res->used_clone3 = used_clone3;
+    return 0;
+}
