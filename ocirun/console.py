@@ -29,7 +29,7 @@ import socket
 import struct
 import termios
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from ocirun.errors import OcirunError, SetupError, UsageError
 
@@ -91,20 +91,49 @@ def send_fd(sock: socket.socket, name: bytes, fd: int) -> None:
     sock.sendmsg([name], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]).tobytes())])
 
 
+def host_console() -> tuple[int, bool]:
+    """The terminal a foreground proxy works with, found as runc's
+    initHostConsole does: the first of stdin, stdout, stderr that is a
+    terminal, else /dev/tty (our controlling terminal). Returns (fd, whether we
+    opened it). Without any: runc's error, "open /dev/tty: no such device or
+    address"."""
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd):
+                return fd, False
+        except OSError:
+            continue
+    try:
+        return os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC), True
+    except OSError as e:
+        raise OcirunError(f"open /dev/tty: {os.strerror(e.errno or 0).lower()}") from None
+
+
 class KeepMaster:
-    """For a foreground ``run``: keep our own copy of the master (close-on-exec)."""
+    """For a foreground ``run``/``exec``: our terminal (found before anything is
+    created) and our own copy of the master (close-on-exec) once it arrives."""
 
     def __init__(self) -> None:
         self.fd: int | None = None
+        self.console: int | None = None
+        self._owned = False
+
+    def find_console(self) -> None:
+        if self.console is None:
+            self.console, self._owned = host_console()
 
     def deliver(self, _pid: int, master: int) -> None:
-        self.close()
+        if self.fd is not None:
+            os.close(self.fd)
         self.fd = os.dup(master)
 
     def close(self) -> None:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+        if self._owned and self.console is not None:
+            os.close(self.console)
+        self.console, self._owned = None, False
 
 
 # ----------------------------------------------------------------- the proxy
@@ -138,7 +167,7 @@ def raw_mode(fd: int) -> Iterator[bool]:
     echo); restored however we leave. Yields whether fd is a terminal."""
     try:
         saved = termios.tcgetattr(fd)
-    except termios.error:
+    except (termios.error, OSError):
         yield False
         return
     import tty
@@ -164,27 +193,29 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def proxy(master: int, pidfd: int, *, stdin: int = 0, stdout: int = 1,
+def proxy(master: int, pidfd: int, *, console: int | None, stdin: int = 0, stdout: int = 1,
           forward: Callable[[int], None] | None = None,
           forwarded: tuple[int, ...] = ()) -> None:
     """Copy stdin → master and master → stdout until the process behind pidfd has
-    exited and the master is drained. Our terminal (if stdin is one) is in raw
-    mode meanwhile; SIGWINCH resizes the master from it; the other ``forwarded``
-    signals go to ``forward``. Returns once the process is gone (not reaped)."""
+    exited and the master is drained. Our terminal ``console`` (host_console(),
+    or None) is in raw mode meanwhile and its size is the pty's, also after
+    each SIGWINCH; the other ``forwarded`` signals go to ``forward``. Returns
+    once the process is gone (not reaped)."""
     os.set_blocking(master, False)  # our own open file description (KeepMaster)
     handlers: dict[int, object] = {}
+    sources = (console,) if console is not None else ()
 
     def on_signal(signum, _frame):
         if signum == signal.SIGWINCH:
-            copy_winsize((stdin, stdout), master)
+            copy_winsize(sources, master)
         elif forward is not None:
             forward(signum)
 
     for sig in {signal.SIGWINCH, *forwarded}:
         handlers[sig] = signal.signal(sig, on_signal)
     try:
-        with raw_mode(stdin):
-            copy_winsize((stdin, stdout), master)
+        with raw_mode(console) if console is not None else nullcontext(False):
+            copy_winsize(sources, master)
             _copy_loop(master, pidfd, stdin, stdout)
     finally:
         for sig, old in handlers.items():
@@ -284,4 +315,5 @@ def _drain(master: int, stdout: int) -> None:
         pass
 
 
-__all__ = ["ConsoleSocket", "KeepMaster", "check_terminal_flags", "proxy", "PTY_NAME", "send_fd"]
+__all__ = ["ConsoleSocket", "KeepMaster", "check_terminal_flags", "host_console", "proxy", "PTY_NAME",
+           "send_fd"]

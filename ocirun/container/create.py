@@ -106,6 +106,7 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
                 console_undo.callback(console.close)
                 on_console_fd = console.deliver
             elif keep_master is not None:
+                keep_master.find_console()  # none: runc's error, before anything exists
                 on_console_fd = keep_master.deliver
         return _create(g, container_id, opts, loaded, config, cgroup, plan, on_console_fd)
 

@@ -38,7 +38,7 @@ def cmd_run(g: GlobalOptions, args: argparse.Namespace) -> int:
         if args.detach:
             return 0
         if master is not None and master.fd is not None:
-            status = _proxy_and_wait(record.pid, master.fd)
+            status = proxy_and_wait(record.pid, master)
         else:
             status = _wait_forwarding_signals(record.pid)
     finally:
@@ -49,11 +49,14 @@ def cmd_run(g: GlobalOptions, args: argparse.Namespace) -> int:
     return status
 
 
-def _proxy_and_wait(pid: int, master: int) -> int:
-    """Foreground with a terminal: copy between our stdio and the pty until the
-    process exits; SIGWINCH resizes the pty (runc does not forward it then)."""
+def proxy_and_wait(pid: int, master) -> int:
+    """Foreground with a terminal (``master``: a KeepMaster that has the pty):
+    copy between our stdio and the pty until the process exits; SIGWINCH
+    resizes the pty (runc does not forward it then). The process's status."""
     from ocirun.console import proxy
     from ocirun.linux.proc import open_pidfd
+
+    assert master.fd is not None
 
     pidfd = open_pidfd(pid, None)
     if pidfd is None:
@@ -66,7 +69,7 @@ def _proxy_and_wait(pid: int, master: int) -> int:
             pass
 
     try:
-        proxy(master, pidfd, forward=forward,
+        proxy(master.fd, pidfd, console=master.console, forward=forward,
               forwarded=tuple(s for s in FORWARDED if s != signal.SIGWINCH))
     finally:
         os.close(pidfd)

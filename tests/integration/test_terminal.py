@@ -317,11 +317,43 @@ def test_run_in_the_foreground_proxies_the_terminal(ocirun, bundle):
     assert ocirun("list", "-q").stdout.strip() == b""  # run deletes the container
 
 
-def test_run_in_the_foreground_without_a_tty_copies_output(ocirun, bundle):
-    terminal_bundle(bundle, "/bin/sh", "-c", "tty; echo out; exit 4")
-    p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id(), check=False)
-    assert p.returncode == 4
-    assert lines(p.stdout)[:2] == ["/dev/pts/0", "out"]
+def test_run_in_the_foreground_without_any_terminal_is_runcs_error(ocirun, bundle, tmp_path):
+    """No terminal on stdio and no controlling terminal: nothing to proxy to."""
+    terminal_bundle(bundle, "/bin/sh", "-c", "exit 4")
+    expected = "open /dev/tty: no such device or address"
+
+    def run(cmd):
+        return subprocess.run([*cmd, "run", "--bundle", str(bundle.path), f"t-{uuid.uuid4().hex[:8]}"],
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+                              start_new_session=True)
+
+    p = run(ocirun_cmd(ocirun))
+    assert p.returncode == 1
+    assert p.stderr.decode() == expected + "\n"
+    assert ocirun("list", "-q").stdout.strip() == b""
+    if HAVE_RUNC:
+        r = run(runc_cmd(tmp_path))
+        reap_orphans()
+        assert r.returncode == 1 and expected in r.stderr.decode()
+
+
+def test_run_in_the_foreground_with_only_stdout_a_terminal(ocirun, bundle):
+    """stdin from a file, stdout a terminal: the terminal sets the size, input is copied."""
+    terminal_bundle(bundle, "/bin/sh")
+    master, slave = os.openpty()
+    _winsize(master, 30, 90)
+    script = bundle.path / "input"
+    script.write_bytes(b"stty size; exit 6\n")
+    try:
+        with open(script, "rb") as stdin:
+            proc = subprocess.Popen([*OCIRUN, "--root", str(ocirun.root), "run", "--bundle", str(bundle.path),
+                                     ocirun.new_id()], stdin=stdin, stdout=slave, stderr=slave,
+                                    start_new_session=True)
+            out = read_until(master, b"30 90")
+            assert proc.wait(timeout=TIMEOUT) == 6, out
+    finally:
+        os.close(master)
+        os.close(slave)
 
 
 # ------------------------------------------------------------------- errors

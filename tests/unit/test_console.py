@@ -80,6 +80,19 @@ def test_console_socket_dial_error_reads_like_go():
         assert str(e.value) == f"dial unix {path}: connect: no such file or directory"
 
 
+def test_host_console_without_any_terminal_is_runcs_error():
+    """No terminal on 0-2 and no controlling terminal: runc's initHostConsole error."""
+    import subprocess
+    import sys
+
+    code = ("from ocirun.console import host_console\n"
+            "from ocirun.errors import OcirunError\n"
+            "try:\n    host_console()\nexcept OcirunError as e:\n    print(e)\n")
+    p = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True,
+                       start_new_session=True, timeout=60)
+    assert p.stdout.decode().strip() == "open /dev/tty: no such device or address"
+
+
 def test_keep_master_holds_its_own_copy():
     master, slave = os.openpty()
     keep = KeepMaster()
@@ -129,7 +142,7 @@ def test_proxy_copies_both_ways_until_the_process_exits():
     try:
         os.write(in_w, b"hello\n")
         os.close(in_w)
-        proxy(master, pidfd, stdin=in_r, stdout=out_w)
+        proxy(master, pidfd, console=None, stdin=in_r, stdout=out_w)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         os.close(out_w)
