@@ -586,7 +586,8 @@ def _write_cgroup_procs(cgroup_fd: int, pid: int) -> None:
 
 def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
                  on_child_created: Callable[[int], None],
-                 stdio: tuple[int, int, int] = (-1, -1, -1)) -> int:
+                 stdio: tuple[int, int, int] = (-1, -1, -1),
+                 on_console_fd: Callable[[int, int], None] | None = None) -> int:
     """Run ``plan.process`` inside running namespaces (``plan.join_namespaces``,
     user first, mount last) and a cgroup; return its host pid once its execve
     succeeded. It is this process's child: the caller waits for it.
@@ -595,7 +596,8 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
     the plan are used. ``cgroup_fd``: a v2 cgroup to clone into, or None;
     ``on_child_created`` gets the first child's pid before it joins anything
     (place it in the v1 cgroups). ``stdio``: fds to become its 0, 1, 2 (-1:
-    inherit ours). Raises SetupError (after killing and reaping every child)
+    inherit ours). ``on_console_fd`` (needed with ``plan.process.terminal``) gets
+    the process's pid and the pty master (closed after). Raises SetupError (after killing and reaping every child)
     when a step or the execve fails.
     """
     if plan.process is None:
@@ -635,7 +637,22 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
         on_child_created(stage1)
         _send(sock, lib.OCIRUN_MSG_CGROUP_PLACED)
         while True:
-            mtype, step, err, index, pid = _recv(sock)
+            master: int | None = None
+            if plan.process.terminal:  # CONSOLE_FD carries the pty master
+                (mtype, step, err, index, pid), master = _recv_with_fd(sock)
+                if master is not None and (mtype != lib.OCIRUN_MSG_CONSOLE_FD or proc is None):
+                    os.close(master)
+                    master = None
+            else:
+                mtype, step, err, index, pid = _recv(sock)
+            if mtype == lib.OCIRUN_MSG_CONSOLE_FD and master is not None:
+                try:
+                    if on_console_fd is None:
+                        raise SetupError("exec --tty", detail="no receiver for the pty master")
+                    on_console_fd(proc or 0, master)
+                finally:
+                    os.close(master)
+                continue
             if mtype == 0:
                 if proc is None:
                     raise SetupError("exec: the joining process exited before it forked")

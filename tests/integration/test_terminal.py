@@ -470,3 +470,97 @@ def test_host_ptmx_node_in_the_rootfs_is_refused(ocirun, bundle, sockdir):
     os.mknod(evil / "pts" / "ptmx", 0o666 | stat.S_IFCHR, os.makedev(5, 2))
     err = _create_fails(ocirun, bundle, sockdir)
     assert err.startswith("open /dev/pts/ptmx: ") and "not the ptmx of a devpts" in err, err
+
+
+# -------------------------------------------------------------------- exec -t
+
+
+def _running(ocirun, bundle) -> str:
+    bundle.set_args("sleep", "300")
+    cid = ocirun.new_id()
+    ocirun("run", "-d", "--bundle", str(bundle.path), cid)
+    return cid
+
+
+def test_exec_tty_detached_sends_the_master_to_the_socket(ocirun, bundle, sockdir, tmp_path):
+    cid = _running(ocirun, bundle)
+    peer = ConsolePeer(sockdir / "c.sock")
+    master = -1
+    pid_file = tmp_path / "exec.pid"
+    try:
+        ocirun("exec", "-t", "-d", "--console-socket", str(peer.path), "--pid-file", str(pid_file),
+               cid, "sh")
+        name, master = peer.receive()
+        assert name == b"/dev/ptmx"
+        os.write(master, b"tty; readlink /proc/self/fd/0; ls /proc/1/fd | wc -l; exit 8\n")
+        got = lines(read_until_eio(master))
+        # the pty comes from the container's devpts; the init has none
+        assert "/dev/pts/0" in got
+        _, wstatus = os.waitpid(int(pid_file.read_text()), 0)
+        assert os.waitstatus_to_exitcode(wstatus) == 8
+    finally:
+        if master >= 0:
+            os.close(master)
+        peer.close()
+
+
+def test_exec_tty_in_the_foreground_proxies_the_terminal(ocirun, bundle):
+    cid = _running(ocirun, bundle)
+    master, slave = os.openpty()
+    _winsize(master, 33, 99)
+    before = termios.tcgetattr(slave)
+    proc = subprocess.Popen([*OCIRUN, "--root", str(ocirun.root), "exec", "-t", cid, "sh"],
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    try:
+        read_until(master, b"# ")
+        os.write(master, b"stty size; tty; echo MARK-$((1+1))\n")
+        out = lines(read_until(master, b"MARK-2\r\n"))
+        assert "33 99" in out and "/dev/pts/0" in out
+        _winsize(master, 22, 44)
+        proc.send_signal(signal.SIGWINCH)
+        os.write(master, b"stty size; echo MARK-$((2+1))\n")
+        assert "22 44" in lines(read_until(master, b"MARK-3\r\n"))
+        os.write(master, b"exit 6\n")
+        assert proc.wait(timeout=TIMEOUT) == 6
+        assert termios.tcgetattr(slave) == before
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)
+    assert ocirun.state(cid)["status"] == "running"  # the container goes on
+
+
+@pytest.mark.parametrize("flags,expected", [
+    (("-t", "-d"), ERR_TTY),
+    (("--console-socket", "SOCK"), ERR_SOCK),
+    (("-d", "--console-socket", "SOCK"), ERR_SOCK),
+    (("-t", "--console-socket", "SOCK"), ERR_SOCK),
+])
+def test_exec_terminal_flag_errors_as_runc(ocirun, bundle, sockdir, tmp_path, flags, expected):
+    peer = ConsolePeer(sockdir / "c.sock")
+    flags = tuple(str(peer.path) if f == "SOCK" else f for f in flags)
+    try:
+        cid = _running(ocirun, bundle)
+        p = ocirun("exec", *flags, cid, "true", check=False)
+        assert p.returncode == 255  # runc: fatalWithCode(..., 255)
+        assert p.stderr.decode() == f"exec failed: {expected}\n"
+        if HAVE_RUNC:
+            theirs = bundle.copy(tmp_path / "runc-bundle")
+            rid = f"runc-{uuid.uuid4().hex[:8]}"
+            run = [*runc_cmd(tmp_path)]
+            try:
+                # not pipes: the init inherits them and would keep them open
+                subprocess.run([*run, "run", "-d", "--bundle", str(theirs.path), rid], check=True,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, timeout=60)
+                r = subprocess.run([*run, "exec", *flags, rid, "true"], capture_output=True, timeout=60,
+                                   stdin=subprocess.DEVNULL)
+                assert r.returncode == 255
+                assert f"exec failed: {expected}" in r.stderr.decode()
+            finally:
+                subprocess.run([*run, "delete", "-f", rid], capture_output=True, timeout=60)
+                reap_orphans()
+    finally:
+        peer.close()
