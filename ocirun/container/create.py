@@ -34,6 +34,8 @@ class CreateOptions:
     no_pivot: bool = False
     no_new_keyring: bool = False
     preserve_fds: int = 0
+    #: create always detaches; run only with -d (decides what terminal needs)
+    detach: bool = True
 
 
 def cmd_create(g: GlobalOptions, args: argparse.Namespace) -> int:
@@ -51,11 +53,15 @@ def options_from_args(args: argparse.Namespace) -> CreateOptions:
         no_pivot=args.no_pivot,
         no_new_keyring=args.no_new_keyring,
         preserve_fds=args.preserve_fds,
+        detach=getattr(args, "detach", True),
     )
 
 
-def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions):
-    """Create the container; return its saved record. The init is our child."""
+def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, keep_master=None):
+    """Create the container; return its saved record. The init is our child.
+
+    With process.terminal the pty master goes to ``opts.console_socket``, or,
+    for a foreground run, to ``keep_master`` (an ocirun.console.KeepMaster)."""
     from ocirun.cgroups import new_manager
     from ocirun.plan.build import PlanOptions, build_plan
     from ocirun.plan.support import require_supported
@@ -69,14 +75,10 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions):
     for warning in loaded.warnings:
         # stderr only: podman reads the --log file as exactly one JSON object
         sys.stderr.write(f"warning: {warning}\n")
-    if config.process is not None and config.process.terminal:
-        if not opts.console_socket:
-            raise UsageError("cannot allocate tty if runc will detach without setting console socket")
-        from ocirun.errors import NotImplementedYet
+    from ocirun.console import check_terminal_flags
 
-        raise NotImplementedYet("process.terminal (console socket)")
-    if opts.console_socket and (config.process is None or not config.process.terminal):
-        raise UsageError("cannot use console socket if runc will not detach or allocate tty")
+    terminal = config.process is not None and config.process.terminal
+    check_terminal_flags(terminal, detach=opts.detach, console_socket=opts.console_socket)
 
     linux = config.linux
     cgroup = new_manager(linux.cgroups_path if linux else None, container_id, g.systemd_cgroup)
@@ -106,24 +108,39 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions):
     if config.annotations:
         state["annotations"] = dict(config.annotations)  # runtime.md: optional
 
-    store = Store(g.root)
-    store.claim(container_id)
-    try:
-        record = _create_claimed(store, container_id, opts, loaded, config, cgroup, plan, hooks, state)
-    except BaseException as err:
-        from ocirun.errors import HookError
+    with ExitStack() as console_undo:
+        on_console_fd = None
+        if terminal:
+            from ocirun.console import ConsoleSocket
 
-        if isinstance(err, HookError) and hooks.get("poststop"):
-            # runtime.md: a failed create-time hook stops the container and the
-            # lifecycle continues at "destroy" (done by the undo above), then poststop
-            from ocirun.hooks import run_poststop
+            if opts.console_socket:
+                # Connected before anything exists: a bad socket leaves nothing behind.
+                console = ConsoleSocket(opts.console_socket)
+                console_undo.callback(console.close)
+                on_console_fd = console.deliver
+            elif keep_master is not None:
+                keep_master.find_console()  # none: runc's error, before anything exists
+                on_console_fd = keep_master.deliver
+        store = Store(g.root)
+        store.claim(container_id)
+        try:
+            record = _create_claimed(store, container_id, opts, loaded, config, cgroup, plan,
+                                     hooks, state, on_console_fd)
+        except BaseException as err:
+            from ocirun.errors import HookError
 
-            run_poststop(hooks["poststop"], state)
-        raise
-    return record
+            if isinstance(err, HookError) and hooks.get("poststop"):
+                # runtime.md: a failed create-time hook stops the container and the
+                # lifecycle continues at "destroy" (done by the undo above), then poststop
+                from ocirun.hooks import run_poststop
+
+                run_poststop(hooks["poststop"], state)
+            raise
+        return record
 
 
-def _create_claimed(store, container_id, opts, loaded, config, cgroup, plan, hooks, state):
+def _create_claimed(store, container_id, opts, loaded, config, cgroup, plan, hooks, state,
+                    on_console_fd):
     from ocirun.plan.device_rules import device_rules
 
     linux = config.linux
@@ -160,6 +177,8 @@ def _create_claimed(store, container_id, opts, loaded, config, cgroup, plan, hoo
                 on_before_pivot=_create_hooks(hooks, state, loaded.rootfs, cgroup),
                 # SCMP_ACT_NOTIFY: the listener fd + state to listenerPath, before READY
                 on_seccomp_fd=_seccomp_listener(config, container_id, loaded.bundle),
+                # process.terminal: the pty master, to the console socket or our proxy
+                on_console_fd=on_console_fd,
             )
             undo.callback(_kill_init, pid)
 

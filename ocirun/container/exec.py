@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from typing import Any
 
 from ocirun.cli import GlobalOptions
 from ocirun.errors import InvalidStateError, OcirunError, UsageError
@@ -77,16 +78,20 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
     from ocirun.state import require
 
     opts = options_from_args(args)
-    if args.console_socket and not opts.tty:
-        raise UsageError("cannot use console socket if runc will not detach or allocate tty")
     if args.cgroup:
         raise NotImplementedYet("exec --cgroup")
     store = open_store(g)
     record = store.load(args.id)
     require(status_of(store, record), "exec-ignore-paused" if args.ignore_paused else "exec")
     process = exec_process_dict((record.runtime or {}).get("process"), opts)
-    if process.get("terminal"):
-        raise NotImplementedYet("exec --tty (terminal)")
+    terminal = bool(process.get("terminal"))
+    from ocirun.console import check_terminal_flags
+
+    # runc's checkTerminal, inside execProcess: "exec failed: ...", exit 255
+    try:
+        check_terminal_flags(terminal, detach=args.detach, console_socket=args.console_socket)
+    except UsageError as e:
+        raise ExecFailed(f"exec failed: {e.message}") from None
     if process.get("apparmorProfile"):
         raise UsageError("apparmor: AppArmor is not enabled on this host")
     if process.get("selinuxLabel"):
@@ -95,7 +100,17 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
     pidfd = open_pidfd(record.pid, record.init_start_time)
     if pidfd is None:
         raise InvalidStateError("cannot exec in a stopped container")
+    console: Any = None  # exec --tty: where the pty master goes (ConsoleSocket or KeepMaster)
     try:
+        if terminal:
+            from ocirun.console import ConsoleSocket, KeepMaster
+
+            if args.console_socket:
+                console = ConsoleSocket(args.console_socket)
+            else:
+                keep = KeepMaster()
+                console = keep
+                keep.find_console()  # the foreground proxy's terminal (runc's error without one)
         plan = build_exec_plan(process, container_id=record.id, bundle=record.bundle,
                                rootfs=record.rootfs, joins=init_namespaces(record.pid),
                                seccomp=(record.runtime or {}).get("seccomp"),
@@ -118,7 +133,8 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
         # forwarded once it runs (the shim blocks signals around clone itself).
         forwarder = None if args.detach else SignalForwarder()
         try:
-            pid = exec_process(plan, cgroup_fd=cgroup_fd, on_child_created=placed)
+            pid = exec_process(plan, cgroup_fd=cgroup_fd, on_child_created=placed,
+                               on_console_fd=console.deliver if console is not None else None)
         except BaseException:
             if forwarder is not None:
                 forwarder.restore()
@@ -126,16 +142,29 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
         finally:
             if cgroup_fd is not None:
                 os.close(cgroup_fd)
+    except BaseException:
+        if console is not None:
+            console.close()
+        raise
     finally:
         os.close(pidfd)
     if args.pid_file:
         from ocirun.container.create import write_pid_file
 
         write_pid_file(os.path.abspath(args.pid_file), pid)
+    from ocirun.container.run import SignalForwarder, _wait_forwarding_signals, proxy_and_wait
+
+    if console is not None:
+        from ocirun.console import KeepMaster
+
+        if isinstance(console, KeepMaster):  # no console socket: we proxy the pty
+            try:
+                if console.fd is not None:
+                    return proxy_and_wait(pid, console, forwarder or SignalForwarder())
+            finally:
+                console.close()
     if args.detach:
         return 0
-    from ocirun.container.run import _wait_forwarding_signals
-
     return _wait_forwarding_signals(pid, forwarder)
 
 

@@ -23,28 +23,55 @@ def cmd_run(g: GlobalOptions, args: argparse.Namespace) -> int:
         # Processes the container leaves behind (no pid namespace) are reparented
         # to us and reaped, not to the host's init.
         _set_child_subreaper()
-    # Before create: a signal sent once the process runs (it may say "ready" before
-    # start returns) is queued and forwarded, not fatal to us.
-    forwarder = None if args.detach else SignalForwarder()
+    master = None
+    forwarder = None
+    if not args.detach:
+        from ocirun.console import KeepMaster
+
+        master = KeepMaster()  # process.terminal in the foreground: we proxy the pty
+        # Before create: a signal sent once the process runs (it may say "ready"
+        # before start returns) is queued and forwarded, not fatal to us.
+        forwarder = SignalForwarder()
     try:
-        record = create_container(g, args.id, opts)
-    except BaseException:
-        if forwarder is not None:
-            forwarder.restore()
-        raise
-    try:
-        start_container(g, args.id)
-    except BaseException:
-        if forwarder is not None:
-            forwarder.restore()
-        _cleanup(g, args.id)
-        raise
-    if forwarder is None:
-        return 0
-    status = _wait_forwarding_signals(record.pid, forwarder)
+        try:
+            record = create_container(g, args.id, opts, keep_master=master)
+        except BaseException:
+            if forwarder is not None:
+                forwarder.restore()
+            raise
+        try:
+            start_container(g, args.id)
+        except BaseException:
+            if forwarder is not None:
+                forwarder.restore()
+            _cleanup(g, args.id)
+            raise
+        if forwarder is None:
+            return 0
+        if master is not None and master.fd is not None:
+            status = proxy_and_wait(record.pid, master, forwarder)
+        else:
+            status = _wait_forwarding_signals(record.pid, forwarder)
+    finally:
+        if master is not None:
+            master.close()
     if not args.keep:
         _cleanup(g, args.id)
     return status
+
+
+def proxy_and_wait(pid: int, master, forwarder: SignalForwarder) -> int:
+    """Foreground with a terminal (``master``: a KeepMaster that has the pty):
+    copy between our stdio and the pty until the process exits; SIGWINCH
+    resizes the pty (runc does not forward it then). The process's status."""
+    from ocirun.console import proxy
+
+    assert master.fd is not None
+    forwarder.attach(pid)
+    if forwarder.pidfd is not None:
+        proxy(master.fd, forwarder.pidfd, console=master.console, forward=forwarder.send,
+              forwarded=tuple(s for s in FORWARDED if s != signal.SIGWINCH))
+    return _wait_forwarding_signals(pid, forwarder)
 
 
 class SignalForwarder:
@@ -57,6 +84,9 @@ class SignalForwarder:
         self.old = {sig: signal.signal(sig, self._handle) for sig in FORWARDED}
 
     def _handle(self, signum, _frame) -> None:
+        self.send(signum)
+
+    def send(self, signum: int) -> None:
         if self.pidfd is None:
             self.pending.append(signum)
             return
@@ -68,6 +98,8 @@ class SignalForwarder:
     def attach(self, pid: int) -> None:
         from ocirun.linux.proc import open_pidfd
 
+        if self.pidfd is not None:
+            return
         self.pidfd = open_pidfd(pid, None)
         pending, self.pending = self.pending, []
         for signum in pending:

@@ -357,6 +357,9 @@ def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = Fal
         # execCPUAffinity: config.md says it does not apply to the init (exec uses it)
         lsm_attr=label[0] if label else None,
         lsm_label=label[1] if label else None,
+        terminal=bool(proc.terminal),
+        console_size=(_console_dim(proc.console_size.height), _console_dim(proc.console_size.width))
+        if proc.terminal and proc.console_size is not None else None,
     )
 
 
@@ -393,6 +396,12 @@ def _warn(message: str) -> None:
     import sys
 
     sys.stderr.write(f"warning: {message}\n")
+
+
+def _console_dim(value: int) -> int:
+    """struct winsize holds unsigned shorts: a larger consoleSize is capped, as
+    runc's uint16 conversion would wrap it."""
+    return min(value, 0xFFFF)
 
 
 def _home_of(rootfs: str, uid: int) -> str:

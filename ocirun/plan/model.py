@@ -117,6 +117,11 @@ class ProcessPlan:
     #: b"attr/exec") and what to write there; None: no label.
     lsm_attr: bytes | None = None
     lsm_label: bytes | None = None
+    #: process.terminal: the child makes a pty in the container's devpts (stdio,
+    #: controlling terminal, /dev/console) and sends its master to the parent.
+    terminal: bool = False
+    #: process.consoleSize as (height, width) rows x columns; None: the kernel's 0 x 0.
+    console_size: tuple[int, int] | None = None
     #: exec only: the file to execute (a hook's path); None: look args[0] up in search_path.
     exe: bytes | None = None
 

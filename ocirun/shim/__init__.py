@@ -32,6 +32,9 @@ SECCOMP_FD         init → parent     fd (SCM_RIGHTS) seccomp filter loaded wit
                                                      on_seccomp_fd(init pid, fd) hands it to the
                                                      agent at listenerPath
 SECCOMP_ACK        parent → init     –               the agent has it; go on
+CONSOLE_FD         init → parent     fd (SCM_RIGHTS) process.terminal: the pty master, made in the
+                                                     container's devpts; on_console_fd(init pid, fd)
+                                                     sends it to --console-socket or keeps it
 =================  ================  ==============  ==============================================
 
 EOF before READY means a child died without a word (killed): SetupError naming
@@ -138,6 +141,19 @@ STEPS: dict[str, str] = {
     "LSM_PROCFS": "mount a procfs for the exec label",
     "LSM_EXEC_LABEL": "set exec label {lsm}",
     "AFFINITY_FINAL": "set final CPU affinity (execCPUAffinity.final)",
+    "CONSOLE_OPEN_PTMX": "open /dev/pts/ptmx",
+    "CONSOLE_PTMX_CHECK": "open /dev/pts/ptmx",
+    "CONSOLE_UNLOCKPT": "unlockpt",
+    "CONSOLE_OPEN_PEER": "open the pty slave",
+    "CONSOLE_PEER_CHECK": "open the pty slave",
+    "CONSOLE_WINSIZE": "set the console size (TIOCSWINSZ)",
+    "CONSOLE_CREATE": "create /dev/console",
+    "CONSOLE_MOUNT": "bind mount the pty over /dev/console",
+    "CONSOLE_SETSID": "setsid",
+    "CONSOLE_SETCTTY": "ioctl(setctty)",
+    "CONSOLE_STDIO": "dup the pty to fd {index}",
+    "CONSOLE_CHOWN": "chown the pty to the container user",
+    "CONSOLE_SEND": "send the pty master to the runtime",
     "EXEC_STDIO": "set up stdio fd {index}",
     "EXEC_CLOSE_FDS": "close the runtime's fds",
     "EXEC_CLONE": "clone into the container's pid namespace",
@@ -219,6 +235,12 @@ def _step_error(step: int, err: int, index: int, plan: LaunchPlan) -> SetupError
                   "linux.resources.cpu.realtimeRuntime (cpu.rt_runtime_us is 0 in a new cgroup)")
     elif name == "CWD_OUTSIDE_ROOT":
         return SetupError(text)
+    elif name == "CONSOLE_PTMX_CHECK" and err == _errno.ENODEV:
+        detail = "not the ptmx of a devpts filesystem (mount devpts with newinstance at /dev/pts)"
+    elif name == "CONSOLE_PEER_CHECK" and err == _errno.ENODEV:
+        detail = "not a pty slave of the container's devpts"
+    elif name == "CONSOLE_CREATE" and err == _errno.ELOOP:
+        detail = "/dev/console is a symlink; refusing to follow it"
     return SetupError(text, err, detail)
 
 
@@ -327,6 +349,9 @@ class _CPlan:
         c.no_new_privileges = int(pr.no_new_privileges)
         c.preserve_fds = pr.preserve_fds
         self._process_attrs(c, pr)
+        c.terminal = int(pr.terminal)
+        if pr.console_size is not None:
+            c.console_height, c.console_width = pr.console_size
         c.exe = self.s(pr.exe)
         return c
 
@@ -409,7 +434,8 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
           on_child_created: Callable[[int], None],
           on_namespaces_ready: Callable[[int], None],
           on_before_pivot: Callable[[int], None] | None = None,
-          on_seccomp_fd: Callable[[int, int], None] | None = None) -> int:
+          on_seccomp_fd: Callable[[int, int], None] | None = None,
+          on_console_fd: Callable[[int, int], None] | None = None) -> int:
     """Clone the container init per the plan; return its host pid once it is READY
     (setup done, blocked on the exec fifo).
 
@@ -422,6 +448,8 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
     ``plan.sync_before_pivot``) gets the init's pid after its mounts, before
     pivot_root. ``on_seccomp_fd`` (needed when ``plan.seccomp_notify``) gets the
     init's pid and the seccomp listener fd before READY; the fd is closed after.
+    ``on_console_fd`` (needed when the process has ``terminal``) gets the init's
+    pid and the pty master before READY; the fd is closed after (dup it to keep it).
     The init is this process's child.
 
     Raises SetupError(step, errno, detail) on failure, after killing and
@@ -456,11 +484,13 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
         last = "clone"
         while True:
             listener: int | None = None
-            if plan.seccomp_notify:  # the SECCOMP_FD message carries an fd
+            # SECCOMP_FD and CONSOLE_FD carry an fd
+            if plan.seccomp_notify or (plan.process is not None and plan.process.terminal):
                 (mtype, step, err, index, pid), listener = _recv_with_fd(sock)
             else:
                 mtype, step, err, index, pid = _recv(sock)
-            if listener is not None and (mtype != lib.OCIRUN_MSG_SECCOMP_FD or init is None):
+            if listener is not None and (
+                    mtype not in (lib.OCIRUN_MSG_SECCOMP_FD, lib.OCIRUN_MSG_CONSOLE_FD) or init is None):
                 os.close(listener)
                 listener = None
             if mtype == 0:
@@ -497,6 +527,13 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
                 finally:
                     os.close(listener)
                 _send(sock, lib.OCIRUN_MSG_SECCOMP_ACK)
+            elif mtype == lib.OCIRUN_MSG_CONSOLE_FD and init is not None and listener is not None:
+                try:
+                    if on_console_fd is None:
+                        raise SetupError("process.terminal", detail="no receiver for the pty master")
+                    on_console_fd(init, listener)
+                finally:
+                    os.close(listener)
             elif mtype == lib.OCIRUN_MSG_READY and init is not None:
                 return init
             else:
@@ -590,7 +627,8 @@ def _write_cgroup_procs(cgroup_fd: int, pid: int) -> None:
 
 def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
                  on_child_created: Callable[[int], None],
-                 stdio: tuple[int, int, int] = (-1, -1, -1)) -> int:
+                 stdio: tuple[int, int, int] = (-1, -1, -1),
+                 on_console_fd: Callable[[int, int], None] | None = None) -> int:
     """Run ``plan.process`` inside running namespaces (``plan.join_namespaces``,
     user first, mount last) and a cgroup; return its host pid once its execve
     succeeded. It is this process's child: the caller waits for it.
@@ -599,7 +637,8 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
     the plan are used. ``cgroup_fd``: a v2 cgroup to clone into, or None;
     ``on_child_created`` gets the first child's pid before it joins anything
     (place it in the v1 cgroups). ``stdio``: fds to become its 0, 1, 2 (-1:
-    inherit ours). Raises SetupError (after killing and reaping every child)
+    inherit ours). ``on_console_fd`` (needed with ``plan.process.terminal``) gets
+    the process's pid and the pty master (closed after). Raises SetupError (after killing and reaping every child)
     when a step or the execve fails.
     """
     if plan.process is None:
@@ -639,7 +678,22 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
         on_child_created(stage1)
         _send(sock, lib.OCIRUN_MSG_CGROUP_PLACED)
         while True:
-            mtype, step, err, index, pid = _recv(sock)
+            master: int | None = None
+            if plan.process.terminal:  # CONSOLE_FD carries the pty master
+                (mtype, step, err, index, pid), master = _recv_with_fd(sock)
+                if master is not None and (mtype != lib.OCIRUN_MSG_CONSOLE_FD or proc is None):
+                    os.close(master)
+                    master = None
+            else:
+                mtype, step, err, index, pid = _recv(sock)
+            if mtype == lib.OCIRUN_MSG_CONSOLE_FD and master is not None:
+                try:
+                    if on_console_fd is None:
+                        raise SetupError("exec --tty", detail="no receiver for the pty master")
+                    on_console_fd(proc or 0, master)
+                finally:
+                    os.close(master)
+                continue
             if mtype == 0:
                 if proc is None:
                     raise SetupError("exec: the joining process exited before it forked")

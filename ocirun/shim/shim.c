@@ -43,6 +43,9 @@
  *  |                   |                  |                | NOTIFY): the parent hands the fd and the state|
  *  |                   |                  |                | to listenerPath, before READY                 |
  *  | SECCOMP_ACK       | parent -> init   | -              | the agent has the fd; go on                   |
+ *  | CONSOLE_FD        | init -> parent   | fd (SCM_RIGHTS)| process.terminal: the pty master, made in the |
+ *  |                   |                  |                | container's devpts (src/console.c); the parent|
+ *  |                   |                  |                | sends it to --console-socket or proxies it    |
  *  | EXEC_PID, EXEC_ACK| (exec only)      |                | see src/exec.c                                |
  *
  * EOF on the parent's end before READY means a child died without saying
@@ -60,7 +63,9 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <termios.h>
 #include <unistd.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -80,6 +85,7 @@
 #include "src/rootfs.c"
 #include "src/process.c"
 #include "src/process_attrs.c"
+#include "src/console.c"
 #include "src/init.c"
 #include "src/spawn.c"
 #include "src/exec.c"

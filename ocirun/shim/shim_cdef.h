@@ -23,8 +23,9 @@ enum ocirun_msg_type {
     OCIRUN_MSG_SECCOMP_ACK = 11,
     /* 30-49: exec and hooks */
     OCIRUN_MSG_EXEC_PID = 30,       /* exec stage-1 -> parent: the joining process's pid */
-    OCIRUN_MSG_EXEC_ACK = 31        /* parent -> exec process: pid known; set up and exec */
+    OCIRUN_MSG_EXEC_ACK = 31,       /* parent -> exec process: pid known; set up and exec */
     /* Blocks by job: 20-29 process settings, 30-49 exec and hooks, 50-59 terminals. */
+    OCIRUN_MSG_CONSOLE_FD = 50      /* child -> parent, the pty master in SCM_RIGHTS */
 };
 
 struct ocirun_msg {
@@ -114,10 +115,24 @@ enum ocirun_step {
     OCIRUN_STEP_EXEC_STDIO = 80,        /* index: which of 0-2 */
     OCIRUN_STEP_EXEC_CLOSE_FDS = 81,
     OCIRUN_STEP_EXEC_CLONE = 82,
-    OCIRUN_STEP_EXECVE = 83
+    OCIRUN_STEP_EXECVE = 83,
     /* Blocks by job, so work on one never renumbers another: 60-79 process
      * settings (personality, scheduler, ioprio, affinity, LSM, sysctl),
      * 80-99 exec and hooks, 100-119 terminals. */
+    /* terminals (src/console.c) */
+    OCIRUN_STEP_CONSOLE_OPEN_PTMX = 100,
+    OCIRUN_STEP_CONSOLE_PTMX_CHECK = 101,  /* not the ptmx of a devpts */
+    OCIRUN_STEP_CONSOLE_UNLOCKPT = 102,
+    OCIRUN_STEP_CONSOLE_OPEN_PEER = 103,
+    OCIRUN_STEP_CONSOLE_PEER_CHECK = 104,  /* not a pty slave of that devpts */
+    OCIRUN_STEP_CONSOLE_WINSIZE = 105,
+    OCIRUN_STEP_CONSOLE_CREATE = 106,      /* /dev/console mount point */
+    OCIRUN_STEP_CONSOLE_MOUNT = 107,
+    OCIRUN_STEP_CONSOLE_SETSID = 108,
+    OCIRUN_STEP_CONSOLE_SETCTTY = 109,
+    OCIRUN_STEP_CONSOLE_STDIO = 110,
+    OCIRUN_STEP_CONSOLE_CHOWN = 111,
+    OCIRUN_STEP_CONSOLE_SEND = 112
 };
 
 struct ocirun_mount {
@@ -206,6 +221,11 @@ struct ocirun_process {
     int cpu_final_len;
     const char *lsm_attr;      /* "attr/apparmor/exec" or "attr/exec" below /proc/<tid>; NULL: none */
     const char *lsm_label;     /* what to write there ("exec <profile>" or the SELinux label) */
+    /* terminal: a pty made in the container's devpts becomes stdio and the
+     * controlling terminal; the master goes to the parent (CONSOLE_FD). */
+    int terminal;
+    uint16_t console_height;   /* consoleSize; 0 x 0: leave the kernel's default */
+    uint16_t console_width;
     const char *exe;           /* exec only: run this path (a hook's "path"); NULL: look up argv[0] */
 };
 

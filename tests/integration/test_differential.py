@@ -24,6 +24,8 @@ PROBES = {
     "env": "env | sort",
     "cwd": "pwd",
     "pid1": "echo $$",
+    # every init leads its own session, terminal or not (runc's nsexec calls setsid)
+    "session": "cut -d' ' -f6 /proc/self/stat /proc/1/stat",
     "masked": "cat /proc/kcore 2>&1 | head -c 0; ls /sys/firmware | wc -l",
     "readonly": "touch /proc/sys/x 2>/dev/null && echo writable || echo readonly",
 }

@@ -177,3 +177,20 @@ def test_mount_option_parsing_table():
     assert p.propagation == mo.MS_SLAVE | mo.MS_REC
     assert p.attr_clr == mo.MOUNT_ATTR_RDONLY and p.attr_set == mo.MOUNT_ATTR_NOEXEC
     assert p.data == ("x=1",)
+
+
+def test_terminal_and_console_size_reach_the_process_plan(rootfs):
+    doc = spec()
+    doc["process"]["terminal"] = True
+    doc["process"]["consoleSize"] = {"height": 24, "width": 100000}
+    pr = plan_for(doc, rootfs).process
+    assert pr.terminal
+    assert pr.console_size == (24, 0xFFFF)  # struct winsize holds unsigned shorts
+    assert not unsupported(Config.from_dict(doc))
+
+
+def test_console_size_is_ignored_without_terminal(rootfs):
+    doc = spec()
+    doc["process"]["consoleSize"] = {"height": 24, "width": 80}
+    pr = plan_for(doc, rootfs).process
+    assert not pr.terminal and pr.console_size is None

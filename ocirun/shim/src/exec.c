@@ -65,6 +65,17 @@ __attribute__((noreturn)) static void exec_process_main(struct ctx *c)
     int has_seccomp = c->plan->seccomp_bpf != NULL;
     /* Until the parent has our pid it would not reap us on an error: wait. */
     wait_for(c, OCIRUN_MSG_EXEC_ACK);
+    /* exec --tty: a pty from the container's devpts, as root and before the cwd
+     * and user change (src/console.c); setns(mnt) made "/" the container's root.
+     * No /dev/console for a joining process (runc binds it for the init only). */
+    if (pr->terminal) {
+        c->rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (c->rootfd < 0)
+            fail(c, OCIRUN_STEP_CONSOLE_OPEN_PTMX, errno, -1);
+        setup_console(c, pr, 0);
+        close(c->rootfd);
+        c->rootfd = -1;
+    }
     /* setns(mnt) put our root and cwd at the container's "/"; the cwd is
      * entered only now, inside it (never through a host fd). As root first. */
     int chdir_again = enter_cwd(c, 1);

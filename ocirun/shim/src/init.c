@@ -61,6 +61,10 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
     const struct ocirun_plan *p = c->plan;
     /* Until the parent has our pid it could not kill us on an error: wait. */
     wait_for(c, OCIRUN_MSG_INIT_ACK);
+    /* A session of its own, as runc's init: the caller's terminal (its ^C, its
+     * hangup) reaches the container only through what `run` forwards. */
+    if (setsid() < 0)
+        fail(c, OCIRUN_STEP_CONSOLE_SETSID, errno, -1);
     close_inherited_fds(c);
     /* umask 0 during setup: device modes and mount points exactly as planned;
      * the process's own umask is set just before exec. */
@@ -90,6 +94,11 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
     }
     pivot_to_rootfs(c);
     set_rootfs_propagation(c);
+    /* The pty comes from the container's devpts, so after pivot_root (and after
+     * every config mount, /dev/pts among them); before the read-only root and
+     * masks, which could hide /dev/console's mount point (runc's order). */
+    if (p->process && p->process->terminal)
+        setup_console(c, p->process, 1);
     /* After pivot_root: these are container paths, resolved in the new "/". */
     make_readonly_paths(c);
     make_masked_paths(c);
