@@ -14,19 +14,22 @@ process, mount, cgroup or state directory behind):
 
 from __future__ import annotations
 
-import argparse
 import os
 import pwd
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 
 from ocirun.cli import GlobalOptions
 from ocirun.errors import UsageError
+from ocirun.util.record import record
+
+TYPE_CHECKING = False  # argparse is only for annotations (importing it costs a call ~5 ms)
+if TYPE_CHECKING:
+    import argparse
 
 
-@dataclass(frozen=True)
+@record
 class CreateOptions:
     bundle: str
     pid_file: str | None = None

@@ -12,13 +12,16 @@ Speed: this path imports the store, the status rules and /proc parsing only
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 
 from ocirun.cli import GlobalOptions
 from ocirun.errors import ContainerNotFound, OcirunError
+
+TYPE_CHECKING = False  # argparse is only for annotations (importing it costs a call ~5 ms)
+if TYPE_CHECKING:
+    import argparse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

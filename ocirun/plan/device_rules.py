@@ -3,10 +3,10 @@ container always needs, then an allow rule per linux.devices entry (runc's order
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ocirun.util.record import record
 
 
-@dataclass(frozen=True)
+@record
 class DeviceRule:
     allow: bool
     type: str  # "a", "c", "b"

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from ocirun.errors import BundleError, ConfigError, Problem
 from ocirun.spec.model import Config
+from ocirun.util.record import record
 
 CONFIG_NAME = "config.json"
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class LoadedBundle:
     """A bundle whose config passed every check."""
 

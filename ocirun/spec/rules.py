@@ -18,17 +18,17 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ocirun.errors import Problem
 from ocirun.linux.capabilities import CAPABILITIES as _CAP_NUMBERS
 from ocirun.spec._paths import json_path
+from ocirun.util.record import record
 
 Path = Sequence[str | int]
 
 
-@dataclass(frozen=True)
+@record
 class Context:
     """What rules may know besides the config: the bundle directory (None: skip fs checks)."""
 
@@ -38,7 +38,7 @@ class Context:
 RuleFn = Callable[[Mapping[str, Any], Context], Iterable[Problem]]
 
 
-@dataclass(frozen=True)
+@record
 class Rule:
     name: str
     section: str
