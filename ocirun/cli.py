@@ -402,10 +402,21 @@ def _fast_parse(argv: Sequence[str]) -> Any:
     return _namespace(values)
 
 
-def _namespace(values: dict[str, Any]) -> Any:
-    from types import SimpleNamespace
+class _Namespace:
+    """What argparse.Namespace offers (attributes, vars(), ==), without argparse."""
 
-    return SimpleNamespace(**values)
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+    def __eq__(self, other: object) -> bool:
+        return vars(self) == vars(other) if hasattr(other, "__dict__") else NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Namespace({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+
+def _namespace(values: dict[str, Any]) -> Any:
+    return _Namespace(values)
 
 
 def version_text() -> str:
