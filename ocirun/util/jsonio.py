@@ -38,31 +38,39 @@ class _DecodeContext:
 
 
 _scan = _json.make_scanner(_DecodeContext()) if _json is not None else None  # type: ignore[arg-type]
+_scanners: dict[Any, Any] = {None: _scan}  # by parse_constant
 
 
 class _Delegate(Exception):
     """Not ours to answer: the json module does it."""
 
 
-def loads(s: str | bytes | bytearray) -> Any:
-    """``json.loads(s)``."""
+def loads(s: str | bytes | bytearray, *, parse_constant: Any = None) -> Any:
+    """``json.loads(s)`` (``parse_constant``: as json's, for NaN and [-]Infinity)."""
     text = s
     try:
-        if _scan is None:
-            raise _Delegate
+        scan = _scanners.get(parse_constant)
+        if scan is None:
+            if _json is None:
+                raise _Delegate
+            context = _DecodeContext()
+            context.parse_constant = parse_constant  # type: ignore[method-assign]
+            scan = _scanners[parse_constant] = _json.make_scanner(context)  # type: ignore[arg-type]
         if not isinstance(text, str):
             # json.detect_encoding: BOMs and NUL bytes (UTF-16/32) are json's to handle
             if text[:1] in (b"\xef", b"\xfe", b"\xff") or b"\x00" in text[:4]:
                 raise _Delegate
             text = bytes(text).decode("utf-8", "surrogatepass")
-        obj, end = _scan(text, len(text) - len(text.lstrip(_WS)))
+        obj, end = scan(text, len(text) - len(text.lstrip(_WS)))
         if text[end:].strip(_WS):
             raise _Delegate  # "Extra data"
         return obj
     except Exception:
         import json
 
-        return json.loads(s)
+        if parse_constant is None:
+            return json.loads(s)
+        return json.loads(s, parse_constant=parse_constant)
 
 
 def dumps(obj: Any, *, ensure_ascii: bool = True, indent: int | None = None,

@@ -66,3 +66,12 @@ def test_does_not_import_json():
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": ":".join(sys.path)}).stdout
     assert out.strip() == "[]"
+
+
+def test_parse_constant_as_json():
+    def reject(name):
+        raise ValueError(f"{name} is not valid JSON")
+
+    for text in ('{"a": NaN}', "[Infinity]", '{"a": 1}', "-Infinity"):
+        assert outcome(jsonio.loads, text, parse_constant=reject) == outcome(json.loads, text, parse_constant=reject)
+    assert repr(jsonio.loads("[NaN, -Infinity]")) == repr(json.loads("[NaN, -Infinity]"))
