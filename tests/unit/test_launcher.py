@@ -17,8 +17,8 @@ IN_VENV = sys.prefix != sys.base_prefix
 def launcher_with(tmp_path: Path, tail: str) -> Path:
     """The launcher's Python part with its last lines (import ocirun, run main) replaced."""
     text = LAUNCHER.read_text()
-    head, sep, _ = text.partition("from ocirun.cli import main")
-    assert sep, "the launcher must end by importing ocirun.cli.main"
+    head, sep, _ = text.partition("from ocirun.cli import exit_now, main")
+    assert sep, "the launcher must end by importing ocirun.cli.main and exit_now"
     path = tmp_path / "probe.py"
     path.write_text(head + tail)
     return path
