@@ -103,7 +103,8 @@ def test_hot_commands_import_neither_argparse_nor_typing(tmp_path):
         "import sys\n"
         "from ocirun.cli import main\n"
         f"main(['--root', {str(tmp_path)!r}, 'state', 'nosuch'])\n"
-        "print(' '.join(m for m in ('argparse', 'typing', 'dataclasses', 'gettext') if m in sys.modules))\n"
+        "print(' '.join(m for m in ('argparse', 'typing', 'dataclasses', 'gettext', 'json', 're', 'enum',\n"
+        "                           'signal', 'collections') if m in sys.modules))\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "" and "does not exist" in res.stderr
@@ -112,3 +113,18 @@ def test_hot_commands_import_neither_argparse_nor_typing(tmp_path):
 def test_errors_are_argparse_s():
     assert cli.main(["state"]) == 1
     assert cli.main(["--log-format", "xml", "state", "c"]) == 1
+
+
+def test_create_path_imports_none_of_the_slow_modules():
+    # what `create` imports (the container itself is not made here)
+    code = (
+        "import sys\n"
+        "import ocirun.cli, ocirun.container.create, ocirun.container.run, ocirun.spec.check, ocirun.spec.load\n"
+        "import ocirun.spec.rules, ocirun.spec.schema, ocirun.spec._compiled_schema, ocirun.plan.build\n"
+        "import ocirun.plan.device_rules, ocirun.plan.support, ocirun.cgroups.v1, ocirun.store, ocirun.shim\n"
+        "print(' '.join(m for m in ('argparse', 'typing', 'dataclasses', 'inspect', 'decimal', 'json',\n"
+        "                           'gettext', 'locale') if m in sys.modules))\n"
+    )
+    res = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": ":".join(sys.path)})
+    assert res.stdout.strip() == ""
