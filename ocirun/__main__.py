@@ -1,5 +1,3 @@
-import sys
+from ocirun.cli import exit_now, main
 
-from ocirun.cli import main
-
-sys.exit(main())
+exit_now(main())

@@ -5,18 +5,48 @@ No logic lives here. Each subcommand names the function that implements it
 or ``kill`` never pay for the validator. This module is also the one place
 where an exception becomes the user-facing message, the ``--log`` line and
 the exit status.
+
+Speed: every call is a new interpreter, and argparse (with ``re``,
+``gettext`` and building ~20 subparsers) costs a call ~10 ms. So the flag
+definitions below are first read by a recorder (:class:`_Recorder`) and the
+plain command lines (what containerd and podman send: global flags, the
+subcommand, its flags as ``--flag value``, ``--flag=value`` or ``-f value``,
+then the positionals) are parsed from that without argparse
+(:func:`_fast_parse`). Anything else (``-h``, an unknown or abbreviated flag,
+``--``, a value starting with ``-``, a missing or extra positional, a flag
+after a positional, a subcommand with a kind of argument the recorder does
+not know) goes to argparse, which gives the result or the error message.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
 
 from ocirun import SPEC_VERSION, __version__
 from ocirun.errors import OcirunError, UsageError
+
+TYPE_CHECKING = False  # typing and argparse cost every call several ms to import
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    Handler = Callable[["GlobalOptions", argparse.Namespace], int]
+else:
+    class _ArgparseNames:
+        """``argparse`` for the flag definitions in :func:`_build_parser`, not imported
+        until something other than these two constants (argparse's own values) is used."""
+
+        SUPPRESS = "==SUPPRESS=="
+        REMAINDER = "..."
+
+        def __getattr__(self, name: str):
+            import argparse as real
+
+            return getattr(real, name)
+
+    argparse = _ArgparseNames()
 
 DEFAULT_ROOT = "/run/ocirun"
 
@@ -39,32 +69,34 @@ class GlobalOptions:
         self.rootless = rootless
 
 
-Handler = Callable[[GlobalOptions, argparse.Namespace], int]
+def _argparse_parser() -> Any:
+    """The argparse parser class (argparse imported only when it is needed)."""
+    import argparse as real
 
+    class _Formatter(real.HelpFormatter):
+        """HelpFormatter without its `import shutil` (for the terminal width): argparse
+        makes a formatter for every add_argument, and shutil costs each call ~3 ms."""
 
-class _Formatter(argparse.HelpFormatter):
-    """HelpFormatter without its `import shutil` (for the terminal width): argparse
-    makes a formatter for every add_argument, and shutil costs each call ~3 ms."""
+        def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                     width: int | None = None) -> None:
+            if width is None:
+                try:
+                    width = int(os.environ.get("COLUMNS", "80")) - 2
+                except ValueError:
+                    width = 78
+            super().__init__(prog, indent_increment, max_help_position, width)
 
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
-                 width: int | None = None) -> None:
-        if width is None:
-            try:
-                width = int(os.environ.get("COLUMNS", "80")) - 2
-            except ValueError:
-                width = 78
-        super().__init__(prog, indent_increment, max_help_position, width)
+    class _Parser(real.ArgumentParser):
+        """argparse that raises instead of exiting, so the CLI edge reports it."""
 
+        def __init__(self, *args, **kwargs) -> None:
+            kwargs.setdefault("formatter_class", _Formatter)
+            super().__init__(*args, **kwargs)
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so the CLI edge reports it."""
+        def error(self, message: str):
+            raise UsageError(message)
 
-    def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("formatter_class", _Formatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str):
-        raise UsageError(message)
+    return _Parser
 
 
 def _add_create_flags(p: argparse.ArgumentParser) -> None:
@@ -76,8 +108,11 @@ def _add_create_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preserve-fds", type=int, default=0, help="pass N fds beyond stdio (3..3+N-1)")
 
 
-def _build_parser() -> _Parser:
-    parser = _Parser(prog="ocirun", add_help=True, description="OCI container runtime")
+def _build_parser(parser_class: Any = None) -> Any:
+    """The whole command line: argparse's parser, or with ``parser_class=_Recorder``
+    the recorded flag definitions (see the module docstring)."""
+    parser_class = parser_class or _argparse_parser()
+    parser = parser_class(prog="ocirun", add_help=True, description="OCI container runtime")
     parser.add_argument("--root", default=DEFAULT_ROOT, help="directory for container state")
     parser.add_argument("--log", default=None, help="append errors to this file")
     parser.add_argument("--log-format", default="text", choices=("text", "json"))
@@ -86,7 +121,7 @@ def _build_parser() -> _Parser:
     parser.add_argument("--rootless", default="auto", choices=("true", "false", "auto"))
     parser.add_argument("--criu", default="criu", help=argparse.SUPPRESS)
     parser.add_argument("--version", "-v", action="store_true", help="print the version")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")  # subparsers: parser_class too
 
     def cmd(name: str, target: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -197,7 +232,8 @@ def not_implemented_restore(g: GlobalOptions, a: argparse.Namespace) -> int:
 def _resolve(target: str) -> Handler:
     module_name, _, func = target.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        __import__(module_name)  # not importlib.import_module: importlib costs a call ~1 ms
+        module = sys.modules[module_name]
     except ModuleNotFoundError as exc:
         if exc.name != module_name:
             raise
@@ -210,6 +246,177 @@ def _resolve(target: str) -> Handler:
 
         raise NotImplementedYet(func.removeprefix("cmd_"))
     return handler
+
+
+# --------------------------------------------------------------------------- fast path
+
+
+class _Option:
+    __slots__ = ("dest", "kind", "type", "choices")
+
+    def __init__(self, dest: str, kind: str, type_: Any, choices: Any) -> None:
+        self.dest = dest
+        self.kind = kind  # "store", "store_true" or "append"
+        self.type = type_
+        self.choices = choices
+
+
+_RECORDED_KEYS = frozenset({"action", "default", "help", "type", "choices", "dest", "metavar", "nargs"})
+
+
+class _Recorder:
+    """Stands in for the argparse parser in :func:`_build_parser` and keeps what the
+    fast path needs. A declaration it does not model exactly makes it ``usable = False``
+    (that parser's command lines then always go to argparse)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.options: dict[str, _Option] = {}
+        self.positionals: list[tuple[str, Any, Any]] = []  # (dest, nargs, default)
+        #: Every dest with its default, in declaration order (argparse's Namespace).
+        self.defaults: dict[str, Any] = {}
+        self.subparsers: dict[str, _Recorder] = {}
+        self.subparser_dest: str | None = None
+        self.usable = True
+
+    def add_argument(self, *names: str, **kwargs: Any) -> None:
+        if not names or set(kwargs) - _RECORDED_KEYS:
+            self.usable = False
+            return
+        action = kwargs.get("action", "store")
+        default = kwargs.get("default")
+        type_ = kwargs.get("type")
+        if not names[0].startswith("-"):  # a positional
+            nargs = kwargs.get("nargs")
+            if len(names) != 1 or action != "store" or nargs not in (None, "?"):
+                self.usable = False
+                return
+            if type_ is not None or kwargs.get("choices") is not None:
+                self.usable = False
+                return
+            dest = kwargs.get("dest", names[0])
+            self.positionals.append((dest, nargs, default))
+            self.defaults[dest] = default
+            return
+        if "nargs" in kwargs:
+            self.usable = False
+            return
+        longs = [n for n in names if n.startswith("--")]
+        dest = kwargs.get("dest") or (longs or names)[0].lstrip("-").replace("-", "_")
+        if action == "store_true":
+            default = kwargs.get("default", False)
+        elif action == "append":
+            default = list(default) if default is not None else None
+        elif action != "store":
+            self.usable = False
+            return
+        elif isinstance(default, str) and type_ is not None:
+            default = type_(default)  # argparse converts a string default with `type`
+        if default == argparse.SUPPRESS:  # the dest would be missing from the Namespace
+            self.usable = False
+        option = _Option(dest, action, type_, kwargs.get("choices"))
+        for name in names:
+            self.options[name] = option
+        self.defaults[dest] = default
+
+    def set_defaults(self, **kwargs: Any) -> None:
+        self.defaults.update(kwargs)
+
+    def add_subparsers(self, dest: str | None = None, **kwargs: Any) -> _Recorder:
+        self.subparser_dest = dest
+        self.defaults[dest or "_"] = None
+        return self
+
+    def add_parser(self, name: str, **kwargs: Any) -> _Recorder:
+        parser = _Recorder()
+        self.subparsers[name] = parser
+        return parser
+
+
+def _parse_options(parser: _Recorder, argv: Sequence[str], i: int, values: dict[str, Any]) -> int:
+    """Read ``parser``'s flags from argv[i:] into values, up to the first non-flag;
+    returns its index, or -1 when argparse must decide."""
+    n = len(argv)
+    while i < n:
+        arg = argv[i]
+        if not arg.startswith("-") or arg == "-":
+            return i
+        name, eq, value = arg.partition("=")
+        option = parser.options.get(name)
+        if option is None or (eq and (name[1] != "-" or not value)):  # unknown, abbreviated,
+            return -1  # -h, "--", -b=x, --bundle= : argparse decides
+        if option.kind == "store_true":
+            if eq:
+                return -1
+            values[option.dest] = True
+            i += 1
+            continue
+        if not eq:
+            i += 1
+            if i >= n:
+                return -1
+            value = argv[i]
+        if value.startswith("-"):  # argparse's rules for these are subtle: let it decide
+            return -1
+        if option.type is not None:
+            try:
+                value = option.type(value)
+            except (TypeError, ValueError):
+                return -1
+        if option.choices is not None and value not in option.choices:
+            return -1
+        if option.kind == "append":
+            values[option.dest] = [*(values[option.dest] or ()), value]
+        else:
+            values[option.dest] = value
+        i += 1
+    return i
+
+
+def _fast_parse(argv: Sequence[str]) -> Any:
+    """argparse's Namespace for a plain command line, or None (see the module docstring)."""
+    top = _build_parser(_Recorder)
+    values = dict(top.defaults)
+    i = _parse_options(top, argv, 0, values)
+    if i < 0 or not top.usable:
+        return None
+    if i == len(argv):
+        return _namespace(values) if values.get("version") else None  # else help: argparse
+    sub = top.subparsers.get(argv[i])
+    if sub is None or not sub.usable or top.subparser_dest is None:
+        return None
+    values[top.subparser_dest] = argv[i]
+    values.update(sub.defaults)
+    i = _parse_options(sub, argv, i + 1, values)
+    if i < 0:
+        return None
+    rest = argv[i:]
+    if any(arg.startswith("-") for arg in rest):  # a flag after a positional, "--", "-"
+        return None
+    kinds = [nargs for _, nargs, _ in sub.positionals]
+    if "?" in kinds and None in kinds[kinds.index("?"):]:  # optional before required: not modelled
+        return None
+    if not kinds.count(None) <= len(rest) <= len(kinds):
+        return None
+    for (dest, _, _), value in zip(sub.positionals, rest, strict=False):
+        values[dest] = value
+    return _namespace(values)
+
+
+class _Namespace:
+    """What argparse.Namespace offers (attributes, vars(), ==), without argparse."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+    def __eq__(self, other: object) -> bool:
+        return vars(self) == vars(other) if hasattr(other, "__dict__") else NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Namespace({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+
+def _namespace(values: dict[str, Any]) -> Any:
+    return _Namespace(values)
 
 
 def version_text() -> str:
@@ -244,8 +451,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     g = _scan_globals(args_list)
     try:
-        parser = _build_parser()
-        ns = parser.parse_args(args_list)
+        ns = _fast_parse(args_list)
+        if ns is None:
+            parser = _build_parser()
+            ns = parser.parse_args(args_list)
         g = GlobalOptions(
             root=os.path.abspath(ns.root),
             log=ns.log,
@@ -258,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(version_text())
             return 0
         if ns.command is None:
-            parser.print_help()
+            _build_parser().print_help()
             return 0
         handler = _resolve(ns.handler)
         return handler(g, ns)
@@ -275,6 +484,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         _report(g, f"internal error: {type(exc).__name__}: {exc}")
         return 1
+
+
+def exit_now(code: Any) -> None:
+    """``sys.exit(code)`` without the interpreter's teardown (freeing every module
+    and object: ~2-10 ms a call here, more after ``create``). Only once ``main``
+    has returned: ocirun leaves no atexit handler, thread or unclosed file behind,
+    so flushing stdout and stderr is all the teardown would do for us. Anything
+    unusual (a flush that fails, a code that is not an int) takes sys.exit's way."""
+    if isinstance(code, int) and 0 <= code <= 255:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:
+            sys.exit(code)  # e.g. EPIPE: reported as the interpreter would
+        os._exit(code)
+    sys.exit(code)
 
 
 def _report(g: GlobalOptions, message: str) -> None:

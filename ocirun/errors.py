@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from collections.abc import Iterable
+
+TYPE_CHECKING = False  # collections.abc imports collections: ~1 ms a call
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 class OcirunError(Exception):

@@ -14,19 +14,22 @@ process, mount, cgroup or state directory behind):
 
 from __future__ import annotations
 
-import argparse
 import os
 import pwd
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 
 from ocirun.cli import GlobalOptions
 from ocirun.errors import UsageError
+from ocirun.util.record import record
+
+TYPE_CHECKING = False  # argparse is only for annotations (importing it costs a call ~5 ms)
+if TYPE_CHECKING:
+    import argparse
 
 
-@dataclass(frozen=True)
+@record
 class CreateOptions:
     bundle: str
     pid_file: str | None = None
@@ -99,10 +102,10 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
 
     hooks = hooks_dict(config.hooks)
     if any(k in hooks for k in ("prestart", "createRuntime", "createContainer")):
-        import dataclasses
+        from ocirun.util.record import replace
 
         # the init stops after its mounts, before pivot_root, for these hooks
-        plan = dataclasses.replace(plan, sync_before_pivot=True)
+        plan = replace(plan, sync_before_pivot=True)
     state: dict[str, object] = {"ociVersion": config.oci_version, "id": container_id,
                                 "bundle": loaded.bundle}
     if config.annotations:

@@ -12,13 +12,16 @@ Speed: this path imports the store, the status rules and /proc parsing only
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 
 from ocirun.cli import GlobalOptions
 from ocirun.errors import ContainerNotFound, OcirunError
+from ocirun.util import jsonio
+
+TYPE_CHECKING = False  # argparse is only for annotations (importing it costs a call ~5 ms)
+if TYPE_CHECKING:
+    import argparse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -147,9 +150,9 @@ _GO_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
 def _go_json(value: object, indent: int | None = None) -> str:
     """JSON as Go's encoding/json writes it: UTF-8 (not \\u escapes), HTML characters escaped."""
     if indent is None:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        text = jsonio.dumps(value, ensure_ascii=False, separators=(",", ":"))
     else:
-        text = json.dumps(value, ensure_ascii=False, indent=indent)
+        text = jsonio.dumps(value, ensure_ascii=False, indent=indent)
     # <, >, & and U+2028/9 can only occur inside JSON strings, so this never touches syntax
     return text.translate(_GO_ESCAPES)
 

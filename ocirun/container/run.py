@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 
 from ocirun.cli import GlobalOptions
 from ocirun.container.create import create_container, options_from_args
 from ocirun.container.start import start_container
+
+TYPE_CHECKING = False  # argparse is only for annotations (importing it costs a call ~5 ms)
+if TYPE_CHECKING:
+    import argparse
 
 #: Signals a foreground `run` passes on to the container's init, as runc does.
 FORWARDED = (

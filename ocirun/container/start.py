@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import errno
 import os
 import select
@@ -10,6 +9,10 @@ import select
 from ocirun.cli import GlobalOptions
 from ocirun.container.common import open_store, status_of
 from ocirun.errors import InvalidStateError, OcirunError
+
+TYPE_CHECKING = False  # argparse is only for annotations (importing it costs a call ~5 ms)
+if TYPE_CHECKING:
+    import argparse
 
 
 def cmd_start(g: GlobalOptions, args: argparse.Namespace) -> int:

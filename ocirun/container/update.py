@@ -11,13 +11,13 @@ written; the live cgroup files are the record of what is set.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 
 from ocirun.cli import GlobalOptions
 from ocirun.container.common import cgroup_of, open_store, status_of
 from ocirun.errors import InvalidStateError, UsageError
+from ocirun.util.record import replace
 
 
 def cmd_update(g: GlobalOptions, args: argparse.Namespace) -> int:
@@ -54,7 +54,7 @@ def resources_from_args(args: argparse.Namespace, stdin=None):
             raise UsageError(f"invalid resources JSON: {type(exc).__name__}: {exc}") from None
         if res.devices:
             sys.stderr.write("warning: update does not change device rules; linux.resources.devices ignored\n")
-        return drop_zeros(dataclasses.replace(res, devices=()))
+        return drop_zeros(replace(res, devices=()))
     return resources_from_flags(vars(args))
 
 
@@ -122,7 +122,7 @@ def drop_zeros(res):
         changes["block_io"] = BlockIo(None, b.leaf_weight, b.weight_device, b.throttle_read_bps_device,
                                       b.throttle_write_bps_device, b.throttle_read_iops_device,
                                       b.throttle_write_iops_device)
-    return dataclasses.replace(res, **changes)
+    return replace(res, **changes)
 
 
 def resources_from_flags(flags: dict):

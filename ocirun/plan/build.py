@@ -13,7 +13,6 @@ import os
 import resource
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
 
 from ocirun.errors import ConfigError, NotImplementedYet, Problem
 from ocirun.linux import capabilities, namespaces
@@ -28,6 +27,7 @@ from ocirun.plan.model import (
     ProcessPlan,
     Rlimit,
 )
+from ocirun.util.record import record, replace
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _DEV_TMPFS = MountStep(
@@ -40,7 +40,7 @@ _DEV_TMPFS = MountStep(
 )
 
 
-@dataclass(frozen=True)
+@record
 class PlanOptions:
     container_id: str
     bundle: str
@@ -50,7 +50,7 @@ class PlanOptions:
     preserve_fds: int = 0
 
 
-@dataclass(frozen=True)
+@record
 class CgroupView:
     """What the container's cgroup mount must show (from the cgroup manager).
 

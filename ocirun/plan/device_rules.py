@@ -4,10 +4,10 @@ The list is evaluated from "deny all", so no rules at all means only those."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ocirun.util.record import record
 
 
-@dataclass(frozen=True)
+@record
 class DeviceRule:
     allow: bool
     type: str  # "a", "c", "b"

@@ -12,15 +12,15 @@ it joins every namespace of the container's init that differs from ours.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 from ocirun.errors import ConfigError, Problem, UsageError
 from ocirun.linux import namespaces
 from ocirun.plan.model import LaunchPlan, NamespaceJoin, ProcessPlan
+from ocirun.util.record import record
 
 
-@dataclass(frozen=True)
+@record
 class ExecOptions:
     """runc exec's flags that shape the process (see ocirun/cli.py)."""
 
@@ -36,7 +36,7 @@ class ExecOptions:
     process_label: str | None = None
     preserve_fds: int = 0
     #: the parsed --process file; replaces the config's process entirely
-    process: dict[str, Any] | None = field(default=None)
+    process: dict[str, Any] | None = None
 
 
 def exec_process_dict(config_process: dict[str, Any] | None, opts: ExecOptions) -> dict[str, Any]:
@@ -144,9 +144,8 @@ def build_exec_plan(process: dict[str, Any], *, container_id: str, bundle: str, 
                                             preserve_fds=preserve_fds))
     if model.exec_cpu_affinity is not None:
         # config.md: for exec'd processes only (the init never gets it)
-        from dataclasses import replace
-
         from ocirun.plan.process_attrs import cpu_mask
+        from ocirun.util.record import replace
 
         proc = replace(proc, cpu_affinity_initial=cpu_mask(model.exec_cpu_affinity.initial),
                        cpu_affinity_final=cpu_mask(model.exec_cpu_affinity.final))

@@ -13,10 +13,10 @@ symlinks out of it. ``source`` of a bind mount is a host path, absolute.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ocirun.util.record import record
 
 
-@dataclass(frozen=True)
+@record
 class MountStep:
     """One mount of the container's mount sequence, in config order."""
 
@@ -41,7 +41,7 @@ class MountStep:
     describe: bytes = b""
 
 
-@dataclass(frozen=True)
+@record
 class DeviceNode:
     """A device to create under the rootfs (mknod), or to bind from the host."""
 
@@ -55,26 +55,26 @@ class DeviceNode:
     bind_from_host: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class Symlink:
     path: bytes  # container path of the link, e.g. b"/dev/fd"
     target: bytes  # what it points to, e.g. b"/proc/self/fd"
 
 
-@dataclass(frozen=True)
+@record
 class NamespaceJoin:
     clone_flag: int  # CLONE_NEWNET etc: what kind the path must be
     path: bytes  # e.g. b"/proc/1234/ns/net" or a bind-mounted nsfs file
 
 
-@dataclass(frozen=True)
+@record
 class Rlimit:
     resource: int  # RLIMIT_* number
     soft: int
     hard: int
 
 
-@dataclass(frozen=True)
+@record
 class Capabilities:
     """Bitmasks (bit n = capability n). None for a set means "leave it as it is"."""
 
@@ -85,7 +85,7 @@ class Capabilities:
     ambient: int | None
 
 
-@dataclass(frozen=True)
+@record
 class ProcessPlan:
     args: tuple[bytes, ...]
     env: tuple[bytes, ...]  # b"KEY=value"
@@ -126,7 +126,7 @@ class ProcessPlan:
     exe: bytes | None = None
 
 
-@dataclass(frozen=True)
+@record
 class SchedulerPlan:
     """process.scheduler in sched_setattr(2) terms."""
 
@@ -139,7 +139,7 @@ class SchedulerPlan:
     period: int = 0
 
 
-@dataclass(frozen=True)
+@record
 class LaunchPlan:
     rootfs: bytes  # absolute host path of the root filesystem
     #: CLONE_NEW* flags of the namespaces to create.

@@ -3,7 +3,7 @@ attributes and fs-specific data, with runc's meaning for every option it knows."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ocirun.util.record import record
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -117,7 +117,7 @@ RECURSIVE_OPTIONS: dict[str, tuple[int, int]] = {
 IDMAP_OPTIONS = frozenset({"idmap", "ridmap"})
 
 
-@dataclass(frozen=True)
+@record
 class ParsedOptions:
     flags: int
     propagation: int

@@ -28,10 +28,10 @@ from __future__ import annotations
 import errno as _errno
 import json
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ocirun.errors import ConfigError, OcirunError, Problem
+from ocirun.util.record import record
 
 if TYPE_CHECKING:
     from ocirun.seccomp.cache import FilterCache
@@ -77,7 +77,7 @@ def arch_name(spec_arch: str) -> str:
     return spec_arch.removeprefix("SCMP_ARCH_").lower()
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class CompiledFilter:
     #: The BPF program: ``struct sock_filter`` (u16 code, u8 jt, u8 jf, u32 k) × n, native endian.
     bpf: bytes

@@ -5,7 +5,17 @@
 # fastjsonschema 2.22.3. Needs nothing outside the standard library.
 # Entry point: validate(data) raises JsonSchemaValueException or returns data.
 VERSION = "2.22.3"
-from decimal import Decimal
+import sys as _sys
+
+
+class _DecimalType(type):
+    def __instancecheck__(cls, obj):
+        module = _sys.modules.get("decimal") or _sys.modules.get("_decimal")
+        return module is not None and isinstance(obj, module.Decimal)
+
+
+class Decimal(metaclass=_DecimalType):
+    """decimal.Decimal for isinstance() only, without importing decimal."""
 import re
 class JsonSchemaValueException(ValueError):
     """The config violates the schema (raised at the first violation found)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 
@@ -18,6 +17,8 @@ def json_path(parts: Iterable[str | int]) -> str:
         elif _IDENT.match(part):
             out.append(f".{part}")
         else:
+            import json  # rare: keys that are not identifiers
+
             inner = json.dumps(part)[1:-1].replace('\\"', '"').replace("'", "\\'")
             out.append(f"['{inner}']")
     return "".join(out)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import TYPE_CHECKING
 
 from ocirun.spec.load import LoadedBundle, load_bundle
 
+TYPE_CHECKING = False  # typing and argparse cost every `create` several ms to import
 if TYPE_CHECKING:
+    import argparse
+
     from ocirun.cli import GlobalOptions
 
 

@@ -1,6 +1,6 @@
 """The typed, immutable config: what everything after ``ocirun.spec`` reads.
 
-Frozen, slotted dataclasses mirroring config.json (Linux parts) in snake_case:
+Frozen, slotted records (``ocirun.util.record``, dataclass-like) mirroring config.json (Linux parts) in snake_case:
 lists become tuples, maps become read-only mappings, absent optional things
 are ``None``. Build one with :meth:`Config.from_dict` from a config that has
 passed the schema check and the rules (``ocirun.spec.load`` does that); it
@@ -22,12 +22,17 @@ checked but not modelled: ocirun runs Linux containers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, TypeVar
 
-T = TypeVar("T")
+from ocirun.util.record import FIELDS, record
+
+TYPE_CHECKING = False  # typing costs every `create` ~3 ms to import
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, ClassVar, TypeVar
+
+    T = TypeVar("T")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -85,19 +90,20 @@ def json_key(name: str) -> str:
 
 
 def _dump(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
+    names = getattr(type(value), FIELDS, None)
+    if names is not None:
         keep_empty: frozenset[str] = getattr(value, "_KEEP_EMPTY", frozenset())
         omit_false: frozenset[str] = getattr(value, "_OMIT_FALSE", frozenset())
         out: dict[str, Any] = {}
-        for f in fields(value):
-            v = getattr(value, f.name)
+        for name in names:
+            v = getattr(value, name)
             if v is None:
                 continue
-            if (isinstance(v, tuple) or isinstance(v, Mapping)) and not v and f.name not in keep_empty:
+            if (isinstance(v, tuple) or isinstance(v, Mapping)) and not v and name not in keep_empty:
                 continue
-            if v is False and f.name in omit_false:
+            if v is False and name in omit_false:
                 continue
-            out[json_key(f.name)] = _dump(v)
+            out[json_key(name)] = _dump(v)
         return out
     if isinstance(value, tuple):
         return [_dump(v) for v in value]
@@ -119,7 +125,7 @@ class _Node:
 # --------------------------------------------------------------------------- common
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class IdMapping(_Node):
     """One uid/gid range mapping (``containerID``, ``hostID``, ``size``)."""
 
@@ -132,7 +138,7 @@ class IdMapping(_Node):
         return cls(d["containerID"], d["hostID"], d["size"])
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Root(_Node):
     """``root``: the rootfs path as written (relative to the bundle or absolute)."""
 
@@ -145,7 +151,7 @@ class Root(_Node):
         return cls(d["path"], bool(d.get("readonly", False)))
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Mount(_Node):
     """One ``mounts`` entry; ``destination`` is always absolute here."""
 
@@ -174,7 +180,7 @@ class Mount(_Node):
 # --------------------------------------------------------------------------- process
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class ConsoleSize(_Node):
     """``process.consoleSize`` (kept only when ``terminal`` is true)."""
 
@@ -186,7 +192,7 @@ class ConsoleSize(_Node):
         return cls(d["height"], d["width"])
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class User(_Node):
     """``process.user`` (POSIX): ids in the container's user namespace."""
 
@@ -200,7 +206,7 @@ class User(_Node):
         return cls(d.get("uid", 0), d.get("gid", 0), d.get("umask"), tuple(d.get("additionalGids") or ()))
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Capabilities(_Node):
     """``process.capabilities``: each set None (absent) or the names given."""
 
@@ -224,7 +230,7 @@ class Capabilities(_Node):
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Rlimit(_Node):
     """One ``process.rlimits`` entry."""
 
@@ -237,7 +243,7 @@ class Rlimit(_Node):
         return cls(d["type"], d["hard"], d["soft"])
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Scheduler(_Node):
     """``process.scheduler`` (sched_setattr(2))."""
 
@@ -257,7 +263,7 @@ class Scheduler(_Node):
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class IoPriority(_Node):
     """``process.ioPriority``; ``io_class`` is the JSON ``class``."""
 
@@ -269,7 +275,7 @@ class IoPriority(_Node):
         return cls(d["class"], d.get("priority"))
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class ExecCpuAffinity(_Node):
     """``process.execCPUAffinity`` (CPU lists such as ``0-3,7``)."""
 
@@ -281,7 +287,7 @@ class ExecCpuAffinity(_Node):
         return cls(d.get("initial"), d.get("final"))
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Process(_Node):
     """``process``: what ``start`` runs."""
 
@@ -330,7 +336,7 @@ class Process(_Node):
 # --------------------------------------------------------------------------- hooks
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Hook(_Node):
     """One hook: an absolute ``path`` run with ``args``/``env``, optional ``timeout`` (s)."""
 
@@ -344,7 +350,7 @@ class Hook(_Node):
         return cls(d["path"], _strs(d, "args"), _strs(d, "env"), d.get("timeout"))
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Hooks(_Node):
     """``hooks``, each kind in the order the hooks run."""
 
@@ -370,7 +376,7 @@ class Hooks(_Node):
 # --------------------------------------------------------------------------- linux
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Namespace(_Node):
     """One ``linux.namespaces`` entry; ``path`` None means create a new one."""
 
@@ -382,7 +388,7 @@ class Namespace(_Node):
         return cls(d["type"], d.get("path") or None)
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class TimeOffset(_Node):
     """One ``linux.timeOffsets`` clock offset."""
 
@@ -394,7 +400,7 @@ class TimeOffset(_Node):
         return cls(d.get("secs"), d.get("nanosecs"))
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Device(_Node):
     """One ``linux.devices`` entry (a node to create in the container)."""
 
@@ -414,7 +420,7 @@ class Device(_Node):
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class DeviceRule(_Node):
     """One ``linux.resources.devices`` cgroup allow/deny rule."""
 
@@ -429,7 +435,7 @@ class DeviceRule(_Node):
         return cls(d["allow"], d.get("type"), d.get("major"), d.get("minor"), d.get("access"))
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Memory(_Node):
     """``linux.resources.memory``."""
 
@@ -452,7 +458,7 @@ class Memory(_Node):
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Cpu(_Node):
     """``linux.resources.cpu``."""
 
@@ -475,7 +481,7 @@ class Cpu(_Node):
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Pids(_Node):
     """``linux.resources.pids``."""
 
@@ -486,7 +492,7 @@ class Pids(_Node):
         return cls(d["limit"])
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class WeightDevice(_Node):
     """One ``blockIO.weightDevice`` entry."""
 
@@ -500,7 +506,7 @@ class WeightDevice(_Node):
         return cls(d["major"], d["minor"], d.get("weight"), d.get("leafWeight"))
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class ThrottleDevice(_Node):
     """One ``blockIO.throttle*Device`` entry."""
 
@@ -513,7 +519,7 @@ class ThrottleDevice(_Node):
         return cls(d["major"], d["minor"], d.get("rate"))
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class BlockIo(_Node):
     """``linux.resources.blockIO``."""
 
@@ -538,7 +544,7 @@ class BlockIo(_Node):
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class HugepageLimit(_Node):
     """One ``linux.resources.hugepageLimits`` entry."""
 
@@ -550,7 +556,7 @@ class HugepageLimit(_Node):
         return cls(d["pageSize"], d["limit"])
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class InterfacePriority(_Node):
     """One ``linux.resources.network.priorities`` entry."""
 
@@ -562,7 +568,7 @@ class InterfacePriority(_Node):
         return cls(d["name"], d["priority"])
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Network(_Node):
     """``linux.resources.network``."""
 
@@ -574,7 +580,7 @@ class Network(_Node):
         return cls(d.get("classID"), _tuple(d, "priorities", InterfacePriority.from_dict))
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class RdmaLimit(_Node):
     """One ``linux.resources.rdma`` device's limits."""
 
@@ -586,7 +592,7 @@ class RdmaLimit(_Node):
         return cls(d.get("hcaHandles"), d.get("hcaObjects"))
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Resources(_Node):
     """``linux.resources``: the cgroup settings."""
 
@@ -597,8 +603,8 @@ class Resources(_Node):
     block_io: BlockIo | None = None
     hugepage_limits: tuple[HugepageLimit, ...] = ()
     network: Network | None = None
-    rdma: Mapping[str, RdmaLimit] = field(default_factory=lambda: _EMPTY)
-    unified: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    rdma: Mapping[str, RdmaLimit] = _EMPTY
+    unified: Mapping[str, str] = _EMPTY
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Resources:
@@ -616,7 +622,7 @@ class Resources(_Node):
 
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class IntelRdt(_Node):
     """``linux.intelRdt``."""
 
@@ -636,7 +642,7 @@ class IntelRdt(_Node):
 
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class SeccompArg(_Node):
     """One syscall argument comparison of a seccomp rule."""
 
@@ -650,7 +656,7 @@ class SeccompArg(_Node):
         return cls(d["index"], d["value"], d["op"], d.get("valueTwo"))
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class SyscallRule(_Node):
     """One ``linux.seccomp.syscalls`` entry."""
 
@@ -664,7 +670,7 @@ class SyscallRule(_Node):
         return cls(_strs(d, "names"), d["action"], d.get("errnoRet"), _tuple(d, "args", SeccompArg.from_dict))
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Seccomp(_Node):
     """``linux.seccomp``."""
 
@@ -685,7 +691,7 @@ class Seccomp(_Node):
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Personality(_Node):
     """``linux.personality``."""
 
@@ -697,7 +703,7 @@ class Personality(_Node):
         return cls(d["domain"], _strs(d, "flags"))
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class NetDevice(_Node):
     """One ``linux.netDevices`` entry (keyed by the host interface name)."""
 
@@ -708,7 +714,7 @@ class NetDevice(_Node):
         return cls(d.get("name"))
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class MemoryPolicy(_Node):
     """``linux.memoryPolicy`` (set_mempolicy(2))."""
 
@@ -721,26 +727,26 @@ class MemoryPolicy(_Node):
         return cls(d["mode"], d.get("nodes"), _strs(d, "flags"))
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Linux(_Node):
     """``linux``: the Linux-specific configuration."""
 
     namespaces: tuple[Namespace, ...] = ()
     uid_mappings: tuple[IdMapping, ...] = ()
     gid_mappings: tuple[IdMapping, ...] = ()
-    time_offsets: Mapping[str, TimeOffset] = field(default_factory=lambda: _EMPTY)
+    time_offsets: Mapping[str, TimeOffset] = _EMPTY
     devices: tuple[Device, ...] = ()
     cgroups_path: str | None = None
     resources: Resources | None = None
     intel_rdt: IntelRdt | None = None
-    sysctl: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    sysctl: Mapping[str, str] = _EMPTY
     seccomp: Seccomp | None = None
     rootfs_propagation: str | None = None
     masked_paths: tuple[str, ...] = ()
     readonly_paths: tuple[str, ...] = ()
     mount_label: str | None = None
     personality: Personality | None = None
-    net_devices: Mapping[str, NetDevice] = field(default_factory=lambda: _EMPTY)
+    net_devices: Mapping[str, NetDevice] = _EMPTY
     memory_policy: MemoryPolicy | None = None
 
     @classmethod
@@ -769,7 +775,7 @@ class Linux(_Node):
 # --------------------------------------------------------------------------- top
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class Config(_Node):
     """The whole config.json (Linux parts)."""
 
@@ -780,7 +786,7 @@ class Config(_Node):
     hostname: str | None = None
     domainname: str | None = None
     hooks: Hooks | None = None
-    annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    annotations: Mapping[str, str] = _EMPTY
     linux: Linux | None = None
 
     @classmethod

@@ -1,0 +1,1 @@
+"""Small helpers shared across ocirun (no imports of their own)."""
