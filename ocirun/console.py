@@ -19,19 +19,21 @@ are :func:`check_terminal_flags`.
 
 from __future__ import annotations
 
-import array
 import errno
-import fcntl
 import os
-import select
-import signal
-import socket
-import struct
-import termios
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 
 from ocirun.errors import OcirunError, SetupError, UsageError
+
+TYPE_CHECKING = False  # typing costs every call ~4 ms to import
+
+if TYPE_CHECKING:
+    import socket
+
+# select, signal, socket, termios, fcntl, array are imported where used: `run`
+# and `create` import this module for KeepMaster and the flag checks, and a
+# container without a terminal should not pay for them (~8 ms).
 
 #: The data of the message that carries the master: runc sends the master's
 #: name (containerd/console's ``Name()`` of the file it opened, ``/dev/ptmx``).
@@ -57,6 +59,8 @@ class ConsoleSocket:
     before anything exists), used once to send the master, then closed."""
 
     def __init__(self, path: str) -> None:
+        import socket
+
         self.path = path
         self._sock: socket.socket | None = socket.socket(socket.AF_UNIX,
                                                          socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -88,6 +92,9 @@ class ConsoleSocket:
 
 def send_fd(sock: socket.socket, name: bytes, fd: int) -> None:
     """runc's utils.SendFile: the name as the data, the fd in SCM_RIGHTS, one sendmsg."""
+    import array
+    import socket
+
     sock.sendmsg([name], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]).tobytes())])
 
 
@@ -138,12 +145,15 @@ class KeepMaster:
 
 # ----------------------------------------------------------------- the proxy
 
-_WINSZ = struct.Struct("HHHH")
+_WINSZ_SIZE = 8  # struct winsize: four unsigned shorts
 
 
 def get_winsize(fd: int) -> bytes | None:
+    import fcntl
+    import termios
+
     try:
-        return fcntl.ioctl(fd, termios.TIOCGWINSZ, bytes(_WINSZ.size))
+        return fcntl.ioctl(fd, termios.TIOCGWINSZ, bytes(_WINSZ_SIZE))
     except OSError:
         return None
 
@@ -151,6 +161,9 @@ def get_winsize(fd: int) -> bytes | None:
 def copy_winsize(src_fds: tuple[int, ...], master: int) -> None:
     """The size of the first terminal among src_fds, set on the master: the kernel
     then sends SIGWINCH to the container's foreground process group."""
+    import fcntl
+    import termios
+
     for fd in src_fds:
         ws = get_winsize(fd)
         if ws is not None:
@@ -165,6 +178,8 @@ def copy_winsize(src_fds: tuple[int, ...], master: int) -> None:
 def raw_mode(fd: int) -> Iterator[bool]:
     """Our terminal in raw mode (the container's pty does the line editing and
     echo); restored however we leave. Yields whether fd is a terminal."""
+    import termios
+
     try:
         saved = termios.tcgetattr(fd)
     except (termios.error, OSError):
@@ -183,6 +198,8 @@ def raw_mode(fd: int) -> Iterator[bool]:
 
 
 def _write_all(fd: int, data: bytes) -> None:
+    import select
+
     view = memoryview(data)
     while view:
         try:
@@ -201,6 +218,8 @@ def proxy(master: int, pidfd: int, *, console: int | None, stdin: int = 0, stdou
     or None) is in raw mode meanwhile and its size is the pty's, also after
     each SIGWINCH; the other ``forwarded`` signals go to ``forward``. Returns
     once the process is gone (not reaped)."""
+    import signal
+
     os.set_blocking(master, False)  # our own open file description (KeepMaster)
     handlers: dict[int, object] = {}
     sources = (console,) if console is not None else ()
@@ -223,6 +242,8 @@ def proxy(master: int, pidfd: int, *, console: int | None, stdin: int = 0, stdou
 
 
 def _copy_loop(master: int, pidfd: int, stdin: int, stdout: int) -> None:
+    import select
+
     poller = select.poll()
     poller.register(master, select.POLLIN)
     poller.register(pidfd, select.POLLIN)

@@ -98,9 +98,11 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
         cgroup_view(cgroup),
     )
 
-    from ocirun.hooks import hooks_dict
+    hooks: dict = {}
+    if config.hooks is not None:
+        from ocirun.hooks import hooks_dict
 
-    hooks = hooks_dict(config.hooks)
+        hooks = hooks_dict(config.hooks)
     if any(k in hooks for k in ("prestart", "createRuntime", "createContainer")):
         from ocirun.util.record import replace
 

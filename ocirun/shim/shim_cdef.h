@@ -276,6 +276,8 @@ struct ocirun_spawn_result {
 };
 
 int ocirun_shim_version(void);
+/* prctl(PR_SET_CHILD_SUBREAPER, 1) on the caller (foreground `run`); -1 on failure. */
+int ocirun_set_child_subreaper(void);
 
 /* Parent side: socketpair, clone3 stage-1 (which runs the plan and never
  * returns). 0 on success (res->pid, res->sock set), -1 on failure (res->step,

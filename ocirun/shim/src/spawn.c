@@ -3,6 +3,11 @@
 
 /* ---- parent ---- */
 
+int ocirun_set_child_subreaper(void)
+{
+    return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+}
+
 int ocirun_shim_version(void)
 {
     return 2;
