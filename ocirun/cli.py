@@ -287,8 +287,11 @@ class _Recorder:
         type_ = kwargs.get("type")
         if not names[0].startswith("-"):  # a positional
             nargs = kwargs.get("nargs")
-            if len(names) != 1 or action != "store" or nargs not in (None, "?"):
+            if len(names) != 1 or action != "store" or nargs not in (None, "?", argparse.REMAINDER):
                 self.usable = False
+                return
+            if self.positionals and self.positionals[-1][1] == argparse.REMAINDER:
+                self.usable = False  # anything after a remainder: not modelled
                 return
             if type_ is not None or kwargs.get("choices") is not None:
                 self.usable = False
@@ -390,9 +393,22 @@ def _fast_parse(argv: Sequence[str]) -> Any:
     if i < 0:
         return None
     rest = argv[i:]
+    kinds = [nargs for _, nargs, _ in sub.positionals]
+    if kinds and kinds[-1] == argparse.REMAINDER:  # exec ID CMD..., ps ID ARGS...
+        # The fixed positionals first; then everything, flags included, is the
+        # remainder's (as argparse and runc's own parser do). Only plain forms here.
+        fixed = sub.positionals[:-1]
+        if any(k is not None for k in kinds[:-1]) or len(rest) < len(fixed):
+            return None
+        head, tail = rest[:len(fixed)], rest[len(fixed):]
+        if any(a.startswith("-") for a in head) or (tail and tail[0].startswith("-")) or "--" in tail:
+            return None
+        for (dest, _, _), value in zip(fixed, head, strict=True):
+            values[dest] = value
+        values[sub.positionals[-1][0]] = list(tail)
+        return _namespace(values)
     if any(arg.startswith("-") for arg in rest):  # a flag after a positional, "--", "-"
         return None
-    kinds = [nargs for _, nargs, _ in sub.positionals]
     if "?" in kinds and None in kinds[kinds.index("?"):]:  # optional before required: not modelled
         return None
     if not kinds.count(None) <= len(rest) <= len(kinds):

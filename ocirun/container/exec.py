@@ -15,13 +15,16 @@ Every error is reported as runc reports it: "exec failed: ...", exit 255.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-from typing import Any
 
 from ocirun.cli import GlobalOptions
 from ocirun.errors import InvalidStateError, OcirunError, UsageError
+from ocirun.util import jsonio as json
+
+TYPE_CHECKING = False  # argparse and typing are for annotations only (~8 ms to import)
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
 
 #: runc exits 255 on every exec error (exec.go: fatalWithCode(..., 255)).
 EXEC_FAILED_STATUS = 255

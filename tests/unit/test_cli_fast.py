@@ -47,6 +47,13 @@ COMMON = [
     ["create", "--bundle", "", "c"],
     ["state", ""],
     ["--version", "state", "c"],
+    # containerd's shim and conmon exec with a process file; people with a command
+    ["--root", "/r", "--log", "/l.json", "--log-format", "json", "exec", "--process", "/p.json",
+     "--detach", "--pid-file", "/e.pid", "--console-socket", "/s", "c"],
+    ["exec", "--pid-file=/p", "--process=/p.json", "--detach", "--tty", "c"],
+    ["exec", "-t", "c", "sh"],
+    ["exec", "-e", "A=1", "-e", "B=2", "--user", "1:2", "--cwd", "/tmp", "c", "sh", "-c", "echo -n x"],
+    ["ps", "--format", "json", "c"],
 ]
 
 # Left to argparse (help, errors, the subtle forms): the fast path must return None
@@ -60,6 +67,7 @@ ODD = [
     ["create", "-b=/b", "c"], ["create", "-b/b", "c"], ["state", "--", "c"], ["state", "-", "c"],
     ["--debug=1", "state", "c"], ["delete", "--force=yes", "c"], ["kill", "c", "-9"],
     ["kill", "c", "TERM", "extra"], ["--root"], ["create", "--bundle"], ["exec", "c", "ls", "-l"],
+    ["exec", "c", "-t"], ["exec", "c", "--", "ls"], ["exec", "c"], ["exec"], ["exec", "-t"],
     ["ps", "c", "-ef"], ["spec", "--rootless"], ["update", "--memory", "1g", "c"],
     ["checkpoint", "c"], ["--log", "state", "c"], ["-v", "-h"], ["state", "c", "-h"],
     ["create", "--bundle", "/a", "--bundle", "/b", "c"], ["list", "-f", "yaml"],
@@ -82,11 +90,11 @@ def test_anything_else_is_argparse_s(argv):
 
 def test_generated_combinations_agree():
     flags = ["--bundle", "/b", "-b", "--pid-file=/p", "--no-pivot", "-d", "--force", "-a", "--all",
-             "--preserve-fds", "3", "c1", "c2", "SIGKILL", "--", "-", "-x", "--keep"]
+             "--preserve-fds", "3", "c1", "c2", "SIGKILL", "--", "-", "-x", "--keep", "-t", "-e", "A=1"]
     globals_ = [[], ["--root", "/r"], ["--debug", "--log-format=json"]]
     checked = fast_taken = 0
     for g in globals_:
-        for command in ("create", "run", "kill", "delete", "start", "state"):
+        for command in ("create", "run", "kill", "delete", "start", "state", "exec", "ps"):
             for n in range(3):
                 for rest in itertools.permutations(flags, n):
                     argv = [*g, command, *rest]
