@@ -143,8 +143,10 @@ def build_exec_plan(process: dict[str, Any], *, container_id: str, bundle: str, 
     if process.get("env"):
         process = dict(process, env=dedup_env(process["env"]))
     model = Process.from_dict(process)
+    # In a joined user namespace every capability can be granted: no host check.
+    in_user_ns = any(j.clone_flag == namespaces.CLONE_NEWUSER for j in joins)
     proc = _plan_process(model, PlanOptions(container_id=container_id, bundle=bundle, rootfs=rootfs,
-                                            preserve_fds=preserve_fds))
+                                            preserve_fds=preserve_fds), in_user_ns=in_user_ns)
     if model.exec_cpu_affinity is not None:
         # config.md: for exec'd processes only (the init never gets it)
         from ocirun.plan.process_attrs import cpu_mask

@@ -262,6 +262,25 @@ def test_exec_into_a_user_namespace_container(ocirun, bundle):
         os.kill(pid, 9)
 
 
+def test_exec_in_a_user_namespace_grants_what_the_host_lacks(ocirun, bundle):
+    # CAP_SYS_RESOURCE (24) is not in this host's bounding set, but a user namespace
+    # can grant it: no "unavailable" warning, and the exec'd process has it.
+    def f(c):
+        c["linux"]["namespaces"].append({"type": "user"})
+        c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        c["mounts"] = [m for m in c["mounts"] if m["destination"] not in ("/sys", "/sys/fs/cgroup")]
+        c["process"]["capabilities"] = {s: ["CAP_KILL", "CAP_SYS_RESOURCE"] for s in
+                                        ("bounding", "effective", "permitted", "inheritable")}
+
+    bundle.edit(f)
+    os.chown(bundle.rootfs, 100000, 100000)
+    cid, _ = _running(ocirun, bundle)
+    p = ocirun("exec", cid, "grep", "CapEff", "/proc/self/status")
+    assert b"unavailable" not in p.stderr
+    assert int(p.stdout.split()[1], 16) == (1 << 5) | (1 << 24)
+
+
 def test_foreground_exec_forwards_signals(ocirun, bundle):
     cid, _ = _running(ocirun, bundle)
     p = subprocess.Popen([*OCIRUN, "--root", str(ocirun.root), "exec", cid, "sh", "-c",
