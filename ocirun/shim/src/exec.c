@@ -180,60 +180,16 @@ __attribute__((noreturn)) static void exec_stage1_main(const struct ocirun_plan 
 int ocirun_exec(const struct ocirun_plan *plan, const int *stdio, int cgroup_fd,
                 struct ocirun_spawn_result *res)
 {
-    int sv[2], child_sock, err;
-    int floor = 3 + plan->process->preserve_fds;
-    res->pid = -1;
-    res->sock = -1;
-    res->used_clone3 = 0;
-    res->step = 0;
-    res->err = 0;
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-        res->step = OCIRUN_STEP_SOCKETPAIR;
-        res->err = errno;
+    int parent_end, child_sock, used_clone3;
+    if (open_sync_socket(3 + plan->process->preserve_fds, &parent_end, &child_sock, res) < 0)
         return -1;
-    }
-    /* The child's own fds go above the preserved range, which is the container's. */
-    child_sock = fcntl(sv[1], F_DUPFD_CLOEXEC, floor);
-    err = errno;
-    close(sv[1]);
-    if (child_sock < 0) {
-        close(sv[0]);
-        res->step = OCIRUN_STEP_DUP_FDS;
-        res->err = err;
-        return -1;
-    }
-    /* No signal handler (Python's) may run in the child before it resets them. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    struct oci_clone_args args;
-    memset(&args, 0, sizeof args);
-    args.exit_signal = SIGCHLD;
-    if (cgroup_fd >= 0) {
-        args.flags |= OCI_CLONE_INTO_CGROUP;
-        args.cgroup = (uint64_t)cgroup_fd;
-    }
-    int used_clone3 = 1;
-    long pid = syscall(SYS_clone3, &args, sizeof args);
-    if (pid < 0 && errno == ENOSYS) {
-        used_clone3 = 0;
-        pid = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
-    }
+    long pid = clone_child(cgroup_fd, &used_clone3);
     if (pid == 0) {
-        close(sv[0]);
+        close(parent_end);
         exec_stage1_main(plan, child_sock, stdio);
     }
-    err = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int err = errno;
     close(child_sock);
-    if (pid < 0) {
-        close(sv[0]);
-        res->step = OCIRUN_STEP_CLONE;
-        res->err = err;
-        return -1;
-    }
-    res->pid = (int)pid;
-    res->sock = sv[0];
-    res->used_clone3 = used_clone3;
-    return 0;
+    errno = err;
+    return finish_clone(pid, used_clone3, parent_end, res);
 }

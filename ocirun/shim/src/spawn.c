@@ -13,11 +13,12 @@ int ocirun_shim_version(void)
     return 2;
 }
 
-int ocirun_spawn(const struct ocirun_plan *plan, int exec_fifo_fd, int cgroup_fd,
-                 struct ocirun_spawn_result *res)
+/* The parent's and the child's ends of a new sync socket; the child's is moved
+ * above `floor` (the preserved fds are the container's). 0, or -1 with res set. */
+static int open_sync_socket(int floor, int *parent_end, int *child_end,
+                            struct ocirun_spawn_result *res)
 {
-    int sv[2], child_sock, fifo, err;
-    int floor = 3 + (plan->process ? plan->process->preserve_fds : 0);
+    int sv[2];
     res->pid = -1;
     res->sock = -1;
     res->used_clone3 = 0;
@@ -28,25 +29,25 @@ int ocirun_spawn(const struct ocirun_plan *plan, int exec_fifo_fd, int cgroup_fd
         res->err = errno;
         return -1;
     }
-    /* The children's own fds go above the preserved range, which is the container's. */
-    child_sock = fcntl(sv[1], F_DUPFD_CLOEXEC, floor);
-    err = errno;
-    fifo = fcntl(exec_fifo_fd, F_DUPFD_CLOEXEC, floor);
-    if (fifo < 0)
-        err = errno;
+    *child_end = fcntl(sv[1], F_DUPFD_CLOEXEC, floor);
+    int err = errno;
     close(sv[1]);
-    if (child_sock < 0 || fifo < 0) {
-        if (child_sock >= 0)
-            close(child_sock);
-        if (fifo >= 0)
-            close(fifo);
+    if (*child_end < 0) {
         close(sv[0]);
         res->step = OCIRUN_STEP_DUP_FDS;
         res->err = err;
         return -1;
     }
+    *parent_end = sv[0];
+    return 0;
+}
 
-    /* No signal handler (Python's) may run in the child before it resets them. */
+/* clone3 (born in cgroup_fd when >= 0), or clone on a pre-5.3 kernel (ENOSYS:
+ * Python then places the child by pid). Every signal is blocked around it so no
+ * Python handler runs in the child before it resets them; the child returns 0
+ * with them still blocked, the parent its pid (or -1, errno) with its mask back. */
+static long clone_child(int cgroup_fd, int *used_clone3)
+{
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -57,29 +58,60 @@ int ocirun_spawn(const struct ocirun_plan *plan, int exec_fifo_fd, int cgroup_fd
         args.flags |= OCI_CLONE_INTO_CGROUP;
         args.cgroup = (uint64_t)cgroup_fd;
     }
-    int used_clone3 = 1;
+    *used_clone3 = 1;
     long pid = syscall(SYS_clone3, &args, sizeof args);
     if (pid < 0 && errno == ENOSYS) {
-        /* Pre-5.3 kernel: Python places the child in the cgroup by pid instead. */
-        used_clone3 = 0;
+        *used_clone3 = 0;
         pid = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
     }
-    if (pid == 0) {
-        close(sv[0]);
-        stage1_main(plan, child_sock, fifo);
-    }
-    err = errno;
+    if (pid == 0)
+        return 0;
+    int err = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    close(child_sock);
-    close(fifo);
+    errno = err;
+    return pid;
+}
+
+/* The parent's side after clone_child: its copy of the child's end is closed. */
+static int finish_clone(long pid, int used_clone3, int parent_end,
+                        struct ocirun_spawn_result *res)
+{
     if (pid < 0) {
-        close(sv[0]);
+        res->err = errno;
+        close(parent_end);
         res->step = OCIRUN_STEP_CLONE;
-        res->err = err;
         return -1;
     }
     res->pid = (int)pid;
-    res->sock = sv[0];
+    res->sock = parent_end;
     res->used_clone3 = used_clone3;
     return 0;
+}
+
+int ocirun_spawn(const struct ocirun_plan *plan, int exec_fifo_fd, int cgroup_fd,
+                 struct ocirun_spawn_result *res)
+{
+    int parent_end, child_sock, used_clone3;
+    int floor = 3 + (plan->process ? plan->process->preserve_fds : 0);
+    if (open_sync_socket(floor, &parent_end, &child_sock, res) < 0)
+        return -1;
+    /* The exec fifo too goes above the preserved range. */
+    int fifo = fcntl(exec_fifo_fd, F_DUPFD_CLOEXEC, floor);
+    if (fifo < 0) {
+        res->step = OCIRUN_STEP_DUP_FDS;
+        res->err = errno;
+        close(child_sock);
+        close(parent_end);
+        return -1;
+    }
+    long pid = clone_child(cgroup_fd, &used_clone3);
+    if (pid == 0) {
+        close(parent_end);
+        stage1_main(plan, child_sock, fifo);
+    }
+    int err = errno;
+    close(child_sock);
+    close(fifo);
+    errno = err;
+    return finish_clone(pid, used_clone3, parent_end, res);
 }
