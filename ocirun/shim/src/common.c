@@ -101,6 +101,36 @@ static char *fdpath(char *buf, int fd)
     return buf;
 }
 
+/* One sync message of `type` carrying fd (SCM_RIGHTS). 0 or -errno. */
+static int send_fd_msg(int sock, int type, int fd)
+{
+    struct ocirun_msg m = {type, 0, 0, -1, 0};
+    struct iovec iov = {&m, sizeof m};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof u.buf;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+    ssize_t r;
+    do
+        r = sendmsg(sock, &mh, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return -errno;
+    return r == (ssize_t)sizeof m ? 0 : -EPROTO;
+}
+
 static void send_msg(int sock, int type, int step, int err, int index, int pid)
 {
     struct ocirun_msg m = {type, step, err, index, pid};

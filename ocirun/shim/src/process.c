@@ -266,30 +266,9 @@ static void seccomp_before_ready(struct ctx *c)
         fail(c, OCIRUN_STEP_SECCOMP, -fd, -1);
     if (!p->seccomp_notify)
         return;
-    struct ocirun_msg m = {OCIRUN_MSG_SECCOMP_FD, 0, 0, -1, 0};
-    struct iovec iov = {&m, sizeof m};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    memset(&u, 0, sizeof u);
-    struct msghdr mh;
-    memset(&mh, 0, sizeof mh);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = u.buf;
-    mh.msg_controllen = sizeof u.buf;
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-    ssize_t r;
-    do
-        r = sendmsg(c->sock, &mh, MSG_NOSIGNAL);
-    while (r < 0 && errno == EINTR);
-    if (r != (ssize_t)sizeof m)
-        fail(c, OCIRUN_STEP_SECCOMP_SEND, r < 0 ? errno : EPROTO, -1);
+    int r = send_fd_msg(c->sock, OCIRUN_MSG_SECCOMP_FD, fd);
+    if (r < 0)
+        fail(c, OCIRUN_STEP_SECCOMP_SEND, -r, -1);
     close(fd);
     wait_for(c, OCIRUN_MSG_SECCOMP_ACK);
 }
