@@ -457,30 +457,14 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
     after the same cleanup.
     """
     _check_namespaces(plan)
-    ffi, lib = _load()
-    ns_fds: list[int] = []
+    _, lib = _load()
     sock = -1
     stage1: int | None = None
     init: int | None = None
+    cg = -1 if cgroup_fd is None else cgroup_fd
     try:
-        for j in plan.join_namespaces:
-            try:
-                ns_fds.append(os.open(j.path, os.O_RDONLY | os.O_CLOEXEC))
-            except OSError as e:
-                raise SetupError(f"open {_dec(j.path)}", e.errno or 0) from None
-        cplan = _CPlan(plan, ns_fds)
-        res = ffi.new("struct ocirun_spawn_result *")
-        if lib.ocirun_spawn(cplan.plan, exec_fifo_fd, -1 if cgroup_fd is None else cgroup_fd,
-                            res) < 0:
-            raise _step_error(res.step, res.err, -1, plan)
-        stage1, sock = res.pid, res.sock
-        for fd in ns_fds:  # stage-1 has them now
-            os.close(fd)
-        ns_fds.clear()
-        if cgroup_fd is not None and not res.used_clone3:
-            _write_cgroup_procs(cgroup_fd, stage1)
-        on_child_created(stage1)
-        _send(sock, lib.OCIRUN_MSG_CGROUP_PLACED)
+        stage1, sock = _launch(plan, lambda cplan, res: lib.ocirun_spawn(cplan, exec_fifo_fd, cg, res),
+                               cgroup_fd, on_child_created)
         last = "clone"
         while True:
             listener: int | None = None
@@ -520,20 +504,10 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
                     on_before_pivot(init)
                 _send(sock, lib.OCIRUN_MSG_BEFORE_PIVOT_ACK)
             elif mtype == lib.OCIRUN_MSG_SECCOMP_FD and init is not None and listener is not None:
-                try:
-                    if on_seccomp_fd is None:
-                        raise SetupError("seccomp notify", detail="no listener for the seccomp fd")
-                    on_seccomp_fd(init, listener)
-                finally:
-                    os.close(listener)
+                _hand_over(listener, on_seccomp_fd, init, "seccomp notify", "no listener for the seccomp fd")
                 _send(sock, lib.OCIRUN_MSG_SECCOMP_ACK)
             elif mtype == lib.OCIRUN_MSG_CONSOLE_FD and init is not None and listener is not None:
-                try:
-                    if on_console_fd is None:
-                        raise SetupError("process.terminal", detail="no receiver for the pty master")
-                    on_console_fd(init, listener)
-                finally:
-                    os.close(listener)
+                _hand_over(listener, on_console_fd, init, "process.terminal", "no receiver for the pty master")
             elif mtype == lib.OCIRUN_MSG_READY and init is not None:
                 return init
             else:
@@ -543,10 +517,62 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
         _kill_and_reap(stage1)
         raise
     finally:
-        for fd in ns_fds:
-            os.close(fd)
         if sock >= 0:
             os.close(sock)
+
+
+def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
+            on_child_created: Callable[[int], None]) -> tuple[int, int]:
+    """What spawn and exec_process share: open the namespaces to join (above the
+    preserved fds, which the container keeps), start the first child through
+    ``start_c(cplan, res)`` (ocirun_spawn or ocirun_exec), place it in its
+    cgroups and let it go on. Returns its pid and the parent's end of the sync
+    socket; on failure nothing is left open or running."""
+    ffi, lib = _load()
+    floor = 3 + (plan.process.preserve_fds if plan.process is not None else 0)
+    ns_fds: list[int] = []
+    try:
+        for j in plan.join_namespaces:
+            try:
+                fd = os.open(j.path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise SetupError(f"open {_dec(j.path)}", e.errno or 0) from None
+            if fd < floor:  # never inside the preserved range
+                import fcntl
+
+                high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+                os.close(fd)
+                fd = high
+            ns_fds.append(fd)
+        cplan = _CPlan(plan, ns_fds)
+        res = ffi.new("struct ocirun_spawn_result *")
+        if start_c(cplan.plan, res) < 0:
+            raise _step_error(res.step, res.err, -1, plan)
+    finally:
+        for fd in ns_fds:  # the child has its copies
+            os.close(fd)
+    child, sock = res.pid, res.sock
+    try:
+        if cgroup_fd is not None and not res.used_clone3:
+            _write_cgroup_procs(cgroup_fd, child)
+        on_child_created(child)
+        _send(sock, lib.OCIRUN_MSG_CGROUP_PLACED)
+    except BaseException:
+        os.close(sock)
+        _kill_and_reap(child)
+        raise
+    return child, sock
+
+
+def _hand_over(fd: int, receiver: Callable[[int, int], None] | None, pid: int,
+               what: str, missing: str) -> None:
+    """Give an fd the child sent (SCM_RIGHTS) to its receiver; closed after."""
+    try:
+        if receiver is None:
+            raise SetupError(what, detail=missing)
+        receiver(pid, fd)
+    finally:
+        os.close(fd)
 
 
 def _check_namespaces(plan: LaunchPlan) -> None:
@@ -648,35 +674,14 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
 
         raise NotImplementedYet("exec into a container whose seccomp profile uses SCMP_ACT_NOTIFY")
     ffi, lib = _load()
-    floor = 3 + plan.process.preserve_fds
-    ns_fds: list[int] = []
     sock = -1
     stage1: int | None = None
     proc: int | None = None
+    cstdio = ffi.new("int[3]", list(stdio))
+    cg = -1 if cgroup_fd is None else cgroup_fd
     try:
-        for j in plan.join_namespaces:
-            try:
-                fd = os.open(j.path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as e:
-                raise SetupError(f"open {_dec(j.path)}", e.errno or 0) from None
-            if fd < floor:  # never inside the preserved range, which the process keeps
-                high = fcntl_dupfd(fd, floor)
-                os.close(fd)
-                fd = high
-            ns_fds.append(fd)
-        cplan = _CPlan(plan, ns_fds)
-        res = ffi.new("struct ocirun_spawn_result *")
-        cstdio = ffi.new("int[3]", list(stdio))
-        if lib.ocirun_exec(cplan.plan, cstdio, -1 if cgroup_fd is None else cgroup_fd, res) < 0:
-            raise _step_error(res.step, res.err, -1, plan)
-        stage1, sock = res.pid, res.sock
-        for fd in ns_fds:
-            os.close(fd)
-        ns_fds.clear()
-        if cgroup_fd is not None and not res.used_clone3:
-            _write_cgroup_procs(cgroup_fd, stage1)
-        on_child_created(stage1)
-        _send(sock, lib.OCIRUN_MSG_CGROUP_PLACED)
+        stage1, sock = _launch(plan, lambda cplan, res: lib.ocirun_exec(cplan, cstdio, cg, res),
+                               cgroup_fd, on_child_created)
         while True:
             master: int | None = None
             if plan.process.terminal:  # CONSOLE_FD carries the pty master
@@ -687,12 +692,7 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
             else:
                 mtype, step, err, index, pid = _recv(sock)
             if mtype == lib.OCIRUN_MSG_CONSOLE_FD and master is not None:
-                try:
-                    if on_console_fd is None:
-                        raise SetupError("exec --tty", detail="no receiver for the pty master")
-                    on_console_fd(proc or 0, master)
-                finally:
-                    os.close(master)
+                _hand_over(master, on_console_fd, proc or 0, "exec --tty", "no receiver for the pty master")
                 continue
             if mtype == 0:
                 if proc is None:
@@ -712,16 +712,8 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
         _kill_and_reap(stage1)
         raise
     finally:
-        for fd in ns_fds:
-            os.close(fd)
         if sock >= 0:
             os.close(sock)
-
-
-def fcntl_dupfd(fd: int, floor: int) -> int:
-    import fcntl
-
-    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
 
 
 __all__ = ["spawn", "exec_process", "SetupError", "STEPS"]
