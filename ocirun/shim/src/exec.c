@@ -118,9 +118,9 @@ __attribute__((noreturn)) static void exec_process_main(struct ctx *c)
     prepare_fds(c, pr->preserve_fds);
     /* execCPUAffinity.final: after our setup, before a filter could refuse
      * sched_setaffinity(2); a failure still reaches the parent (socket open). */
-    if (pr->cpu_final &&
-        syscall(SYS_sched_setaffinity, 0, (size_t)pr->cpu_final_len, pr->cpu_final) < 0)
-        fail(c, OCIRUN_STEP_AFFINITY_FINAL, errno, -1);
+    int aff = set_cpu_affinity_final(pr);
+    if (aff < 0)
+        fail(c, OCIRUN_STEP_AFFINITY_FINAL, -aff, -1);
     /* With no_new_privs: last, so none of our own setup syscalls need to be in
      * the container's profile. A failure is still reported: the socket is open. */
     if (has_seccomp && pr->no_new_privileges) {
@@ -136,20 +136,10 @@ __attribute__((noreturn)) static void exec_stage1_main(const struct ocirun_plan 
                                                        const int *stdio)
 {
     struct ctx c;
-    c.plan = plan;
-    c.sock = sock;
-    c.fifo = -1;
-    c.rootfd = -1;
-    c.rootfs_via_cwd = 0;
-    c.exe[0] = '\0';
-    reset_signals();
-    /* execCPUAffinity.initial: first, before the parent moves us into the
-     * container's cgroups (v1; clone3 into a v2 cgroup is born there). */
+    begin_child(&c, plan, sock, -1);
+    /* execCPUAffinity.initial: before the parent moves us into the container's
+     * cgroups (v1; clone3 into a v2 cgroup is born there). */
     int aff = set_cpu_affinity_initial(plan->process);
-    /* CVE-2019-5736: not dumpable before joining anything, so no process in the
-     * container can reach our memory, fds or /proc/PID/exe. Inherited by the fork. */
-    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-        fail(&c, OCIRUN_STEP_DUMPABLE, errno, -1);
     /* Before closing fds: the stdio fds given may be among those closed. */
     for (int i = 0; i < 3; i++) {
         if (stdio[i] >= 0 && stdio[i] != i && dup2(stdio[i], i) < 0)

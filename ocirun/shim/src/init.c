@@ -43,8 +43,11 @@ __attribute__((noreturn)) static void run_process(struct ctx *c)
     close(c->sock);
     wait_for_start(c);
     /* "final": the last thing before execve, so none of our setup runs on those CPUs;
-     * before a filter loaded here could refuse sched_setaffinity(2). */
-    set_cpu_affinity_final(c);
+     * before a filter loaded here could refuse sched_setaffinity(2). After READY
+     * the parent is gone: say it on stderr. */
+    int aff = set_cpu_affinity_final(pr);
+    if (aff < 0)
+        die_late("sched_setaffinity", "execCPUAffinity.final", -aff, 1);
     /* no_new_privs: right before execve, so none of our own setup syscalls need
      * to be in the container's profile. */
     if (has_seccomp && pr->no_new_privileges && !c->plan->seccomp_notify) {
@@ -115,23 +118,31 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
         pause();
 }
 
+/* The first steps of every first child (stage-1 of create, of exec). */
+static void begin_child(struct ctx *c, const struct ocirun_plan *plan, int sock, int fifo)
+{
+    c->plan = plan;
+    c->sock = sock;
+    c->fifo = fifo;
+    c->rootfd = -1;
+    c->rootfs_via_cwd = 0;
+    c->exe[0] = '\0';
+    /* First: no Python handler or ignored signal may reach the container. */
+    reset_signals();
+    /* CVE-2019-5736: not dumpable before joining anything, so no process in the
+     * container can reach our memory, fds or /proc/PID/exe. Children inherit it. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        fail(c, OCIRUN_STEP_DUMPABLE, errno, -1);
+}
+
 __attribute__((noreturn)) static void stage1_main(const struct ocirun_plan *plan, int sock, int fifo)
 {
     struct ctx c;
-    c.plan = plan;
-    c.sock = sock;
-    c.fifo = fifo;
-    c.rootfd = -1;
-    c.rootfs_via_cwd = 0;
-    c.exe[0] = '\0';
-    reset_signals();
-    /* execCPUAffinity.initial: first, i.e. before the parent moves us into the
-     * container's cgroups (v1; clone3 into a v2 cgroup is born there). */
+    begin_child(&c, plan, sock, fifo);
+    /* execCPUAffinity.initial (the planner sets it for exec'd processes only):
+     * before the parent moves us into the container's cgroups (v1; clone3 into
+     * a v2 cgroup is born there). */
     int aff = set_cpu_affinity_initial(plan->process);
-    /* CVE-2019-5736: not dumpable before joining anything, so no process in the
-     * container can reach our memory or /proc/PID/exe. The init inherits it. */
-    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-        fail(&c, OCIRUN_STEP_DUMPABLE, errno, -1);
     /* Nothing runs outside the container's cgroups, and a new cgroup namespace
      * is rooted at them: wait until the parent has placed us. */
     wait_for(&c, OCIRUN_MSG_CGROUP_PLACED);

@@ -94,14 +94,14 @@ static int set_cpu_affinity_initial(const struct ocirun_process *pr)
     return 0;
 }
 
-/* execCPUAffinity.final: right before execve (after READY: die_late on failure). */
-static void set_cpu_affinity_final(struct ctx *c)
+/* execCPUAffinity.final: where the process runs from execve on. 0 or -errno. */
+static int set_cpu_affinity_final(const struct ocirun_process *pr)
 {
-    const struct ocirun_process *pr = c->plan->process;
     if (!pr->cpu_final)
-        return;
+        return 0;
     if (syscall(SYS_sched_setaffinity, 0, (size_t)pr->cpu_final_len, pr->cpu_final) < 0)
-        die_late("sched_setaffinity", "execCPUAffinity.final", errno, 1);
+        return -errno;
+    return 0;
 }
 
 /* A procfs instance of our own (fsopen/fsmount, never attached anywhere):
