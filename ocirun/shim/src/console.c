@@ -129,6 +129,7 @@ static void setup_console(struct ctx *c, const struct ocirun_process *pr, int mo
     struct stat ptmx;
     int master = open_ptmx(c, &ptmx);
     int slave = open_peer(c, master, &ptmx);
+    /* Before anything runs on it: the first program already sees consoleSize. */
     if (pr->console_height || pr->console_width) {
         struct winsize ws;
         memset(&ws, 0, sizeof ws);
@@ -149,6 +150,8 @@ static void setup_console(struct ctx *c, const struct ocirun_process *pr, int mo
         fail(c, OCIRUN_STEP_CONSOLE_SETSID, errno, -1);
     if (ioctl(slave, TIOCSCTTY, 0) < 0)
         fail(c, OCIRUN_STEP_CONSOLE_SETCTTY, errno, -1);
+    /* After TIOCSCTTY, which needs the slave open; stdio replaced only now, so
+     * every failure above was still reported with the caller's stdio intact. */
     for (int fd = 0; fd < 3; fd++)
         if (dup2(slave, fd) < 0)
             fail(c, OCIRUN_STEP_CONSOLE_STDIO, errno, fd);
