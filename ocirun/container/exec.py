@@ -129,7 +129,7 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
             if cg is not None and cgroup_fd is None:
                 cg.place(stage1)
 
-        from ocirun.container.run import SignalForwarder
+        from ocirun.container.foreground import SignalForwarder
         from ocirun.shim import exec_process
 
         # Before the process exists: a signal sent to us meanwhile is queued and
@@ -155,7 +155,7 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
         from ocirun.container.create import write_pid_file
 
         write_pid_file(os.path.abspath(args.pid_file), pid)
-    from ocirun.container.run import SignalForwarder, _wait_forwarding_signals, proxy_and_wait
+    from ocirun.container.foreground import SignalForwarder, proxy_and_wait, wait_forwarding_signals
 
     if console is not None:
         from ocirun.console import KeepMaster
@@ -168,7 +168,7 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
                 console.close()
     if args.detach:
         return 0
-    return _wait_forwarding_signals(pid, forwarder)
+    return wait_forwarding_signals(pid, forwarder)
 
 
 def _exited(pidfd: int) -> bool:
