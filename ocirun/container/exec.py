@@ -95,10 +95,15 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
         check_terminal_flags(terminal, detach=args.detach, console_socket=args.console_socket)
     except UsageError as e:
         raise ExecFailed(f"exec failed: {e.message}") from None
-    if process.get("apparmorProfile"):
-        raise UsageError("apparmor: AppArmor is not enabled on this host")
-    if process.get("selinuxLabel"):
-        raise UsageError("process label: SELinux is not enabled on this host")
+    if process.get("apparmorProfile") or process.get("selinuxLabel"):
+        # Applied by the shim like the init's label (ocirun.linux.lsm); refused
+        # here, in runc's words, only when the host does not run that LSM.
+        from ocirun.linux.lsm import apparmor_enabled, selinux_enabled
+
+        if process.get("apparmorProfile") and not apparmor_enabled():
+            raise UsageError("apparmor: AppArmor is not enabled on this host")
+        if process.get("selinuxLabel") and not selinux_enabled():
+            raise UsageError("process label: SELinux is not enabled on this host")
 
     pidfd = open_pidfd(record.pid, record.init_start_time)
     if pidfd is None:
