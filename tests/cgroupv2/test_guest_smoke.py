@@ -118,3 +118,21 @@ def test_runc_runs_a_container(tmp_path: Path) -> None:
         kill_and_remove(CGROUP_ROOT / cid)
     assert not (CGROUP_ROOT / cid).exists()
     assert os.listdir(state) == [] if state.exists() else True
+
+
+def test_host_pseudo_filesystems_are_not_shared(tmp_path: Path) -> None:
+    """The guest's root is the host's root filesystem alone (a non-recursive bind
+    made by scripts/cgroupv2-guest): under a non-recursive bind of the guest's own
+    / (the overlay, whose lower layer is that share), the host's /proc and /sys
+    are empty directories and /dev has no device nodes: not the host's proc,
+    sysfs and devtmpfs."""
+    if not IN_GUEST:
+        pytest.skip("a property of the scripts/cgroupv2-guest harness")
+    view = tmp_path / "root"
+    view.mkdir()
+    script = (f"mount --bind / {view} && echo proc $(ls -A {view}/proc | wc -l) && "
+              f"echo sys $(ls -A {view}/sys | wc -l) && echo null $(ls -A {view}/dev | grep -cx null)")
+    out = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                         capture_output=True, text=True, check=True).stdout
+    counts = dict(line.split() for line in out.splitlines())
+    assert counts == {"proc": "0", "sys": "0", "null": "0"}, out
