@@ -148,8 +148,22 @@ def own_cgroups(host: Host | None = None) -> dict[str, str]:
     return (host or Host.current()).own_cgroups()
 
 
+def clean_path(path: str) -> str:
+    """runc's utils.CleanPath: normalised, and a relative path cannot climb out
+    with ".." ("../../x" -> "x")."""
+    if not path:
+        return ""
+    path = os.path.normpath(path)
+    if not path.startswith("/"):
+        path = os.path.relpath(os.path.normpath("/" + path), "/")
+    return path
+
+
 def resolve(mountpoint: str, mount_root: str, own: str, path: str) -> str:
-    """The directory of cgroup ``path`` in one hierarchy (runc's cgroupfs rules)."""
+    """The directory of cgroup ``path`` in one hierarchy (runc's cgroupfs rules):
+    absolute from the hierarchy's root, relative below ``own`` (which the v2
+    driver passes as the parent of its own cgroup, as runc's fs2 does)."""
+    path = clean_path(path)
     if not path.startswith("/"):
         path = os.path.join(own, path)
     path = os.path.normpath(path)

@@ -36,7 +36,11 @@ class V2Manager:
     def for_path(cls, path: str, host: Host | None = None) -> V2Manager:
         host = host or Host.current()
         mountpoint, mount_root = host.v2_mount()
-        own = host.own_cgroups().get("unified", "/")
+        # Relative paths go below the *parent* of our own cgroup, as runc's fs2
+        # driver does: our own cgroup (a session scope, say) has processes in it,
+        # so by the "no internal processes" rule its children could not get the
+        # controllers enabled.
+        own = os.path.dirname(host.own_cgroups().get("unified", "/"))
         return cls(resolve(mountpoint, mount_root, own, path), root=mountpoint)
 
     @classmethod

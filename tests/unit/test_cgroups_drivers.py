@@ -91,7 +91,7 @@ class FakeV2:
         self.root.mkdir(parents=True)
         (self.root / "cgroup.controllers").write_text(self.CONTROLLERS + "\n")
         (self.root / "cgroup.subtree_control").write_text("")
-        self.host = Host.from_text(_mountinfo([(str(self.root), "cgroup2", "rw,nsdelegate")]), "0::/user/me\n",
+        self.host = Host.from_text(_mountinfo([(str(self.root), "cgroup2", "rw,nsdelegate")]), "0::/user/me/session.scope\n",
                                    root=str(self.root))
 
     FILES = {
@@ -158,6 +158,7 @@ def test_cgroups_path_rules_absolute_relative_empty(tmp_path):
     assert new_manager("/a/b", "x", host=fake.host).paths["memory"] == str(fake.root / "memory/a/b")
     assert new_manager("a/b", "x", host=fake.host).paths["memory"] == str(fake.root / "memory/own/a/b")
     assert new_manager("", "x", host=fake.host).paths["memory"] == str(fake.root / "memory/own/x")
+    assert new_manager("../../x", "y", host=fake.host).paths["memory"] == str(fake.root / "memory/own/x")
     assert "unified" not in new_manager(None, "x", host=fake.host).paths
 
 
@@ -166,10 +167,17 @@ def test_pure_v2_host(tmp_path):
     assert fake.host.mode() == "unified"
     mgr = new_manager(None, "c1", host=fake.host)
     assert mgr.version == 2
+    # relative: below the parent of our own cgroup (runc's fs2), which has no processes
     assert mgr.path == str(fake.root / "user/me/c1")
+    assert new_manager("a/b", "x", host=fake.host).path == str(fake.root / "user/me/a/b")
     assert new_manager("/abs/c", "x", host=fake.host).path == str(fake.root / "abs/c")
+    # runc's CleanPath: ".." cannot climb out of either
+    assert new_manager("../../../x", "y", host=fake.host).path == str(fake.root / "user/me/x")
+    assert new_manager("/a/../../b", "y", host=fake.host).path == str(fake.root / "b")
+    root_host = Host.from_text(fake.host.mountinfo, "0::/\n", root=str(fake.root))
+    assert new_manager(None, "c1", host=root_host).path == str(fake.root / "c1")
     # a cgroup namespace root that is not "/" (mountinfo root field) is stripped
-    host = Host.from_text(f"30 23 0:40 /ns {fake.root} rw - cgroup2 cgroup2 rw\n", "0::/ns/sub\n",
+    host = Host.from_text(f"30 23 0:40 /ns {fake.root} rw - cgroup2 cgroup2 rw\n", "0::/ns/sub/leaf\n",
                           root=str(fake.root))
     assert new_manager(None, "c", host=host).path == str(fake.root / "sub/c")
 
