@@ -249,6 +249,21 @@ def test_v1_every_resource(tmp_path, writes):
     ]
 
 
+def test_v1_kernel_memory_the_kernel_ignores_is_an_error(tmp_path, monkeypatch):
+    """Linux >= 5.16 accepts memory.kmem.limit_in_bytes and keeps reading "max"."""
+    fake, mgr = v1(tmp_path)
+    real = base.set_file
+
+    def ignore_kmem(directory, name, value, what=""):
+        if name != "memory.kmem.limit_in_bytes":
+            real(directory, name, value, what)
+
+    monkeypatch.setattr(base, "set_file", ignore_kmem)
+    with pytest.raises(CgroupSettingError, match=r"kernel ignores .*memory.kmem.limit_in_bytes"):
+        mgr.apply(res({"memory": {"kernel": 300000000}}))
+    mgr.apply(res({"memory": {"kernel": -1}}))  # unlimited: nothing to check
+
+
 def test_v1_memory_swap_order_when_raising(tmp_path, writes):
     fake, mgr = v1(tmp_path)
     Path(mgr.paths["memory"], "memory.limit_in_bytes").write_text("104857600")
