@@ -380,6 +380,9 @@ def test_update_changes_live_values(ocirun, bundle):
     ocirun("update", "--resources", "-", cid, input=json.dumps(doc).encode())
     mem = cg.read("memory.max" if V2 else "memory.limit_in_bytes")
     assert mem == "100663296" and cg.read("pids.max") == "30"
+    # what only --resources can say: cpu.idle (runc 1.1 has no flag for it)
+    ocirun("update", "--resources", "-", cid, input=json.dumps({"cpu": {"idle": 1}}).encode())
+    assert cg.read("cpu.idle") == "1"
     # checkBeforeUpdate: a limit below the current usage is refused
     doc = {"memory": {"limit": 4096, "checkBeforeUpdate": True}}
     p = ocirun("update", "--resources", "-", cid, input=json.dumps(doc).encode(), check=False)
@@ -391,6 +394,66 @@ def test_update_changes_live_values(ocirun, bundle):
     p = ocirun("update", "--memory", "64m", cid, check=False)
     assert p.returncode == 1 and b"container not running" in p.stderr
     ocirun("delete", cid)
+
+
+def update_flags_and_files() -> tuple[list[str], list[str]]:
+    """Every runc 1.1 ``update`` flag this hierarchy can apply, and the files they set."""
+    flags = ["--memory", "64m", "--memory-swap", "128m", "--memory-reservation", "32m", "--cpu-share", "256",
+             "--cpu-quota", "20000", "--cpu-period", "100000", "--cpuset-cpus", "0", "--cpuset-mems", "0",
+             "--pids-limit", "30"]
+    if V2:
+        files = ["memory.max", "memory.swap.max", "memory.low", "cpu.weight", "cpu.max", "cpuset.cpus",
+                 "cpuset.mems", "pids.max"]
+        if not any(Path("/sys/fs/cgroup").glob("*/memory.swap.max")):
+            flags[2:4] = []
+            files.remove("memory.swap.max")
+        weight = "io.bfq.weight" if any(Path("/sys/fs/cgroup").glob("*/io.bfq.weight")) else "io.weight"
+        if any(Path("/sys/fs/cgroup").glob(f"*/{weight}")):
+            flags += ["--blkio-weight", "500"]
+            files.append(weight)
+    else:
+        files = ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.soft_limit_in_bytes",
+                 "cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us", "cpuset.cpus", "cpuset.mems", "pids.max"]
+        if Path("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists():
+            flags += ["--cpu-rt-period", "500000", "--cpu-rt-runtime", "4000"]
+            files += ["cpu.rt_period_us", "cpu.rt_runtime_us"]
+        blkio = Path("/sys/fs/cgroup/blkio")
+        weight = "blkio.weight" if (blkio / "blkio.weight").exists() else "blkio.bfq.weight"
+        if (blkio / weight).exists():
+            flags += ["--blkio-weight", "500"]
+            files.append(weight)
+    return flags, files
+
+
+def test_update_flags_match_runc(ocirun, bundle, tmp_path):
+    """runc 1.1's individual update flags, on a live container: the files equal
+    those ``runc update`` writes for the same flags on the same config."""
+    if shutil.which("runc") is None:
+        pytest.skip("runc not installed")
+    set_resources(bundle, {"memory": {"limit": 134217728}, "cpu": {"shares": 1024}, "pids": {"limit": 64}})
+    runc_bundle = bundle.copy(tmp_path / "runc-bundle")
+    flags, files = update_flags_and_files()
+    cid, rid = ocirun.new_id(), ocirun.new_id("ocitest-runc")
+    runc = ["runc", "--root", str(tmp_path / "runc-root")]
+    detached(ocirun, "run", "-d", "--bundle", str(bundle.path), cid)
+    try:
+        with open(tmp_path / "runc.err", "w+b") as err:
+            p = subprocess.run([*runc, "run", "-d", "--bundle", str(runc_bundle.path), rid],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+        assert p.returncode == 0, (tmp_path / "runc.err").read_text()
+        ocirun("update", *flags, cid)
+        p = subprocess.run([*runc, "update", *flags, rid], capture_output=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        from ocirun.cgroups import new_manager
+
+        ours, theirs = Cgroup.of(ocirun, cid), Cgroup(new_manager(None, rid).to_record())
+        got = {name: ours.read(name) for name in files}
+        assert got == {name: theirs.read(name) for name in files}
+        limit = got["memory.max" if V2 else "memory.limit_in_bytes"]
+        assert limit == "67108864" and got["pids.max"] == "30"  # changed from create's values
+    finally:
+        subprocess.run([*runc, "delete", "--force", rid], capture_output=True)
+        ocirun("delete", "--force", cid)
 
 
 def test_ps_table_and_json(ocirun, bundle):
