@@ -10,6 +10,7 @@ docs/cgroups.md.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -187,8 +188,18 @@ class V2Manager:
             if bfq:
                 base.set_file(self.path, "io.bfq.weight", f"{wd.major}:{wd.minor} {wd.weight}\n", what + ".weightDevice")
             else:
-                base.set_file(self.path, "io.weight",
-                         f"{wd.major}:{wd.minor} {blkio_weight_to_io_weight(wd.weight)}", what + ".weightDevice")
+                line = f"{wd.major}:{wd.minor} {blkio_weight_to_io_weight(wd.weight)}"
+                try:
+                    base.set_file(self.path, "io.weight", line, what + ".weightDevice")
+                except CgroupError as err:
+                    if base.error_errno(err) != errno.EOPNOTSUPP:
+                        raise
+                    path = os.path.join(self.path, "io.weight")
+                    raise CgroupSettingError(
+                        f"cannot apply {what}.weightDevice: {path} refuses per-device weights ({line!r}: "
+                        f"operation not supported); they need BFQ (io.bfq.weight) or the io.cost "
+                        f"controller enabled for device {wd.major}:{wd.minor} in the root's io.cost.qos",
+                        path) from None
         for attr, key in (("throttle_read_bps_device", "rbps"), ("throttle_write_bps_device", "wbps"),
                           ("throttle_read_iops_device", "riops"), ("throttle_write_iops_device", "wiops")):
             for td in getattr(b, attr):

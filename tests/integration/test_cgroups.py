@@ -93,6 +93,22 @@ def block_device() -> tuple[int, int] | None:
 
 
 
+_V2_FILES: list[set[str]] = []
+
+
+def v2_child_has(name: str) -> bool:
+    """Whether a new child of the v2 root cgroup has file ``name`` (a probe cgroup,
+    made once and removed: the root itself lacks most controller files)."""
+    if not _V2_FILES:
+        probe = Path("/sys/fs/cgroup", f"ocitest-probe-{os.getpid()}")
+        probe.mkdir()
+        try:
+            _V2_FILES.append(set(os.listdir(probe)))
+        finally:
+            probe.rmdir()
+    return name in _V2_FILES[0]
+
+
 # --------------------------------------------------------------------------- read back
 
 
@@ -115,13 +131,16 @@ def resources_for_host() -> tuple[dict, dict]:
         want = {"memory.max": "134217728", "memory.low": "67108864", "memory.high": "125829120",
                 "cpu.weight": "20", "cpu.max": "50000 100000", "cpuset.cpus": "0", "cpuset.mems": "0",
                 "pids.max": "64"}
-        if os.path.exists("/sys/fs/cgroup/memory.swap.max") or any(
-                Path("/sys/fs/cgroup").glob("*/memory.swap.max")):
+        if v2_child_has("memory.swap.max"):
             want["memory.swap.max"] = "134217728"
         else:
             del r["memory"]["swap"]
         if dev:
             want["io.max"] = f"{dev[0]}:{dev[1]} rbps=10485760 wbps=max riops=max wiops=300"
+            if v2_child_has("io.weight") and not v2_child_has("io.bfq.weight"):
+                # the blkio weight converted to io.weight as runc does: 500 -> 4950
+                r["blockIO"]["weight"] = 500
+                want["io.weight"] = "default 4950"
         r["cpu"].update(burst=10000, idle=0)
         want.update({"cpu.max.burst": "10000", "cpu.idle": "0"})
         if os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"):
@@ -404,11 +423,11 @@ def update_flags_and_files() -> tuple[list[str], list[str]]:
     if V2:
         files = ["memory.max", "memory.swap.max", "memory.low", "cpu.weight", "cpu.max", "cpuset.cpus",
                  "cpuset.mems", "pids.max"]
-        if not any(Path("/sys/fs/cgroup").glob("*/memory.swap.max")):
+        if not v2_child_has("memory.swap.max"):
             flags[2:4] = []
             files.remove("memory.swap.max")
-        weight = "io.bfq.weight" if any(Path("/sys/fs/cgroup").glob("*/io.bfq.weight")) else "io.weight"
-        if any(Path("/sys/fs/cgroup").glob(f"*/{weight}")):
+        weight = "io.bfq.weight" if v2_child_has("io.bfq.weight") else "io.weight"
+        if v2_child_has(weight):
             flags += ["--blkio-weight", "500"]
             files.append(weight)
     else:
@@ -577,7 +596,19 @@ def test_kernel_memory_is_applied_or_refused_never_dropped(ocirun, bundle):
 
 
 def test_a_file_the_kernel_lacks_is_named(ocirun, bundle):
-    """blkio.leaf_weight (v1 without CFQ) or an unknown unified file (v2)."""
+    """blkio.leaf_weight (v1 without CFQ) or an unknown unified file (v2); on v2
+    also a per-device weight that io.weight refuses (no BFQ, io.cost not enabled)."""
+    dev = block_device()
+    if V2 and dev and v2_child_has("io.weight") and not v2_child_has("io.bfq.weight"):
+        set_resources(bundle, {"blockIO": {"weightDevice": [{"major": dev[0], "minor": dev[1], "weight": 200}]}})
+        cid = ocirun.new_id()
+        p = detached(ocirun, "create", "--bundle", str(bundle.path), cid, check=False)
+        if p.returncode == 0:  # io.cost is enabled for this device: 200 -> 1920
+            assert f"{dev[0]}:{dev[1]} 1920" in Cgroup.of(ocirun, cid).read("io.weight")
+            ocirun("delete", "--force", cid)
+        else:
+            assert b"io.weight refuses per-device weights" in p.stderr, p.stderr
+        bundle.edit(lambda c: c["linux"]["resources"].pop("blockIO"))
     if V2:
         set_resources(bundle, {"unified": {"memory.no_such_file": "1"}})
         want = b"memory.no_such_file does not exist"
