@@ -31,12 +31,29 @@ def unsupported(config) -> list[Problem]:
     # (ocirun.linux.lsm); linux.mountLabel is ignored then, as crun does.
     linux = config.linux
     if linux is not None:
-        need(linux.intel_rdt, "$.linux.intelRdt", "not implemented")
+        need(linux.intel_rdt, "$.linux.intelRdt", _intel_rdt_problem())
         need(linux.net_devices, "$.linux.netDevices", "not implemented")
         need(linux.memory_policy, "$.linux.memoryPolicy", "not implemented")
         if linux.resources is not None:
             problems.extend(unsupported_resources(linux.resources))
     return problems
+
+
+def _intel_rdt_problem() -> str:
+    # config-linux.md: with no resctrl mounted in the runtime mount namespace the
+    # runtime MUST generate an error; say that, since it is the fix for the user
+    if resctrl_mounted():
+        return "not implemented (resctrl is mounted, but ocirun does not manage Intel RDT groups)"
+    return "no resctrl filesystem is mounted in the runtime's mount namespace (Intel RDT needs one)"
+
+
+def resctrl_mounted(mountinfo: str = "/proc/self/mountinfo") -> bool:
+    with open(mountinfo) as f:
+        for line in f:
+            _, _, after = line.partition(" - ")
+            if after.split(" ", 1)[0] == "resctrl":
+                return True
+    return False
 
 
 def require_supported(config) -> None:
