@@ -20,6 +20,7 @@ import sys
 import time
 from contextlib import ExitStack
 
+from ocirun import SPEC_VERSION
 from ocirun.cli import GlobalOptions
 from ocirun.errors import UsageError
 from ocirun.util.record import record
@@ -108,7 +109,9 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
 
         # the init stops after its mounts, before pivot_root, for these hooks
         plan = replace(plan, sync_before_pivot=True)
-    state: dict[str, object] = {"ociVersion": config.oci_version, "id": container_id,
+    # runtime.md: the state's ociVersion is the spec version the *state* complies
+    # with -- the runtime's (runc writes its own, whatever config.json says)
+    state: dict[str, object] = {"ociVersion": SPEC_VERSION, "id": container_id,
                                 "bundle": loaded.bundle}
     if config.annotations:
         state["annotations"] = dict(config.annotations)  # runtime.md: optional
@@ -252,7 +255,7 @@ def _record(container_id, pid, loaded, config, cgroup, hooks):
     if config.linux is not None:
         namespaces = {ns.type: ns.path or "" for ns in config.linux.namespaces}
     return ContainerRecord(
-        oci_version=config.oci_version,
+        oci_version=SPEC_VERSION,  # the state's version, not config.json's (see create_container)
         id=container_id,
         pid=pid,
         init_start_time=start_time(pid) or 0,
