@@ -50,6 +50,8 @@ def validate_id(container_id: str) -> str:
     The rules are runc's: one or more of ``A-Z a-z 0-9 _ + , - .``, not ``.``
     or ``..`` (so never a path), and (ours) at most MAX_ID_LENGTH characters.
     """
+    if container_id == "":
+        raise ContainerIdError("container id cannot be empty")  # runc's words
     if (
         not isinstance(container_id, str)
         or len(container_id) > MAX_ID_LENGTH
