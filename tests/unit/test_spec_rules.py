@@ -117,8 +117,14 @@ def test_rules_survive_schema_invalid_shapes() -> None:
         {"process": {"args": "sh", "env": [1], "rlimits": [1, {"type": 3}], "capabilities": {"bounding": "x"}}},
         {"linux": {"namespaces": [1, {"type": 2}], "devices": [{"type": 1}], "sysctl": [], "seccomp": {"syscalls": [2]}}},
     ]
+    from ocirun.spec.load import config_problems
+
     for doc in docs:
-        rules.check_rules(doc)  # no exception: the schema reports the shapes
+        found = rules.check_rules(doc)  # no exception: the schema reports the shapes
+        assert all(p.path.startswith("$") for p in found), found
+        # and together with the schema check, the config is refused with paths
+        problems = config_problems(doc)
+        assert problems and all(p.path.startswith("$") for p in problems), doc
 
 
 def test_rules_cover_every_capability_and_rlimit() -> None:
