@@ -130,10 +130,11 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
                 keep_master.find_console()  # none: runc's error, before anything exists
                 on_console_fd = keep_master.deliver
         store = Store(g.root)
-        store.claim(container_id)
+        # claimed and locked in one step: nothing can lock (and remove) the half-made dir
+        claim_lock = store.claim_locked(container_id)
         try:
-            record = _create_claimed(store, container_id, opts, loaded, config, cgroup, plan,
-                                     hooks, state, on_console_fd)
+            record = _create_claimed(store, claim_lock, container_id, opts, loaded, config,
+                                     cgroup, plan, hooks, state, on_console_fd)
         except BaseException as err:
             from ocirun.errors import HookError
 
@@ -144,17 +145,19 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
 
                 run_poststop(hooks["poststop"], state)
             raise
+        finally:
+            claim_lock.__exit__(None, None, None)  # idempotent: normally released already
         return record
 
 
-def _create_claimed(store, container_id, opts, loaded, config, cgroup, plan, hooks, state,
-                    on_console_fd):
+def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgroup, plan, hooks,
+                    state, on_console_fd):
     from ocirun.plan.device_rules import device_rules
 
     linux = config.linux
     with ExitStack() as undo:
         undo.callback(store.remove, container_id)
-        with store.lock(container_id):
+        with claim_lock:  # held since the claim; released before the undo above runs
             fifo = store.exec_fifo_path(container_id)
             old = os.umask(0)
             try:

@@ -412,6 +412,23 @@ def test_remove_incomplete_waits_for_a_create_in_progress(store):
     assert store.load("c1").pid == 1234
 
 
+def test_claim_locked_holds_the_lock_from_the_start(store):
+    result: list[bool] = []
+    lock = store.claim_locked("c1")
+    with lock:  # entering a held lock neither re-locks nor deadlocks
+        t = threading.Thread(target=lambda: result.append(Store(store.root).remove_incomplete("c1")))
+        t.start()
+        time.sleep(0.2)
+        assert result == []  # delete --force of the half-made dir waits for the create
+        store.save(record())
+    t.join(10)
+    assert result == [False] and store.load("c1").pid == 1234
+    assert lock.fd == -1
+    lock.__exit__(None, None, None)  # idempotent
+    with pytest.raises(ContainerExists):
+        store.claim_locked("c1")
+
+
 def test_list_ids_sorted_and_only_container_dirs(store, root):
     for cid in ("b", "a", "c.1"):
         store.claim(cid)
