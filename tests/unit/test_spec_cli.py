@@ -163,3 +163,14 @@ def test_create_refuses_a_bad_config_cleanly(tmp_path: Path, kind: str, problem:
     assert entry["level"] == "error" and entry["msg"] == message
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", entry["time"]), entry["time"]
     assert not root.exists()  # not even the state root was made
+
+
+def test_validate_warns_about_what_create_would_refuse(tmp_path: Path) -> None:
+    (tmp_path / "rootfs").mkdir()
+    assert ocirun("spec", "-b", str(tmp_path)).returncode == 0
+    doc = json.loads((tmp_path / "config.json").read_text())
+    doc["linux"]["netDevices"] = {"eth9": {}}  # spec-valid, not implemented
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    r = ocirun("validate", "-b", str(tmp_path))
+    assert r.returncode == 0 and r.stdout == f"{tmp_path}: valid\n"
+    assert r.stderr == "warning: $.linux.netDevices: not implemented (ocirun create refuses it)\n"
