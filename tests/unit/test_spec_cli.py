@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ocirun import SPEC_VERSION
+from ocirun.spec import schema
 from ocirun.spec.load import load_bundle
 
 
@@ -28,6 +29,7 @@ def test_spec_then_validate(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     doc = json.loads((tmp_path / "config.json").read_text())
     assert doc["ociVersion"] == SPEC_VERSION
+    assert schema.reference_is_valid(doc)  # jsonschema itself, not only the fast validator
     r = ocirun("validate", cwd=tmp_path)
     assert (r.returncode, r.stdout, r.stderr) == (0, f"{tmp_path}: valid\n", "")
     loaded = load_bundle(str(tmp_path))
@@ -55,6 +57,7 @@ def test_rootless_spec(tmp_path: Path) -> None:
     assert sys_mount == {"destination": "/sys", "type": "none", "source": "/sys",
                          "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
     assert not any(o.startswith(("uid=", "gid=")) for m in doc["mounts"] for o in m.get("options", []))
+    assert schema.reference_is_valid(doc)
     assert ocirun("validate", "-b", str(tmp_path)).returncode == 0
 
 
