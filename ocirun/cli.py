@@ -94,6 +94,14 @@ def _argparse_parser() -> Any:
             super().__init__(*args, **kwargs)
 
         def error(self, message: str):
+            prefix = "argument COMMAND: invalid choice: "
+            if message.startswith(prefix) and " (choose from " in message:
+                import ast
+
+                from ocirun.errors import UnknownCommand
+
+                name = ast.literal_eval(message[len(prefix):message.rindex(" (choose from ")])
+                raise UnknownCommand(name)  # runc's exit status 3 and wording
             raise UsageError(message)
 
     return _Parser

@@ -78,6 +78,16 @@ class UsageError(OcirunError):
     """Bad command line: unknown flag, missing argument, bad value."""
 
 
+class UnknownCommand(UsageError):
+    """A subcommand runc does not have either: runc (urfave/cli) exits 3 with these words."""
+
+    exit_code = 3
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"No help topic for '{name}'")
+
+
 class NotImplementedYet(OcirunError):
     """A runc subcommand or feature that ocirun does not implement (yet)."""
 

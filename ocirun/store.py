@@ -50,6 +50,8 @@ def validate_id(container_id: str) -> str:
     The rules are runc's: one or more of ``A-Z a-z 0-9 _ + , - .``, not ``.``
     or ``..`` (so never a path), and (ours) at most MAX_ID_LENGTH characters.
     """
+    if container_id == "":
+        raise ContainerIdError("container id cannot be empty")  # runc's words
     if (
         not isinstance(container_id, str)
         or len(container_id) > MAX_ID_LENGTH
@@ -227,6 +229,8 @@ class ContainerLock:
         self.fd = -1
 
     def __enter__(self) -> ContainerLock:
+        if self.fd >= 0:
+            return self  # already held (Store.claim_locked): flock again would deadlock
         while True:
             try:
                 fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -292,6 +296,17 @@ class Store:
         except OSError as err:
             raise StateStoreError(f"create state directory {path}: {_strerror(err)}") from None
         return ContainerDir(container_id, path)
+
+    def claim_locked(self, container_id: str) -> ContainerLock:
+        """:meth:`claim`, then hold the directory's lock at once: what ``create`` does, so
+        that no other command (``delete --force`` of a half-made container, which
+        removes a directory without state.json once it has the lock) can take the
+        lock between the claim and the create's first step. The lock is held on
+        return; ``with`` it (or call ``__exit__``) to release it."""
+        claimed = self.claim(container_id)
+        lock = ContainerLock(container_id, claimed.path)
+        lock.__enter__()
+        return lock
 
     def lock(self, container_id: str) -> ContainerLock:
         """``with store.lock(id):`` holds an exclusive flock on the container's directory.

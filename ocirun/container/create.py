@@ -20,6 +20,7 @@ import sys
 import time
 from contextlib import ExitStack
 
+from ocirun import SPEC_VERSION
 from ocirun.cli import GlobalOptions
 from ocirun.errors import UsageError
 from ocirun.util.record import record
@@ -108,7 +109,9 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
 
         # the init stops after its mounts, before pivot_root, for these hooks
         plan = replace(plan, sync_before_pivot=True)
-    state: dict[str, object] = {"ociVersion": config.oci_version, "id": container_id,
+    # runtime.md: the state's ociVersion is the spec version the *state* complies
+    # with -- the runtime's (runc writes its own, whatever config.json says)
+    state: dict[str, object] = {"ociVersion": SPEC_VERSION, "id": container_id,
                                 "bundle": loaded.bundle}
     if config.annotations:
         state["annotations"] = dict(config.annotations)  # runtime.md: optional
@@ -127,10 +130,11 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
                 keep_master.find_console()  # none: runc's error, before anything exists
                 on_console_fd = keep_master.deliver
         store = Store(g.root)
-        store.claim(container_id)
+        # claimed and locked in one step: nothing can lock (and remove) the half-made dir
+        claim_lock = store.claim_locked(container_id)
         try:
-            record = _create_claimed(store, container_id, opts, loaded, config, cgroup, plan,
-                                     hooks, state, on_console_fd)
+            record = _create_claimed(store, claim_lock, container_id, opts, loaded, config,
+                                     cgroup, plan, hooks, state, on_console_fd)
         except BaseException as err:
             from ocirun.errors import HookError
 
@@ -141,17 +145,19 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
 
                 run_poststop(hooks["poststop"], state)
             raise
+        finally:
+            claim_lock.__exit__(None, None, None)  # idempotent: normally released already
         return record
 
 
-def _create_claimed(store, container_id, opts, loaded, config, cgroup, plan, hooks, state,
-                    on_console_fd):
+def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgroup, plan, hooks,
+                    state, on_console_fd):
     from ocirun.plan.device_rules import device_rules
 
     linux = config.linux
     with ExitStack() as undo:
         undo.callback(store.remove, container_id)
-        with store.lock(container_id):
+        with claim_lock:  # held since the claim; released before the undo above runs
             fifo = store.exec_fifo_path(container_id)
             old = os.umask(0)
             try:
@@ -252,7 +258,7 @@ def _record(container_id, pid, loaded, config, cgroup, hooks):
     if config.linux is not None:
         namespaces = {ns.type: ns.path or "" for ns in config.linux.namespaces}
     return ContainerRecord(
-        oci_version=config.oci_version,
+        oci_version=SPEC_VERSION,  # the state's version, not config.json's (see create_container)
         id=container_id,
         pid=pid,
         init_start_time=start_time(pid) or 0,

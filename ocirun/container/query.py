@@ -35,7 +35,8 @@ def cmd_state(g: GlobalOptions, args: argparse.Namespace) -> int:
 
     store = Store(g.root)
     record = store.load(args.id)
-    _write(_go_json(state_object(record, _status(store, record)), indent=2))
+    # runc's `state` leaves owner empty (only `list` looks it up); so do we
+    _write(_go_json(state_object(record, _status(store, record), owner=""), indent=2))
     return 0
 
 

@@ -3,6 +3,7 @@ what the container sees must be the same, or the difference written down here.""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import uuid
@@ -66,3 +67,58 @@ def ocirun_cmd(ocirun) -> list[str]:
     import sys
 
     return [sys.executable, "-m", "ocirun", "--root", str(ocirun.root)]
+
+
+def _runc(runc_root, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    # stdio to DEVNULL, not pipes: a created init inherits them and would hold a pipe open
+    p = subprocess.run(["runc", "--root", str(runc_root), *args], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE if args[0] in ("state", "list") else subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=60)
+    assert not check or p.returncode == 0, args
+    return p
+
+
+def test_state_and_list_match_runc(ocirun, bundle, tmp_path):
+    """`state`, `list -f json`, `list` and `list -q` of one created container, ocirun
+    against runc on a copy of the same bundle: the same keys in the same order, the
+    same values but for what must differ, and the table laid out as runc lays it."""
+    from ocirun import SPEC_VERSION
+    from ocirun.container.query import format_table
+
+    bundle.set_args("sleep", "30")
+    bundle.edit(lambda c: c.__setitem__("annotations", {"org.example.k": "v"}))
+    theirs = bundle.copy(tmp_path / "runc-bundle")
+    cid = ocirun.new_id()  # the same id in both roots
+    runc_root = tmp_path / "runc-root"
+    ocirun("create", "--bundle", str(bundle.path), cid)
+    _runc(runc_root, "create", "--bundle", str(theirs.path), cid)
+    try:
+        ours_state = json.loads(ocirun("state", cid).stdout)
+        runc_state = json.loads(_runc(runc_root, "state", cid).stdout)
+        ours_list = json.loads(ocirun("list", "-f", "json").stdout)
+        runc_list = json.loads(_runc(runc_root, "list", "-f", "json").stdout)
+        ours_table = ocirun("list").stdout.decode()
+        runc_table = _runc(runc_root, "list").stdout.decode()
+        ours_quiet = ocirun("list", "-q").stdout
+        runc_quiet = _runc(runc_root, "list", "-q").stdout
+    finally:
+        _runc(runc_root, "delete", "--force", cid, check=False)
+
+    # runc writes the version of its own vendored spec (1.0.2-dev), as ocirun writes its own
+    assert ours_state["ociVersion"] == SPEC_VERSION and runc_state["ociVersion"] == "1.0.2-dev"
+    for ours, theirs_ in ((ours_state, runc_state), (ours_list[0], runc_list[0])):
+        assert list(ours) == list(theirs_)
+        assert ours["bundle"] == str(bundle.path) and theirs_["bundle"] == str(theirs.path)
+        assert ours["rootfs"] == ours["bundle"] + "/rootfs" and theirs_["rootfs"] == theirs_["bundle"] + "/rootfs"
+        assert ours["pid"] > 0 and theirs_["pid"] > 0
+        differ = ("ociVersion", "pid", "bundle", "rootfs", "created")
+        assert {k: v for k, v in ours.items() if k not in differ} == \
+               {k: v for k, v in theirs_.items() if k not in differ}
+    assert ours_state["status"] == "created" and ours_state["owner"] == ""  # runc's `state`: no owner
+    assert ours_list[0]["owner"] == "root"  # `list` looks it up
+    assert len(ours_list) == len(runc_list) == 1
+    # the table: runc's output is what our formatter makes of runc's own JSON, and ours
+    # is that of ours (column widths follow the cells, which differ in length)
+    assert runc_table == format_table(runc_list)
+    assert ours_table == format_table(ours_list)
+    assert ours_quiet == runc_quiet == f"{cid}\n".encode()

@@ -13,8 +13,7 @@ import time
 import uuid
 
 import pytest
-
-from tests.integration.conftest import OCIRUN, reap_orphans
+from conftest import OCIRUN, reap_orphans
 
 NS = ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts")
 
@@ -326,6 +325,10 @@ def test_exec_process_settings_from_the_process_file(ocirun, bundle, tmp_path):
                           "--process", str(tmp_path / "p.json"), cid], stdout=subprocess.PIPE)
     try:
         assert p.stdout.readline().split() == [b"Cpus_allowed_list:", b"0"]
+        # exec writes the pid file once the process runs (as runc): it may print first
+        deadline = time.monotonic() + 10
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         pid = int(pid_file.read_text())
         stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
         assert int(stat[16]) == 5 and int(stat[38]) == 3  # nice; policy SCHED_BATCH

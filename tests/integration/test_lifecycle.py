@@ -339,3 +339,38 @@ def test_signal_forwarding_in_foreground_run(ocirun, bundle):
     out, err = p.communicate(timeout=20)
     assert out == b"got-term\n"
     assert p.returncode == 7
+
+
+def test_concurrent_creates_of_one_id_exactly_one_wins(ocirun, bundle, tmp_path):
+    """Eight `ocirun create` of the same id at once: one container, seven clean refusals,
+    and the losers touch nothing of the winner's."""
+    import subprocess
+    import tempfile
+
+    from conftest import OCIRUN
+
+    bundle.set_args("sleep", "30")
+    cid = ocirun.new_id()
+    outs, procs = [], []
+    for _ in range(8):
+        err = tempfile.TemporaryFile()
+        outs.append(err)
+        procs.append(subprocess.Popen([*OCIRUN, "--root", str(ocirun.root), "create", "--bundle",
+                                       str(bundle.path), cid], stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=err))
+    codes = [p.wait(timeout=60) for p in procs]
+    messages = []
+    for err in outs:
+        err.seek(0)
+        messages.append(err.read().decode())
+        err.close()
+    assert sorted(codes) == [0] + [1] * 7, list(zip(codes, messages, strict=True))
+    for code, message in zip(codes, messages, strict=True):
+        assert message == ("" if code == 0 else f"container with id exists: {cid}\n")
+    st = ocirun.state(cid)
+    assert st["status"] == "created" and st["pid"] > 0
+    assert sorted(os.listdir(ocirun.root / cid)) == ["exec.fifo", "state.json"]
+    ocirun("start", cid)
+    ocirun("kill", cid, "KILL")
+    assert ocirun.wait_status(cid, "stopped") == "stopped"
+    ocirun("delete", cid)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ocirun import SPEC_VERSION
+from ocirun.spec import schema
 from ocirun.spec.load import load_bundle
 
 
@@ -27,6 +29,7 @@ def test_spec_then_validate(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     doc = json.loads((tmp_path / "config.json").read_text())
     assert doc["ociVersion"] == SPEC_VERSION
+    assert schema.reference_is_valid(doc)  # jsonschema itself, not only the fast validator
     r = ocirun("validate", cwd=tmp_path)
     assert (r.returncode, r.stdout, r.stderr) == (0, f"{tmp_path}: valid\n", "")
     loaded = load_bundle(str(tmp_path))
@@ -54,6 +57,7 @@ def test_rootless_spec(tmp_path: Path) -> None:
     assert sys_mount == {"destination": "/sys", "type": "none", "source": "/sys",
                          "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
     assert not any(o.startswith(("uid=", "gid=")) for m in doc["mounts"] for o in m.get("options", []))
+    assert schema.reference_is_valid(doc)
     assert ocirun("validate", "-b", str(tmp_path)).returncode == 0
 
 
@@ -117,3 +121,59 @@ def test_validate_prints_warnings(tmp_path: Path) -> None:
     r = ocirun("validate", "-b", str(tmp_path))
     assert r.returncode == 0
     assert r.stderr.startswith("warning: $.mounts[7].destination: relative destination 'data'")
+
+
+def _bad_bundle(tmp_path: Path, kind: str) -> Path:
+    bundle = tmp_path / "bundle"
+    (bundle / "rootfs").mkdir(parents=True)
+    assert ocirun("spec", "-b", str(bundle)).returncode == 0
+    config = bundle / "config.json"
+    if kind == "malformed JSON":
+        config.write_text(config.read_text().replace('"ociVersion"', '"ociVersion" "x",', 1))
+        return bundle
+    doc = json.loads(config.read_text())
+    if kind == "schema violation":
+        doc["process"]["user"]["uid"] = -1
+    else:  # semantic: valid per the schema, but two network namespaces
+        doc["linux"]["namespaces"].append({"type": "network"})
+    config.write_text(json.dumps(doc))
+    return bundle
+
+
+# The "Done when" of the foundation issue, through `create`: one clear message naming
+# where the problem is, exit 1, one JSON line appended to --log, nothing under --root.
+@pytest.mark.parametrize("kind, problem", [
+    ("malformed JSON", "line 2, column 15: invalid JSON: Expecting ':' delimiter"),
+    ("schema violation", "$.process.user.uid: -1 is less than the minimum of 0"),
+    ("semantic violation", "$.linux.namespaces[5].type: duplicate 'network' namespace (also at index 1)"),
+])
+def test_create_refuses_a_bad_config_cleanly(tmp_path: Path, kind: str, problem: str) -> None:
+    bundle = _bad_bundle(tmp_path, kind)
+    root = tmp_path / "root"
+    log = tmp_path / "log.json"
+    log.write_text('{"level":"info","msg":"an earlier line","time":"2024-01-01T00:00:00Z"}\n')
+    r = ocirun("--root", str(root), "--log", str(log), "--log-format", "json",
+               "create", "--bundle", str(bundle), "c1")
+    assert r.returncode == 1
+    assert r.stdout == ""
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    message = r.stderr.rstrip("\n")
+    assert message == f"{bundle / 'config.json'}: {problem}"
+    lines = log.read_text().splitlines()
+    assert len(lines) == 2, lines  # appended, exactly one line
+    entry = json.loads(lines[1])
+    assert list(entry) == ["level", "msg", "time"]
+    assert entry["level"] == "error" and entry["msg"] == message
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", entry["time"]), entry["time"]
+    assert not root.exists()  # not even the state root was made
+
+
+def test_validate_warns_about_what_create_would_refuse(tmp_path: Path) -> None:
+    (tmp_path / "rootfs").mkdir()
+    assert ocirun("spec", "-b", str(tmp_path)).returncode == 0
+    doc = json.loads((tmp_path / "config.json").read_text())
+    doc["linux"]["netDevices"] = {"eth9": {}}  # spec-valid, not implemented
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    r = ocirun("validate", "-b", str(tmp_path))
+    assert r.returncode == 0 and r.stdout == f"{tmp_path}: valid\n"
+    assert r.stderr == "warning: $.linux.netDevices: not implemented (ocirun create refuses it)\n"

@@ -117,8 +117,14 @@ def test_rules_survive_schema_invalid_shapes() -> None:
         {"process": {"args": "sh", "env": [1], "rlimits": [1, {"type": 3}], "capabilities": {"bounding": "x"}}},
         {"linux": {"namespaces": [1, {"type": 2}], "devices": [{"type": 1}], "sysctl": [], "seccomp": {"syscalls": [2]}}},
     ]
+    from ocirun.spec.load import config_problems
+
     for doc in docs:
-        rules.check_rules(doc)  # no exception: the schema reports the shapes
+        found = rules.check_rules(doc)  # no exception: the schema reports the shapes
+        assert all(p.path.startswith("$") for p in found), found
+        # and together with the schema check, the config is refused with paths
+        problems = config_problems(doc)
+        assert problems and all(p.path.startswith("$") for p in problems), doc
 
 
 def test_rules_cover_every_capability_and_rlimit() -> None:
@@ -190,3 +196,14 @@ def test_device_file_mode_with_wrong_type_bits(mode: int, kind: str, tmp_path: P
     with pytest.raises(ConfigError) as info:
         load_bundle(str(make_bundle(tmp_path, _with_device(mode, kind))))
     assert [p.path for p in info.value.problems] == ["$.linux.devices[0].fileMode"]
+
+
+def test_every_rule_is_exercised_by_a_bad_config(tmp_path: Path) -> None:
+    """Each registered rule reports a problem for at least one fixture in bad-configs/."""
+    hit: set[str] = set()
+    for i, fixture in enumerate(BAD):
+        doc = merge(default_spec(), json.loads(fixture.read_text())["patch"])
+        bundle = make_bundle(tmp_path / str(i), doc)
+        ctx = rules.Context(str(bundle))
+        hit.update(r.name for r in rules.RULES if list(r.check(doc, ctx)))
+    assert sorted(r.name for r in rules.RULES if r.name not in hit) == []

@@ -223,6 +223,22 @@ def test_differential_mutations(source: str) -> None:
     assert counts[True] > 200 and counts[False] > 1000, counts
 
 
+def test_rules_and_model_survive_every_mutation() -> None:
+    """On every mutated config the rules run without an exception, and whatever passes
+    both the schema and the rules becomes a model (nothing downstream sees the dict)."""
+    from ocirun.spec.model import Config
+    from ocirun.spec.rules import check_rules
+
+    accepted = 0
+    for label, doc in _mutations(_full()):
+        found = check_rules(doc)
+        assert all(p.path.startswith("$") for p in found), label
+        if not found and schema.fast_is_valid(doc):
+            Config.from_dict(doc).to_dict()
+            accepted += 1
+    assert accepted > 200
+
+
 def test_schema_files_untouched() -> None:
     """Our schema repair happens in memory; the committed files stay upstream's."""
     text = (REPO / "schemas" / "defs.json").read_text()

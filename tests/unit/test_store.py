@@ -6,7 +6,9 @@ import fcntl
 import json
 import multiprocessing
 import os
+import shutil
 import stat
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -59,7 +61,7 @@ def test_valid_ids(good):
 
 
 @pytest.mark.parametrize("bad", [
-    "", ".", "..", "a/b", "/a", "a/", "../a", "a b", " a", "a\n", "a\x00b", "é", "a:b", "a*",
+    ".", "..", "a/b", "/a", "a/", "../a", "a b", " a", "a\n", "a\x00b", "é", "a:b", "a*",
     "a@b", "a~", "x" * (MAX_ID_LENGTH + 1),
 ])
 def test_invalid_ids(bad, store):
@@ -71,6 +73,33 @@ def test_invalid_ids(bad, store):
     with pytest.raises(ContainerIdError):
         store.load(bad)
     assert not os.path.exists(store.root)
+
+
+def test_empty_id_in_runc_s_words(store):
+    with pytest.raises(ContainerIdError, match="^container id cannot be empty$"):
+        validate_id("")
+    with pytest.raises(ContainerIdError):
+        store.claim("")
+
+
+RUNC_IDS = ["a,b", "a+b", "...", "a..b", "a-", ".a", "x" * MAX_ID_LENGTH, ".", "..", "é", "a b",
+            "a:b", "a/b", "a\tb", "a@b", "x" * (MAX_ID_LENGTH + 1)]
+
+
+@pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed")
+def test_ids_accepted_exactly_when_runc_accepts_them(tmp_path):
+    """runc 1.1.5 is the oracle: `runc state ID` on an empty root says "does not exist"
+    for an id it accepts, and refuses the others (a 256-character id fails at lstat)."""
+    for cid in RUNC_IDS:
+        p = subprocess.run(["runc", "--root", str(tmp_path), "state", cid],
+                           capture_output=True, text=True, timeout=30)
+        runc_accepts = "container does not exist" in p.stderr
+        try:
+            validate_id(cid)
+            ours = True
+        except ContainerIdError:
+            ours = False
+        assert ours == runc_accepts, (cid, p.stderr)
 
 
 # -- root and reads of a missing root ------------------------------------------
@@ -381,6 +410,23 @@ def test_remove_incomplete_waits_for_a_create_in_progress(store):
     t.join(10)
     assert result == [False]
     assert store.load("c1").pid == 1234
+
+
+def test_claim_locked_holds_the_lock_from_the_start(store):
+    result: list[bool] = []
+    lock = store.claim_locked("c1")
+    with lock:  # entering a held lock neither re-locks nor deadlocks
+        t = threading.Thread(target=lambda: result.append(Store(store.root).remove_incomplete("c1")))
+        t.start()
+        time.sleep(0.2)
+        assert result == []  # delete --force of the half-made dir waits for the create
+        store.save(record())
+    t.join(10)
+    assert result == [False] and store.load("c1").pid == 1234
+    assert lock.fd == -1
+    lock.__exit__(None, None, None)  # idempotent
+    with pytest.raises(ContainerExists):
+        store.claim_locked("c1")
 
 
 def test_list_ids_sorted_and_only_container_dirs(store, root):

@@ -1,0 +1,105 @@
+"""The CLI's error edge: one message on stderr, one --log line, runc's exit statuses,
+and no traceback unless --debug."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ocirun import cli
+
+RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
+
+
+def ocirun(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ocirun", *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def _boom(g: cli.GlobalOptions, args: object) -> int:
+    raise RuntimeError("boom")
+
+
+@pytest.fixture
+def broken_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`state` fails with a bug (not an OcirunError)."""
+    real = cli._resolve
+    monkeypatch.setattr(cli, "_resolve", lambda target: _boom if target.endswith(":cmd_state") else real(target))
+
+
+def test_internal_error_is_one_line_without_traceback(broken_state, capsys, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    assert cli.main(["--log", str(log), "--log-format", "json", "state", "c1"]) == 1
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "internal error: RuntimeError: boom\n")
+    entry = json.loads(log.read_text())
+    assert entry["level"] == "error" and entry["msg"] == "internal error: RuntimeError: boom"
+
+
+def test_debug_adds_the_traceback(broken_state, capsys) -> None:
+    assert cli.main(["--debug", "state", "c1"]) == 1
+    _, err = capsys.readouterr()
+    assert err.startswith("Traceback (most recent call last):")
+    assert "RuntimeError: boom" in err
+    assert err.endswith("internal error: RuntimeError: boom\n")
+
+
+@pytest.mark.parametrize("form", ["separate", "joined"])
+def test_json_log_line_is_appended(tmp_path: Path, form: str) -> None:
+    log = tmp_path / "log.json"
+    log.write_text("earlier\n")
+    flags = (["--log", str(log), "--log-format", "json"] if form == "separate"
+             else [f"--log={log}", "--log-format=json"])
+    r = ocirun(f"--root={tmp_path / 'root'}", *flags, "state", "nosuch")
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", "container does not exist: nosuch\n")
+    lines = log.read_text().split("\n")
+    assert lines[0] == "earlier" and lines[2] == "" and len(lines) == 3
+    entry = json.loads(lines[1])
+    assert list(entry) == ["level", "msg", "time"]  # logrus's JSONFormatter order
+    assert entry["level"] == "error" and entry["msg"] == "container does not exist: nosuch"
+    assert RFC3339.fullmatch(entry["time"]), entry["time"]
+    assert not (tmp_path / "root").exists()
+
+
+def test_text_log_line_is_logrus_s(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    r = ocirun("--root", str(tmp_path), "--log", str(log), "state", 'a"b')
+    assert r.returncode == 1
+    line = log.read_text()
+    assert line.count("\n") == 1
+    m = re.fullmatch(r'time="([^"]+)" level=error msg="(.*)"\n', line)
+    assert m and RFC3339.fullmatch(m.group(1))
+    assert json.loads(f'"{m.group(2)}"') == r.stderr.rstrip("\n")  # quoted as logrus quotes it
+
+
+def test_usage_errors_go_through_the_same_edge(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    r = ocirun("--log", str(log), "--log-format", "json", "kill")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr == "the following arguments are required: id\n"
+    assert json.loads(log.read_text())["msg"] == "the following arguments are required: id"
+
+
+def test_unknown_subcommand_exits_3_as_runc(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    r = ocirun("--log", str(log), "--log-format=json", "bogus")
+    assert (r.returncode, r.stdout, r.stderr) == (3, "", "No help topic for 'bogus'\n")
+    assert json.loads(log.read_text())["msg"] == "No help topic for 'bogus'"
+
+
+def test_not_implemented_subcommands_say_so(tmp_path: Path) -> None:
+    for verb in ("checkpoint", "restore"):
+        r = ocirun("--root", str(tmp_path), verb, "c1")
+        assert (r.returncode, r.stderr) == (1, f"{verb}: not implemented in ocirun\n")
+
+
+def test_version_as_runc_prints_it() -> None:
+    for flag in ("--version", "-v"):
+        r = ocirun(flag)
+        assert r.returncode == 0 and r.stderr == ""
+        assert re.fullmatch(r"ocirun version \d+\.\d+\.\d+\S*\nspec: 1\.3\.0\n", r.stdout)
