@@ -40,6 +40,7 @@ def device_nodes(config_devices, *, in_user_ns: bool) -> tuple[DeviceNode, ...]:
             d.uid if d.uid is not None else 0,
             d.gid if d.gid is not None else 0,
             in_user_ns and kind != stat.S_IFIFO,
+            must_match=True,
         )
     return tuple(nodes.values())
 

@@ -53,6 +53,9 @@ class DeviceNode:
     gid: int
     #: Bind-mount the host's node instead of mknod (inside a user namespace mknod is refused).
     bind_from_host: bool = False
+    #: A linux.devices entry: a file already at ``path`` must be this very device
+    #: (config-linux.md: otherwise an error); a default device replaces what is there.
+    must_match: bool = False
 
 
 @record

@@ -101,6 +101,7 @@ STEPS: dict[str, str] = {
     "DEVICE_MKNOD": "mknod {device}",
     "DEVICE_CHOWN": "chown {device}",
     "DEVICE_BIND": "bind mount device {device}",
+    "DEVICE_EXISTS": "a file that is not the requested device already exists at {device}",
     "SYMLINK": "symlink {symlink}",
     "CWD_MKDIR": "mkdir cwd {cwd}",
     "PIVOT_ROOT": "pivot_root {rootfs}",
@@ -291,6 +292,7 @@ class _CPlan:
             c.path = self.s(d.path)
             c.mode, c.major, c.minor, c.uid, c.gid = d.mode, d.major, d.minor, d.uid, d.gid
             c.bind_from_host = int(d.bind_from_host)
+            c.must_match = int(d.must_match)
         p.devices, p.n_devices = devices, len(plan.devices)
 
         links = self.new("struct ocirun_symlink[]", max(1, len(plan.symlinks)))

@@ -118,7 +118,7 @@ enum ocirun_step {
     OCIRUN_STEP_EXECVE = 83,
     /* Blocks by job, so work on one never renumbers another: 60-79 process
      * settings (personality, scheduler, ioprio, affinity, LSM, sysctl),
-     * 80-99 exec and hooks, 100-119 terminals. */
+     * 80-99 exec and hooks, 100-119 terminals, 140-149 later rootfs steps. */
     /* terminals (src/console.c) */
     OCIRUN_STEP_CONSOLE_OPEN_PTMX = 100,
     OCIRUN_STEP_CONSOLE_PTMX_CHECK = 101,  /* not the ptmx of a devpts */
@@ -132,7 +132,9 @@ enum ocirun_step {
     OCIRUN_STEP_CONSOLE_SETCTTY = 109,
     OCIRUN_STEP_CONSOLE_STDIO = 110,
     OCIRUN_STEP_CONSOLE_CHOWN = 111,
-    OCIRUN_STEP_CONSOLE_SEND = 112
+    OCIRUN_STEP_CONSOLE_SEND = 112,
+    /* later rootfs steps (src/rootfs.c) */
+    OCIRUN_STEP_DEVICE_EXISTS = 140     /* index: devices[]; a file at the path that is not the device */
 };
 
 struct ocirun_mount {
@@ -156,6 +158,7 @@ struct ocirun_device {
     uint32_t uid;
     uint32_t gid;
     int bind_from_host;
+    int must_match;            /* linux.devices: an existing file must be this device */
 };
 
 struct ocirun_symlink {

@@ -125,15 +125,28 @@ static void do_device(struct ctx *c, int i)
         dev_t dev = makedev(d->major, d->minor);
         if (mknodat(dir, name, d->mode, dev) < 0) {
             struct stat st;
-            /* Like runc: replace what is there, unless it is a directory. */
             if (errno != EEXIST)
                 fail(c, OCIRUN_STEP_DEVICE_MKNOD, errno, i);
             if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
                 fail(c, OCIRUN_STEP_DEVICE_MKNOD, errno, i);
-            if (S_ISDIR(st.st_mode))
-                fail(c, OCIRUN_STEP_DEVICE_MKNOD, EEXIST, i);
-            if (unlinkat(dir, name, 0) < 0 || mknodat(dir, name, d->mode, dev) < 0)
-                fail(c, OCIRUN_STEP_DEVICE_MKNOD, errno, i);
+            if (d->must_match) {
+                /* config-linux.md: a file already at path that does not match the
+                 * requested device is an error (runc keeps whatever is there). */
+                if ((st.st_mode & S_IFMT) != (d->mode & S_IFMT) ||
+                    (!S_ISFIFO(st.st_mode) && st.st_rdev != dev))
+                    fail(c, OCIRUN_STEP_DEVICE_EXISTS, EEXIST, i);
+                /* The same device: it gets the requested mode (then owner, below).
+                 * lstat said it is no symlink, so fchmodat follows nothing. */
+                if (fchmodat(dir, name, d->mode & 07777, 0) < 0)
+                    fail(c, OCIRUN_STEP_DEVICE_MKNOD, errno, i);
+            } else {
+                /* A default device: we supply it, whatever the rootfs left there
+                 * (a regular file, say), unless it is a directory. */
+                if (S_ISDIR(st.st_mode))
+                    fail(c, OCIRUN_STEP_DEVICE_MKNOD, EEXIST, i);
+                if (unlinkat(dir, name, 0) < 0 || mknodat(dir, name, d->mode, dev) < 0)
+                    fail(c, OCIRUN_STEP_DEVICE_MKNOD, errno, i);
+            }
         }
         if (fchownat(dir, name, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0)
             fail(c, OCIRUN_STEP_DEVICE_CHOWN, errno, i);
