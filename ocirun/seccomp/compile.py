@@ -21,11 +21,14 @@ Semantics follow runc 1.1 (libcontainer/seccomp/seccomp_linux.go):
   by the child (they change how the filter is loaded, not the BPF);
   ``NEW_LISTENER`` is added when a rule uses ``SCMP_ACT_NOTIFY``.
 * With more than 32 rules libseccomp's binary-tree optimisation is enabled.
+* runc's -ENOSYS stub comes first: syscalls newer than the profile get ENOSYS,
+  not the default action (``enosys.py``).
 """
 
 from __future__ import annotations
 
 import errno as _errno
+import functools
 import json
 import os
 from typing import TYPE_CHECKING
@@ -70,6 +73,7 @@ _EPERM = _errno.EPERM
 #: Syscalls the init needs to pass the listener fd to its parent (runc refuses write).
 _NOT_NOTIFIABLE = ("write", "sendmsg")
 _OPTIMIZE_ABOVE = 32  # rules; runc's threshold for the binary tree
+BPF_MAXINSNS = 4096  # the kernel refuses longer programs (EINVAL)
 
 
 def arch_name(spec_arch: str) -> str:
@@ -162,18 +166,38 @@ def canonical_json(sc: Seccomp) -> bytes:
 
 
 def cache_key(sc: Seccomp) -> str:
-    """sha256 of the canonical seccomp section + libseccomp version + the kernel (release, arch).
+    """sha256 of the canonical seccomp section + libseccomp version + the kernel (release,
+    arch) + the code that turns a config into BPF.
 
     The kernel release is in the key too: which actions and flags are accepted
     depends on it, and a cached filter must never skip those checks on a new kernel.
+    The code is in it so that an upgraded ocirun (or a changed working tree) never
+    loads a program an older compiler made for the same config.
     """
     from ocirun.seccomp import libseccomp as ls
     from ocirun.seccomp.cache import sha256
 
     u = os.uname()
     h = sha256(canonical_json(sc))
-    h.update(f"\0libseccomp={ls.version_string()}\0{u.machine}\0{u.release}".encode())
+    h.update(f"\0libseccomp={ls.version_string()}\0{u.machine}\0{u.release}\0".encode())
+    h.update(_compiler_digest())
     return h.hexdigest()
+
+
+_COMPILER_SOURCES = ("compile.py", "enosys.py", "bpf.py")
+
+
+@functools.cache
+def _compiler_digest() -> bytes:
+    """sha256 of the modules whose code decides the BPF (~20 µs: three small reads)."""
+    from ocirun.seccomp.cache import sha256
+
+    h = sha256()
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in _COMPILER_SOURCES:
+        with open(os.path.join(here, name), "rb") as f:
+            h.update(f.read())
+    return h.digest()
 
 
 # --------------------------------------------------------------------------- compile
@@ -223,9 +247,18 @@ def compile_bpf(sc: Seccomp) -> bytes:
             lib.seccomp_attr_set(ctx, ls.SCMP_FLTATR_CTL_OPTIMIZE, 2)  # best effort, as runc
         for i, rule in enumerate(sc.syscalls):
             _add_rule(ctx, rule, i, default)
-        return _export(ctx)
+        bpf = _export(ctx)
     finally:
         lib.seccomp_release(ctx)
+    # runc's -ENOSYS stub for syscalls newer than the profile (enosys.py says why).
+    from ocirun.seccomp.bpf import encode
+    from ocirun.seccomp.enosys import enosys_stub
+
+    bpf = encode(enosys_stub(sc)) + bpf
+    if len(bpf) // 8 > BPF_MAXINSNS:
+        raise SeccompConfigError(f"{_BASE}.syscalls", f"the filter is {len(bpf) // 8} BPF instructions long: "
+                                                      f"the kernel loads at most {BPF_MAXINSNS}")
+    return bpf
 
 
 def _require_action(action: int, name: str, path: str) -> None:

@@ -54,6 +54,21 @@ def i386_mkdir_binary(path: Path) -> None:
     path.chmod(0o755)
 
 
+def x86_64_syscall_binary(path: Path, nr: int) -> None:
+    """A static x86_64 ELF: syscall(nr, 0, 0, 0), exit(-return value): its errno, or 0."""
+    base, code_off = 0x400000, 64 + 56
+    code = (b"\xb8" + struct.pack("<I", nr)  # mov eax, nr
+            + b"\x31\xff\x31\xf6\x31\xd2\x0f\x05"  # xor edi/esi/edx; syscall
+            + b"\xf7\xd8\x89\xc7"  # neg eax; mov edi, eax
+            + b"\xb8" + struct.pack("<I", 60) + b"\x0f\x05")  # exit(edi)
+    size = code_off + len(code)
+    ehdr = struct.pack("<16sHHIQQQIHHHHHH", b"\x7fELF\x02\x01\x01" + b"\0" * 9, 2, 0x3E, 1, base + code_off,
+                       64, 0, 0, 64, 56, 1, 0, 0, 0)
+    phdr = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)
+    path.write_bytes(ehdr + phdr + code)
+    path.chmod(0o755)
+
+
 class Result:
     def __init__(self, p: subprocess.CompletedProcess):
         self.code = p.returncode
@@ -245,6 +260,31 @@ def test_default_profile_runs_busybox(ocirun, bundle, tmp_path):
     assert "hello\nls-ok\nmkdir-ok\n" in o.out and "Seccomp:\t2\n" in o.out
     assert "mount=255\n" in o.out or "mount=1\n" in o.out
     assert "unshare=1\n" in o.out
+
+
+NEWER_SYSCALLS = (462, 1000)  # mseal (kernel 6.10, unknown to libseccomp 2.5.4); no syscall at all
+
+
+@pytest.mark.parametrize("variant", ["profile", "no-architectures", "x86-only", "kill-default", "log-default"])
+def test_syscalls_newer_than_the_profile_as_runc(ocirun, bundle, tmp_path, variant):
+    """runc's -ENOSYS stub (ocirun/seccomp/enosys.py): ENOSYS above the largest syscall
+    the profile names, on the listed architectures only, unless the default lets calls through."""
+    for nr in NEWER_SYSCALLS:
+        x86_64_syscall_binary(bundle.rootfs / "bin" / f"sys{nr}", nr)
+    profile = json.loads(json.dumps(PROFILE))
+    if variant == "no-architectures":
+        del profile["architectures"]
+    elif variant == "x86-only":
+        profile["architectures"] = ["SCMP_ARCH_X86"]
+    elif variant.endswith("-default"):
+        profile["defaultAction"] = {"kill": "SCMP_ACT_KILL_PROCESS", "log": "SCMP_ACT_LOG"}[variant[:-8]]
+        profile.pop("defaultErrnoRet", None)
+    o = same(ocirun, bundle, tmp_path, profile, "sh", "-c",
+             "; ".join(f"/bin/sys{nr}; echo {nr}=$?" for nr in NEWER_SYSCALLS))
+    expected = {"profile": (errno.ENOSYS, errno.ENOSYS), "no-architectures": (errno.EPERM, errno.EPERM),
+                "x86-only": (errno.EPERM, errno.EPERM), "kill-default": (errno.ENOSYS, errno.ENOSYS),
+                "log-default": (0, errno.ENOSYS)}[variant]  # log: mseal(0, 0, 0) itself succeeds
+    assert o.out == "".join(f"{nr}={e}\n" for nr, e in zip(NEWER_SYSCALLS, expected, strict=True))
 
 
 def test_unknown_syscall_names_are_skipped(ocirun, bundle, tmp_path):

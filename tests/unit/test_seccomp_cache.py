@@ -53,6 +53,20 @@ def test_key_depends_on_content_not_on_listener(cache):
     assert len(os.listdir(cache.directory)) == 2
 
 
+def test_key_depends_on_the_compiler_code(profile, cache, monkeypatch):
+    # a filter cached by another ocirun (or before an edit) is never loaded: the
+    # ENOSYS stub once came in this way, and old entries lacked it
+    compile_filter(profile, cache)
+    before = cache_key(profile)
+    compile_mod._compiler_digest.cache_clear()
+    monkeypatch.setattr(compile_mod, "_COMPILER_SOURCES", ("compile.py", "bpf.py"))
+    try:
+        assert cache_key(profile) != before
+        assert cache.get(cache_key(profile)) is None
+    finally:
+        compile_mod._compiler_digest.cache_clear()
+
+
 def test_flags_are_not_cached_but_recomputed(cache):
     base = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}
     f = compile_filter(Seccomp.from_dict(base), cache)
