@@ -99,9 +99,24 @@ class SeccompConfigError(ConfigError):
     """The seccomp section asks for something this host's libseccomp or kernel lacks,
     or that cannot work (a JSON path says where)."""
 
-    def __init__(self, path: str, message: str) -> None:
+    def __init__(self, path: str, message: str, source: str = "config.json") -> None:
         self.path = path
-        super().__init__("config.json", [Problem(path, message)])
+        self.message = message
+        super().__init__(source, [Problem(path, message)])
+
+    def in_file(self, source: str) -> SeccompConfigError:
+        """The same error naming the config file by its path, as the schema errors do."""
+        return SeccompConfigError(self.path, self.message, source)
+
+
+def compile_config_filter(sc: Seccomp, config_path: str) -> CompiledFilter:
+    """compile_filter with the default cache, errors naming ``config_path`` (create, exec)."""
+    from ocirun.seccomp.cache import FilterCache
+
+    try:
+        return compile_filter(sc, FilterCache())
+    except SeccompConfigError as e:
+        raise e.in_file(config_path) from None
 
 
 # --------------------------------------------------------------------------- pure part

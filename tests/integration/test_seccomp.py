@@ -322,12 +322,36 @@ def test_filter_is_in_place_in_a_created_container(ocirun, bundle):
     ocirun("kill", cid, "KILL")
 
 
-def test_unsupported_config_is_a_clear_error(ocirun, bundle):
-    prepare(bundle, allow_but({"names": ["write"], "action": "SCMP_ACT_NOTIFY"}, listenerPath="/nowhere"), "true")
-    p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id(), check=False)
-    assert p.returncode == 1
-    assert b"$.linux.seccomp.syscalls[0].names[0]" in p.stderr
-    assert b"write" in p.stderr
+@pytest.mark.parametrize(("seccomp", "json_path", "words"), [
+    # schema
+    ({"defaultAction": "SCMP_ACT_BOGUS"}, "$.linux.seccomp.defaultAction", "SCMP_ACT_BOGUS"),
+    (allow_but({"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 1, "value": 1, "op": "EQ"}]}),
+     "$.linux.seccomp.syscalls[0].args[0].op", "EQ"),
+    # the spec's MUSTs (ocirun/spec/rules.py)
+    ({"defaultAction": "SCMP_ACT_KILL", "defaultErrnoRet": 3}, "$.linux.seccomp.defaultErrnoRet",
+     "does not return an errno"),
+    (allow_but({"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}), "$.linux.seccomp.syscalls[0].action",
+     "listenerPath"),
+    (allow_but(listenerMetadata="m"), "$.linux.seccomp.listenerMetadata", "listenerPath"),
+    # what the compiler refuses (ocirun/seccomp/compile.py), with the host's libseccomp
+    (allow_but({"names": ["write"], "action": "SCMP_ACT_NOTIFY"}, listenerPath="/nowhere"),
+     "$.linux.seccomp.syscalls[0].names[0]", "write"),
+    (allow_but(architectures=["SCMP_ARCH_SH"]), "$.linux.seccomp.architectures[0]", "libseccomp"),
+    (allow_but(flags=["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]), "$.linux.seccomp.flags[0]", "SCMP_ACT_NOTIFY"),
+    (allow_but({"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 70000}),
+     "$.linux.seccomp.syscalls[0].errnoRet", "16 bits"),
+], ids=["action", "op", "errno-on-kill", "notify-no-listener", "metadata-no-listener", "notify-write",
+        "arch", "flag", "errno-range"])
+def test_bad_seccomp_is_one_clear_error_and_leaves_nothing(ocirun, bundle, seccomp, json_path, words):
+    prepare(bundle, seccomp, "true")
+    for verb in (("run",), ("create",)):
+        p = ocirun(*verb, "--bundle", str(bundle.path), ocirun.new_id(), check=False)
+        err = p.stderr.decode()
+        assert p.returncode == 1, p
+        # one line: "<bundle>/config.json: <JSON path>: <why>"
+        assert err.count("\n") == 1 and err.startswith(f"{bundle.path}/config.json: {json_path}: "), err
+        assert words in err
+        assert not ocirun.root.exists() or os.listdir(ocirun.root) == [], os.listdir(ocirun.root)
 
 
 # --------------------------------------------------------------------------- notify
