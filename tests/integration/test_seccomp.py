@@ -523,3 +523,17 @@ def test_notify_with_wait_killable_recv(ocirun, bundle, tmp_path):
         assert agent.seen == [83]
     finally:
         agent.close()
+
+
+def test_features_cover_runcs_on_this_host(ocirun):
+    """`ocirun features` recognises at least what `runc features` does with the same
+    libseccomp, and says which libseccomp that is, as runc does."""
+    ours = json.loads(ocirun("features").stdout)
+    theirs = json.loads(subprocess.run(["runc", "features"], capture_output=True, check=True, timeout=30).stdout)
+    o, t = ours["linux"]["seccomp"], theirs["linux"]["seccomp"]
+    assert o["enabled"] is t["enabled"] is True
+    for key in ("actions", "operators", "archs"):
+        assert set(t[key]) <= set(o[key]), key
+    assert o["actions"] == t["actions"] and o["operators"] == t["operators"]
+    lib = "io.github.seccomp.libseccomp.version"
+    assert ours["annotations"][lib] == theirs["annotations"][lib]
