@@ -27,15 +27,19 @@ TIMEOUT = 10.0
 
 
 def process_state(*, pid: int, container_id: str, bundle: str,
-                  annotations: Mapping[str, str] | None, metadata: str | None) -> dict[str, Any]:
-    """The container process state (status ``creating``: the init has not reported ready)."""
+                  annotations: Mapping[str, str] | None, metadata: str | None,
+                  init_pid: int | None = None) -> dict[str, Any]:
+    """The container process state. ``pid``: the process that loaded the filter.
+    For the init (``init_pid`` None) the container is ``creating`` (it has not
+    reported ready); for an exec'd process (``init_pid``: the container's) it is
+    ``running`` and the state's pid is the init's, as runc sends them."""
     from ocirun import SPEC_VERSION
 
     state: dict[str, Any] = {
         "ociVersion": SPEC_VERSION,
         "id": container_id,
-        "status": "creating",
-        "pid": pid,
+        "status": "creating" if init_pid is None else "running",
+        "pid": pid if init_pid is None else init_pid,
         "bundle": bundle,
     }
     if annotations:
@@ -69,9 +73,10 @@ def send_to_listener(listener_path: str, seccomp_fd: int, message: Mapping[str, 
         sock.close()
 
 
-def listener_callback(seccomp, *, container_id: str, bundle: str,
-                      annotations: Mapping[str, str] | None) -> Callable[[int, int], None] | None:
-    """What create passes to the shim: ``(init pid, seccomp fd) -> None``, or None when
+def listener_callback(seccomp, *, container_id: str, bundle: str, annotations: Mapping[str, str] | None,
+                      init_pid: int | None = None) -> Callable[[int, int], None] | None:
+    """What create (exec: with the container's ``init_pid``) passes to the shim:
+    ``(pid of the process that loaded the filter, seccomp fd) -> None``, or None when
     the config needs no listener. The fd stays owned by the caller (closed after)."""
     if seccomp is None or not seccomp.listener_path:
         return None
@@ -81,7 +86,8 @@ def listener_callback(seccomp, *, container_id: str, bundle: str,
 
     def deliver(pid: int, fd: int) -> None:
         send_to_listener(path, fd, process_state(pid=pid, container_id=container_id, bundle=bundle,
-                                                 annotations=annotations, metadata=metadata))
+                                                 annotations=annotations, metadata=metadata,
+                                                 init_pid=init_pid))
 
     return deliver
 

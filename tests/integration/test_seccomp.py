@@ -537,3 +537,63 @@ def test_features_cover_runcs_on_this_host(ocirun):
     assert o["actions"] == t["actions"] and o["operators"] == t["operators"]
     lib = "io.github.seccomp.libseccomp.version"
     assert ours["annotations"][lib] == theirs["annotations"][lib]
+
+
+@pytest.mark.parametrize("nnp", [True, False], ids=["nnp", "no-nnp"])
+def test_exec_hands_its_listener_fd_to_the_agent(ocirun, bundle, tmp_path, nnp):
+    """An exec'd process loads the container's filter too, so with SCMP_ACT_NOTIFY its
+    own listener fd goes to listenerPath, with the state runc sends for it: status
+    running, the state's pid the init's, the message's pid the exec'd process's."""
+    sock = tmp_path / "agent.sock"
+    first = Agent(sock, 0, answers=0)  # the init's fd, at create
+    prepare(bundle, allow_but({"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}, listenerPath=str(sock),
+                              listenerMetadata="md"), "sleep", "1000", nnp=nnp)
+    cid = ocirun.new_id()
+    try:
+        ocirun("run", "-d", "--bundle", str(bundle.path), cid)
+        first.thread.join(10)
+        assert first.failure is None, first.failure
+        assert first.state is not None and first.state["state"]["status"] == "creating"
+    finally:
+        first.close()
+    sock.unlink()
+    second = Agent(sock, errno.EROFS)
+    try:
+        p = ocirun("exec", cid, "sh", "-c", PROBE, check=False, timeout=30)
+        second.thread.join(10)
+        assert second.failure is None, second.failure
+        assert (p.returncode, p.stdout) == (0, b"rc=1\n") and b"Read-only file system" in p.stderr, p
+        assert second.seen == [83]
+        st, init = second.state, ocirun.state(cid)["pid"]
+        assert st is not None and st["fds"] == ["seccompFd"] and st["metadata"] == "md"
+        assert st["state"]["status"] == "running" and st["state"]["id"] == cid
+        assert st["state"]["pid"] == init and st["pid"] not in (init, 0)
+        assert second.closed_by_runtime
+    finally:
+        second.close()
+
+
+def test_exec_without_a_listener_fails_and_leaves_no_process(ocirun, bundle, tmp_path):
+    sock = tmp_path / "agent.sock"
+    first = Agent(sock, 0, answers=0)
+    prepare(bundle, allow_but({"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}, listenerPath=str(sock)),
+            "sleep", "1000")
+    cid = ocirun.new_id()
+    try:
+        ocirun("run", "-d", "--bundle", str(bundle.path), cid)
+        first.thread.join(10)
+    finally:
+        first.close()
+    sock.unlink()  # nobody listens any more
+    init = ocirun.state(cid)["pid"]
+    p = ocirun("exec", cid, "sh", "-c", "echo ran", check=False, timeout=30)
+    assert p.returncode != 0 and b"agent.sock" in p.stderr and b"ran" not in p.stdout, p
+    pidns = os.readlink(f"/proc/{init}/ns/pid")
+    inside = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{entry}/ns/pid") == pidns:
+                inside.append(int(entry))
+        except OSError:
+            pass
+    assert inside == [init] and ocirun.state(cid)["status"] == "running"
