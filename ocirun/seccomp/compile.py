@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import errno as _errno
 import functools
-import json
 import os
-from typing import TYPE_CHECKING
 
 from ocirun.errors import ConfigError, OcirunError, Problem
 from ocirun.util.record import record
 
+TYPE_CHECKING = False  # typing: not imported by create (docs/performance.md)
 if TYPE_CHECKING:
     from ocirun.seccomp.cache import FilterCache
     from ocirun.spec.model import Seccomp, SyscallRule
@@ -177,7 +176,9 @@ def canonical_json(sc: Seccomp) -> bytes:
     d = sc.to_dict()
     d.pop("listenerPath", None)
     d.pop("listenerMetadata", None)
-    return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+    from ocirun.util.jsonio import dumps  # json's encoder without importing json (~2 ms)
+
+    return dumps(d, sort_keys=True, separators=(",", ":")).encode()
 
 
 def cache_key(sc: Seccomp) -> str:

@@ -26,7 +26,6 @@ runc's rules, kept exactly (checked by tests/integration/test_seccomp.py):
 from __future__ import annotations
 
 import errno as _errno
-from typing import TYPE_CHECKING
 
 from ocirun.seccomp.bpf import (
     BPF_ABS,
@@ -43,6 +42,7 @@ from ocirun.seccomp.bpf import (
     Insn,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ocirun.spec.model import Seccomp
 

@@ -13,14 +13,15 @@ fd before the user process runs its first syscall.
 
 from __future__ import annotations
 
-import array
-import json
 import os
-import socket
-from collections.abc import Callable, Mapping
-from typing import Any
 
 from ocirun.errors import SetupError
+
+# array, json, socket: imported where used (only with a listener, or an fd to receive)
+TYPE_CHECKING = False  # typing is for annotations only: not imported by create
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 #: How long the agent may take to accept and read the state.
 TIMEOUT = 10.0
@@ -56,7 +57,12 @@ def send_to_listener(listener_path: str, seccomp_fd: int, message: Mapping[str, 
     """Connect, send ``message`` as JSON with ``seccomp_fd`` (SCM_RIGHTS) in the first
     sendmsg, the rest with plain sends, and close. Raises SetupError on failure."""
     step = f"send seccomp fd to listener {listener_path}"
-    data = json.dumps(message, separators=(",", ":")).encode()
+    import array
+    import socket
+
+    from ocirun.util.jsonio import dumps
+
+    data = dumps(message, separators=(",", ":")).encode()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         sock.settimeout(timeout)
@@ -94,6 +100,9 @@ def listener_callback(seccomp, *, container_id: str, bundle: str, annotations: M
 
 def recv_fd(sock: int, size: int) -> tuple[bytes, int | None]:
     """recvmsg one packet of ``size`` bytes with at most one SCM_RIGHTS fd (made CLOEXEC)."""
+    import array
+    import socket
+
     s = socket.socket(fileno=os.dup(sock))
     try:
         data, anc, _flags, _addr = s.recvmsg(size, socket.CMSG_SPACE(4), socket.MSG_CMSG_CLOEXEC)
