@@ -39,10 +39,19 @@ def features_document() -> dict:
             "mountExtensions": {"idmap": {"enabled": False}},
             "netDevices": {"enabled": False},
         },
-        "annotations": {
-            "org.ocirun.version": __version__,
-        },
+        "annotations": _annotations(),
     }
+
+
+def _annotations() -> dict[str, str]:
+    out = {"org.ocirun.version": __version__}
+    from ocirun.seccomp import libseccomp as ls
+
+    try:  # as runc: the libseccomp the seccomp section above was computed with
+        out["io.github.seccomp.libseccomp.version"] = ls.version_string()
+    except ls.LibseccompMissing:
+        pass
+    return out
 
 
 def cmd_features(g: GlobalOptions, args: argparse.Namespace) -> int:

@@ -142,7 +142,8 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
         forwarder = None if args.detach else SignalForwarder()
         try:
             pid = exec_process(plan, cgroup_fd=cgroup_fd, on_child_created=placed,
-                               on_console_fd=console.deliver if console is not None else None)
+                               on_console_fd=console.deliver if console is not None else None,
+                               on_seccomp_fd=_seccomp_listener(record) if plan.seccomp_notify else None)
         except BaseException:
             if forwarder is not None:
                 forwarder.restore()
@@ -180,3 +181,13 @@ def _exited(pidfd: int) -> bool:
     import select
 
     return bool(select.select([pidfd], [], [], 0)[0])
+
+
+def _seccomp_listener(record):
+    """SCMP_ACT_NOTIFY: the exec'd process's listener fd goes to the container's
+    listenerPath, with the state runc sends for it (status running, the init's pid)."""
+    from ocirun.seccomp.notify import listener_callback
+    from ocirun.spec.model import Seccomp
+
+    return listener_callback(Seccomp.from_dict(record.runtime["seccomp"]), container_id=record.id,
+                             bundle=record.bundle, annotations=record.annotations, init_pid=record.pid)

@@ -96,9 +96,9 @@ def build_plan(config, opts: PlanOptions, cgroup_view: CgroupView | None) -> Lau
     proc = config.process
     seccomp = None
     if linux is not None and linux.seccomp is not None:
-        from ocirun.seccomp import FilterCache, compile_filter  # libseccomp only when needed
+        from ocirun.seccomp.compile import compile_config_filter  # libseccomp only when needed
 
-        seccomp = compile_filter(linux.seccomp, FilterCache())
+        seccomp = compile_config_filter(linux.seccomp, os.path.join(opts.bundle, "config.json"))
     return LaunchPlan(
         rootfs=opts.rootfs.encode(),
         new_namespaces=new_flags,

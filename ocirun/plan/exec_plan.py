@@ -156,10 +156,10 @@ def build_exec_plan(process: dict[str, Any], *, container_id: str, bundle: str, 
                        cpu_affinity_final=cpu_mask(model.exec_cpu_affinity.final))
     compiled = None
     if seccomp is not None:
-        from ocirun.seccomp import FilterCache, compile_filter
+        from ocirun.seccomp.compile import compile_config_filter
         from ocirun.spec.model import Seccomp
 
-        compiled = compile_filter(Seccomp.from_dict(seccomp), FilterCache())
+        compiled = compile_config_filter(Seccomp.from_dict(seccomp), os.path.join(bundle, "config.json"))
     return _plan(rootfs, joins, proc,
                  seccomp_bpf=compiled.bpf if compiled else None,
                  seccomp_flags=compiled.flags if compiled else 0,

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any
+
+TYPE_CHECKING = False  # typing is for annotations only: not imported by create (docs/performance.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _sha256_impl() -> Any:

@@ -21,18 +21,20 @@ Semantics follow runc 1.1 (libcontainer/seccomp/seccomp_linux.go):
   by the child (they change how the filter is loaded, not the BPF);
   ``NEW_LISTENER`` is added when a rule uses ``SCMP_ACT_NOTIFY``.
 * With more than 32 rules libseccomp's binary-tree optimisation is enabled.
+* runc's -ENOSYS stub comes first: syscalls newer than the profile get ENOSYS,
+  not the default action (``enosys.py``).
 """
 
 from __future__ import annotations
 
 import errno as _errno
-import json
+import functools
 import os
-from typing import TYPE_CHECKING
 
 from ocirun.errors import ConfigError, OcirunError, Problem
 from ocirun.util.record import record
 
+TYPE_CHECKING = False  # typing: not imported by create (docs/performance.md)
 if TYPE_CHECKING:
     from ocirun.seccomp.cache import FilterCache
     from ocirun.spec.model import Seccomp, SyscallRule
@@ -70,6 +72,7 @@ _EPERM = _errno.EPERM
 #: Syscalls the init needs to pass the listener fd to its parent (runc refuses write).
 _NOT_NOTIFIABLE = ("write", "sendmsg")
 _OPTIMIZE_ABOVE = 32  # rules; runc's threshold for the binary tree
+BPF_MAXINSNS = 4096  # the kernel refuses longer programs (EINVAL)
 
 
 def arch_name(spec_arch: str) -> str:
@@ -95,9 +98,24 @@ class SeccompConfigError(ConfigError):
     """The seccomp section asks for something this host's libseccomp or kernel lacks,
     or that cannot work (a JSON path says where)."""
 
-    def __init__(self, path: str, message: str) -> None:
+    def __init__(self, path: str, message: str, source: str = "config.json") -> None:
         self.path = path
-        super().__init__("config.json", [Problem(path, message)])
+        self.message = message
+        super().__init__(source, [Problem(path, message)])
+
+    def in_file(self, source: str) -> SeccompConfigError:
+        """The same error naming the config file by its path, as the schema errors do."""
+        return SeccompConfigError(self.path, self.message, source)
+
+
+def compile_config_filter(sc: Seccomp, config_path: str) -> CompiledFilter:
+    """compile_filter with the default cache, errors naming ``config_path`` (create, exec)."""
+    from ocirun.seccomp.cache import FilterCache
+
+    try:
+        return compile_filter(sc, FilterCache())
+    except SeccompConfigError as e:
+        raise e.in_file(config_path) from None
 
 
 # --------------------------------------------------------------------------- pure part
@@ -158,22 +176,44 @@ def canonical_json(sc: Seccomp) -> bytes:
     d = sc.to_dict()
     d.pop("listenerPath", None)
     d.pop("listenerMetadata", None)
-    return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+    from ocirun.util.jsonio import dumps  # json's encoder without importing json (~2 ms)
+
+    return dumps(d, sort_keys=True, separators=(",", ":")).encode()
 
 
 def cache_key(sc: Seccomp) -> str:
-    """sha256 of the canonical seccomp section + libseccomp version + the kernel (release, arch).
+    """sha256 of the canonical seccomp section + libseccomp version + the kernel (release,
+    arch) + the code that turns a config into BPF.
 
     The kernel release is in the key too: which actions and flags are accepted
     depends on it, and a cached filter must never skip those checks on a new kernel.
+    The code is in it so that an upgraded ocirun (or a changed working tree) never
+    loads a program an older compiler made for the same config.
     """
     from ocirun.seccomp import libseccomp as ls
     from ocirun.seccomp.cache import sha256
 
     u = os.uname()
     h = sha256(canonical_json(sc))
-    h.update(f"\0libseccomp={ls.version_string()}\0{u.machine}\0{u.release}".encode())
+    h.update(f"\0libseccomp={ls.version_string()}\0{u.machine}\0{u.release}\0".encode())
+    h.update(_compiler_digest())
     return h.hexdigest()
+
+
+_COMPILER_SOURCES = ("compile.py", "enosys.py", "bpf.py")
+
+
+@functools.cache
+def _compiler_digest() -> bytes:
+    """sha256 of the modules whose code decides the BPF (~20 µs: three small reads)."""
+    from ocirun.seccomp.cache import sha256
+
+    h = sha256()
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in _COMPILER_SOURCES:
+        with open(os.path.join(here, name), "rb") as f:
+            h.update(f.read())
+    return h.digest()
 
 
 # --------------------------------------------------------------------------- compile
@@ -223,9 +263,18 @@ def compile_bpf(sc: Seccomp) -> bytes:
             lib.seccomp_attr_set(ctx, ls.SCMP_FLTATR_CTL_OPTIMIZE, 2)  # best effort, as runc
         for i, rule in enumerate(sc.syscalls):
             _add_rule(ctx, rule, i, default)
-        return _export(ctx)
+        bpf = _export(ctx)
     finally:
         lib.seccomp_release(ctx)
+    # runc's -ENOSYS stub for syscalls newer than the profile (enosys.py says why).
+    from ocirun.seccomp.bpf import encode
+    from ocirun.seccomp.enosys import enosys_stub
+
+    bpf = encode(enosys_stub(sc)) + bpf
+    if len(bpf) // 8 > BPF_MAXINSNS:
+        raise SeccompConfigError(f"{_BASE}.syscalls", f"the filter is {len(bpf) // 8} BPF instructions long: "
+                                                      f"the kernel loads at most {BPF_MAXINSNS}")
+    return bpf
 
 
 def _require_action(action: int, name: str, path: str) -> None:

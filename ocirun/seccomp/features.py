@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ocirun.seccomp.compile import ACTIONS, FLAGS, OPERATORS, arch_name
+
+TYPE_CHECKING = False  # typing is for annotations only: not imported by create (docs/performance.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Every architecture name the runtime-spec knows (defs-linux.json SeccompArch).
 SPEC_ARCHS = (

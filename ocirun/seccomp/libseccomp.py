@@ -12,9 +12,12 @@ from __future__ import annotations
 import errno as _errno
 import functools
 import os
-from typing import Any
 
 from ocirun.errors import OcirunError
+
+TYPE_CHECKING = False  # typing is for annotations only: not imported by create (docs/performance.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 # --------------------------------------------------------------------------- constants
 # (seccomp.h of libseccomp, linux/seccomp.h)

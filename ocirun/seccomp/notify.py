@@ -13,29 +13,34 @@ fd before the user process runs its first syscall.
 
 from __future__ import annotations
 
-import array
-import json
 import os
-import socket
-from collections.abc import Callable, Mapping
-from typing import Any
 
 from ocirun.errors import SetupError
+
+# array, json, socket: imported where used (only with a listener, or an fd to receive)
+TYPE_CHECKING = False  # typing is for annotations only: not imported by create
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 #: How long the agent may take to accept and read the state.
 TIMEOUT = 10.0
 
 
 def process_state(*, pid: int, container_id: str, bundle: str,
-                  annotations: Mapping[str, str] | None, metadata: str | None) -> dict[str, Any]:
-    """The container process state (status ``creating``: the init has not reported ready)."""
+                  annotations: Mapping[str, str] | None, metadata: str | None,
+                  init_pid: int | None = None) -> dict[str, Any]:
+    """The container process state. ``pid``: the process that loaded the filter.
+    For the init (``init_pid`` None) the container is ``creating`` (it has not
+    reported ready); for an exec'd process (``init_pid``: the container's) it is
+    ``running`` and the state's pid is the init's, as runc sends them."""
     from ocirun import SPEC_VERSION
 
     state: dict[str, Any] = {
         "ociVersion": SPEC_VERSION,
         "id": container_id,
-        "status": "creating",
-        "pid": pid,
+        "status": "creating" if init_pid is None else "running",
+        "pid": pid if init_pid is None else init_pid,
         "bundle": bundle,
     }
     if annotations:
@@ -52,7 +57,12 @@ def send_to_listener(listener_path: str, seccomp_fd: int, message: Mapping[str, 
     """Connect, send ``message`` as JSON with ``seccomp_fd`` (SCM_RIGHTS) in the first
     sendmsg, the rest with plain sends, and close. Raises SetupError on failure."""
     step = f"send seccomp fd to listener {listener_path}"
-    data = json.dumps(message, separators=(",", ":")).encode()
+    import array
+    import socket
+
+    from ocirun.util.jsonio import dumps
+
+    data = dumps(message, separators=(",", ":")).encode()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         sock.settimeout(timeout)
@@ -69,9 +79,10 @@ def send_to_listener(listener_path: str, seccomp_fd: int, message: Mapping[str, 
         sock.close()
 
 
-def listener_callback(seccomp, *, container_id: str, bundle: str,
-                      annotations: Mapping[str, str] | None) -> Callable[[int, int], None] | None:
-    """What create passes to the shim: ``(init pid, seccomp fd) -> None``, or None when
+def listener_callback(seccomp, *, container_id: str, bundle: str, annotations: Mapping[str, str] | None,
+                      init_pid: int | None = None) -> Callable[[int, int], None] | None:
+    """What create (exec: with the container's ``init_pid``) passes to the shim:
+    ``(pid of the process that loaded the filter, seccomp fd) -> None``, or None when
     the config needs no listener. The fd stays owned by the caller (closed after)."""
     if seccomp is None or not seccomp.listener_path:
         return None
@@ -81,13 +92,17 @@ def listener_callback(seccomp, *, container_id: str, bundle: str,
 
     def deliver(pid: int, fd: int) -> None:
         send_to_listener(path, fd, process_state(pid=pid, container_id=container_id, bundle=bundle,
-                                                 annotations=annotations, metadata=metadata))
+                                                 annotations=annotations, metadata=metadata,
+                                                 init_pid=init_pid))
 
     return deliver
 
 
 def recv_fd(sock: int, size: int) -> tuple[bytes, int | None]:
     """recvmsg one packet of ``size`` bytes with at most one SCM_RIGHTS fd (made CLOEXEC)."""
+    import array
+    import socket
+
     s = socket.socket(fileno=os.dup(sock))
     try:
         data, anc, _flags, _addr = s.recvmsg(size, socket.CMSG_SPACE(4), socket.MSG_CMSG_CLOEXEC)

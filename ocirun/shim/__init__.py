@@ -656,25 +656,24 @@ def _write_cgroup_procs(cgroup_fd: int, pid: int) -> None:
 def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
                  on_child_created: Callable[[int], None],
                  stdio: tuple[int, int, int] = (-1, -1, -1),
-                 on_console_fd: Callable[[int, int], None] | None = None) -> int:
+                 on_console_fd: Callable[[int, int], None] | None = None,
+                 on_seccomp_fd: Callable[[int, int], None] | None = None) -> int:
     """Run ``plan.process`` inside running namespaces (``plan.join_namespaces``,
     user first, mount last) and a cgroup; return its host pid once its execve
     succeeded. It is this process's child: the caller waits for it.
 
-    Only ``join_namespaces``, ``process``, ``seccomp_bpf``/``seccomp_flags`` of
-    the plan are used. ``cgroup_fd``: a v2 cgroup to clone into, or None;
+    Only ``join_namespaces``, ``process``, ``seccomp_bpf``/``seccomp_flags``/``seccomp_notify``
+    of the plan are used. ``cgroup_fd``: a v2 cgroup to clone into, or None;
     ``on_child_created`` gets the first child's pid before it joins anything
     (place it in the v1 cgroups). ``stdio``: fds to become its 0, 1, 2 (-1:
     inherit ours). ``on_console_fd`` (needed with ``plan.process.terminal``) gets
-    the process's pid and the pty master (closed after). Raises SetupError (after killing and reaping every child)
+    the process's pid and the pty master (closed after); ``on_seccomp_fd``
+    (needed with ``plan.seccomp_notify``) its pid and the seccomp listener fd, before
+    the process goes on (closed after). Raises SetupError (after killing and reaping every child)
     when a step or the execve fails.
     """
     if plan.process is None:
         raise SetupError("exec", detail="no process to run")
-    if plan.seccomp_notify:
-        from ocirun.errors import NotImplementedYet
-
-        raise NotImplementedYet("exec into a container whose seccomp profile uses SCMP_ACT_NOTIFY")
     ffi, lib = _load()
     sock = -1
     stage1: int | None = None
@@ -686,15 +685,21 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
                                cgroup_fd, on_child_created)
         while True:
             master: int | None = None
-            if plan.process.terminal:  # CONSOLE_FD carries the pty master
+            if plan.process.terminal or plan.seccomp_notify:  # CONSOLE_FD, SECCOMP_FD carry an fd
                 (mtype, step, err, index, pid), master = _recv_with_fd(sock)
-                if master is not None and (mtype != lib.OCIRUN_MSG_CONSOLE_FD or proc is None):
+                if master is not None and (
+                        mtype not in (lib.OCIRUN_MSG_CONSOLE_FD, lib.OCIRUN_MSG_SECCOMP_FD) or proc is None):
                     os.close(master)
                     master = None
             else:
                 mtype, step, err, index, pid = _recv(sock)
             if mtype == lib.OCIRUN_MSG_CONSOLE_FD and master is not None:
                 _hand_over(master, on_console_fd, proc or 0, "exec --tty", "no receiver for the pty master")
+                continue
+            if mtype == lib.OCIRUN_MSG_SECCOMP_FD and master is not None:
+                # the process waits for the ACK: it runs nothing of its own before the agent has the fd
+                _hand_over(master, on_seccomp_fd, proc or 0, "seccomp notify", "no listener for the seccomp fd")
+                _send(sock, lib.OCIRUN_MSG_SECCOMP_ACK)
                 continue
             if mtype == 0:
                 if proc is None:

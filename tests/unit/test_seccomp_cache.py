@@ -53,6 +53,20 @@ def test_key_depends_on_content_not_on_listener(cache):
     assert len(os.listdir(cache.directory)) == 2
 
 
+def test_key_depends_on_the_compiler_code(profile, cache, monkeypatch):
+    # a filter cached by another ocirun (or before an edit) is never loaded: the
+    # ENOSYS stub once came in this way, and old entries lacked it
+    compile_filter(profile, cache)
+    before = cache_key(profile)
+    compile_mod._compiler_digest.cache_clear()
+    monkeypatch.setattr(compile_mod, "_COMPILER_SOURCES", ("compile.py", "bpf.py"))
+    try:
+        assert cache_key(profile) != before
+        assert cache.get(cache_key(profile)) is None
+    finally:
+        compile_mod._compiler_digest.cache_clear()
+
+
 def test_flags_are_not_cached_but_recomputed(cache):
     base = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}
     f = compile_filter(Seccomp.from_dict(base), cache)
@@ -126,3 +140,29 @@ def test_hit_is_much_faster_than_compiling(profile, cache):
     cold = best(5, lambda: compile_filter(profile))
     warm = best(5, lambda: compile_filter(profile, cache))
     assert warm * 5 < cold, (warm, cold)
+
+
+def test_a_cache_hit_imports_none_of_the_slow_modules(profile, cache):
+    """create/exec with a profile: compiling on a hit (and the notify module, which
+    create imports for listenerPath) adds neither typing, json nor socket, which the
+    create path avoids (docs/performance.md): ~6 ms per container."""
+    import subprocess
+    import sys
+
+    compile_filter(profile, cache)  # fill the cache
+    code = (
+        "import sys, pathlib\n"
+        "import ocirun.cli, ocirun.container.create, ocirun.plan.build, ocirun.shim, ocirun.spec.load\n"
+        "from ocirun.util.jsonio import loads\n"
+        "from ocirun.spec.model import Seccomp\n"
+        "from ocirun.seccomp import FilterCache, compile_filter\n"
+        "from ocirun.seccomp.compile import compile_config_filter\n"
+        "from ocirun.seccomp.notify import listener_callback\n"
+        f"sc = Seccomp.from_dict(loads(pathlib.Path({str(FIXTURE)!r}).read_bytes()))\n"
+        f"assert compile_filter(sc, FilterCache({cache.directory!r})).bpf\n"
+        "print(' '.join(m for m in ('typing', 'json', 'socket', 'array', 'dataclasses', 'hashlib')\n"
+        "               if m in sys.modules))\n"
+    )
+    res = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": ":".join(sys.path)})
+    assert res.stdout.strip() == "", res.stdout

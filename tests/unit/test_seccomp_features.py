@@ -59,3 +59,30 @@ def test_generated_ffi_module_is_up_to_date(tmp_path):
     out = tmp_path / "ffi.py"
     _build_ffi.build().emit_python_code(str(out))
     assert out.read_text() == _build_ffi.TARGET.read_text()
+
+
+def test_what_features_lists_compiles_on_this_host():
+    """Truthful: every action, operator and supported flag listed is accepted by the
+    compiler here (a flag the host lacks would be a SeccompConfigError)."""
+    from ocirun.seccomp.compile import compile_filter
+    from ocirun.spec.model import Seccomp
+
+    f = features()
+    for action in f["actions"]:
+        rule = {"names": ["getppid"], "action": action}
+        compile_filter(Seccomp.from_dict({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule],
+                                          "listenerPath": "/x"}))
+    args = [{"index": 0, "value": 1, "valueTwo": 1, "op": op} for op in f["operators"]]
+    compile_filter(Seccomp.from_dict({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "args": args}]}))
+    for flag in f["supportedFlags"]:
+        compiled = compile_filter(Seccomp.from_dict({
+            "defaultAction": "SCMP_ACT_ALLOW", "flags": [flag], "listenerPath": "/x",
+            "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"}]}))
+        assert compiled.flags & ls.SECCOMP_FILTER_FLAG_NEW_LISTENER
+
+
+def test_features_document_names_the_libseccomp_version():
+    from ocirun.features import features_document
+
+    assert features_document()["annotations"]["io.github.seccomp.libseccomp.version"] == ls.version_string()

@@ -112,3 +112,13 @@ def test_recv_fd_takes_one_fd_cloexec():
             os.close(x)
         a.close()
         b.close()
+
+
+def test_process_state_of_an_exec_process_is_runcs():
+    m = process_state(pid=77, container_id="c", bundle="/b", annotations={"k": "v"}, metadata="md", init_pid=5)
+    assert m["pid"] == 77 and m["fds"] == ["seccompFd"] and m["metadata"] == "md"
+    assert m["state"] == {"ociVersion": m["ociVersion"], "id": "c", "status": "running", "pid": 5,
+                          "bundle": "/b", "annotations": {"k": "v"}}
+    init = process_state(pid=5, container_id="c", bundle="/b", annotations=None, metadata=None)
+    assert init["state"]["status"] == "creating" and init["state"]["pid"] == init["pid"] == 5
+    assert "metadata" not in init and "annotations" not in init["state"]

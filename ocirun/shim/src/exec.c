@@ -90,12 +90,10 @@ __attribute__((noreturn)) static void exec_process_main(struct ctx *c)
     /* Needs CAP_SETPCAP, which the uid change below may take away. */
     drop_bounding_set(c);
     /* Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before the
-     * uid change (runc's order). */
-    if (has_seccomp && !pr->no_new_privileges) {
-        int r = load_seccomp(c->plan);
-        if (r < 0)
-            fail(c, OCIRUN_STEP_SECCOMP, -r, -1);
-    }
+     * uid change (runc's order). With SCMP_ACT_NOTIFY the listener fd goes to
+     * the parent (and the agent) before anything else runs. */
+    if (has_seccomp && !pr->no_new_privileges)
+        seccomp_before_ready(c);
     change_user(c);
     if (chdir_again)
         enter_cwd(c, 0);
@@ -122,12 +120,10 @@ __attribute__((noreturn)) static void exec_process_main(struct ctx *c)
     if (aff < 0)
         fail(c, OCIRUN_STEP_AFFINITY_FINAL, -aff, -1);
     /* With no_new_privs: last, so none of our own setup syscalls need to be in
-     * the container's profile. A failure is still reported: the socket is open. */
-    if (has_seccomp && pr->no_new_privileges) {
-        int r = load_seccomp(c->plan);
-        if (r < 0)
-            fail(c, OCIRUN_STEP_SECCOMP, -r, -1);
-    }
+     * the container's profile. A failure is still reported: the socket is open
+     * (until execve: CLOEXEC), and so is the way to hand a listener fd over. */
+    if (has_seccomp && pr->no_new_privileges)
+        seccomp_before_ready(c);
     execve(c->exe, pr->argv, pr->envp);
     fail(c, OCIRUN_STEP_EXECVE, errno, -1);
 }

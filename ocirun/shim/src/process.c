@@ -256,7 +256,8 @@ static int load_seccomp(const struct ocirun_plan *p)
     return r < 0 ? -errno : (int)r;
 }
 
-/* Load the filter before READY; with NOTIFY, hand the listener fd to the parent
+/* Load the filter while the parent still listens (the init: before READY; an
+ * exec'd process: before execve); with NOTIFY, hand the listener fd to the parent
  * (SECCOMP_FD with SCM_RIGHTS) and wait until it has reached the agent. */
 static void seccomp_before_ready(struct ctx *c)
 {
