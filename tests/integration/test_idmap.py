@@ -149,6 +149,25 @@ def test_ridmap_maps_submounts_idmap_only_the_top(ocirun, bundle, tmp_path):
     assert out[:4] == ["1234:1234", "0:0", "1234:1234", "1234:1234"]
 
 
+def test_submounts_of_an_idmapped_rbind_stay_locked(ocirun, bundle, tmp_path):
+    # attached from a tree made in the host's namespace: the container's root
+    # must still not unmount a submount to uncover what is below it
+    src = _source(tmp_path)
+    sub = src / "sub"
+    sub.mkdir()
+    _mount_points(bundle, "r")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "idmaptest", str(sub)], check=True)
+    try:
+        def edit(c):
+            _userns(c, bundle.rootfs)
+            c["mounts"].append(_mount("/mnt/r", src, ["rbind", "ridmap"]))
+
+        out = _run(ocirun, bundle, "umount /mnt/r/sub 2>/dev/null && echo unmounted || echo locked", edit)
+    finally:
+        subprocess.run(["umount", str(sub)], check=True)
+    assert out[0] == "locked"
+
+
 def test_idmap_borrows_a_joined_user_namespace(ocirun, bundle, tmp_path):
     src = _source(tmp_path)
     first = bundle.copy(tmp_path / "first")

@@ -150,3 +150,16 @@ def test_every_c_step_is_named():
     names = set(_c_step_names().values())
     assert {n for n in names if n.startswith("IDMAP_")} <= set(STEPS)
     assert names == set(STEPS)
+
+
+def test_mappings_without_an_option_warn_and_map_as_idmap(rootfs, src):
+    from ocirun.spec import rules
+
+    m = {"destination": "/m", "source": str(src), "options": ["rbind"],
+         "uidMappings": OWN_UID, "gidMappings": OWN_GID}
+    doc = doc_with(m)
+    assert list(rules.mount_id_mappings(doc, rules.Context())) == []
+    assert [w for w in rules.warnings(doc) if "idmap" in w] == [
+        "$.mounts[0].options: uidMappings/gidMappings without idmap or ridmap; applied as idmap (not recursive)"]
+    s = step(plan_for(doc, rootfs), b"/m")
+    assert s.idmap is not None and not s.idmap.recursive
