@@ -17,14 +17,19 @@ def features_document() -> dict:
     from ocirun.hooks import KINDS as HOOK_KINDS
     from ocirun.linux.capabilities import CAPABILITIES
     from ocirun.linux.namespaces import CLONE_FLAGS
-    from ocirun.plan.mount_options import FLAG_OPTIONS, PROPAGATION_OPTIONS, RECURSIVE_OPTIONS
+    from ocirun.plan.mount_options import (
+        FLAG_OPTIONS,
+        IDMAP_OPTIONS,
+        PROPAGATION_OPTIONS,
+        RECURSIVE_OPTIONS,
+    )
     from ocirun.seccomp import features as seccomp_features
 
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": SPEC_VERSION,
         "hooks": list(HOOK_KINDS),
-        "mountOptions": sorted({*FLAG_OPTIONS, *PROPAGATION_OPTIONS, *RECURSIVE_OPTIONS}),
+        "mountOptions": sorted({*FLAG_OPTIONS, *PROPAGATION_OPTIONS, *RECURSIVE_OPTIONS, *IDMAP_OPTIONS}),
         "linux": {
             "namespaces": sorted(CLONE_FLAGS),
             "capabilities": sorted(CAPABILITIES, key=CAPABILITIES.__getitem__),
@@ -36,7 +41,8 @@ def features_document() -> dict:
             "apparmor": {"enabled": True},
             "selinux": {"enabled": True},
             "intelRdt": {"enabled": False},
-            "mountExtensions": {"idmap": {"enabled": False}},
+            # bind mounts only (features-linux.md: a partial implementation still says true)
+            "mountExtensions": {"idmap": {"enabled": True}},
             "netDevices": {"enabled": False},
         },
         "annotations": _annotations(),

@@ -14,7 +14,7 @@ import resource
 import stat
 from collections.abc import Iterable
 
-from ocirun.errors import ConfigError, NotImplementedYet, Problem
+from ocirun.errors import ConfigError, Problem
 from ocirun.linux import capabilities, namespaces
 from ocirun.linux.safepath import read_in_root
 from ocirun.plan import mount_options as mo
@@ -22,6 +22,7 @@ from ocirun.plan.devices import dev_symlinks, device_nodes
 from ocirun.plan.model import (
     Capabilities,
     LaunchPlan,
+    MountIdmap,
     MountStep,
     NamespaceJoin,
     ProcessPlan,
@@ -86,7 +87,8 @@ def build_plan(config, opts: PlanOptions, cgroup_view: CgroupView | None) -> Lau
     new_cgroup_ns = bool(new_flags & namespaces.CLONE_NEWCGROUP)
     new_net_ns = "network" in kinds and not kinds["network"].path
 
-    mounts = _plan_mounts(config.mounts, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_net_ns)
+    mounts = _plan_mounts(config.mounts, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_net_ns,
+                          _container_idmap(linux, kinds.get("user")))
     if linux is not None and linux.mount_label:
         mounts = _with_mount_label(mounts, linux.mount_label)
     has_devpts = any(m.target == b"/dev/pts" and m.fstype == b"devpts" for m in mounts)
@@ -169,6 +171,19 @@ def _propagation(value: str | None) -> tuple[int, int]:
     return mo.MS_SLAVE | mo.MS_REC, flag
 
 
+def _container_idmap(linux, user_ns) -> MountIdmap | None:
+    """What an idmap/ridmap mount without mappings of its own borrows (config.md:
+    "the runtime MAY use the container's user namespace mapping"), as runc does:
+    a joined user namespace itself, else the container's mappings in a user
+    namespace of their own (the same mapping; the container's does not exist yet
+    when the parent makes the mount). None without a user namespace."""
+    if user_ns is None:
+        return None
+    if user_ns.path:
+        return MountIdmap(None, None, user_ns.path.encode(), False, "")
+    return MountIdmap(_id_map(linux.uid_mappings), _id_map(linux.gid_mappings), None, False, "")
+
+
 def _plan_mounts(
     config_mounts: Iterable,
     opts: PlanOptions,
@@ -176,31 +191,62 @@ def _plan_mounts(
     new_cgroup_ns: bool,
     in_user_ns: bool,
     new_net_ns: bool,
+    container_idmap: MountIdmap | None = None,
 ) -> tuple[MountStep, ...]:
     steps: list[MountStep] = []
     config_mounts = tuple(config_mounts)
     has_dev = any(os.path.normpath(m.destination) == "/dev" for m in config_mounts)
-    for m in config_mounts:
+    for index, m in enumerate(config_mounts):
         dest = os.path.normpath(m.destination)
         if not has_dev and (dest.startswith("/dev/")):
             # A fresh tmpfs /dev before the first mount below it (issue: /dev is
             # ours to populate, never the image's directory).
             steps.append(_DEV_TMPFS)
             has_dev = True
-        steps.extend(_plan_one_mount(m, dest, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_net_ns))
+        steps.extend(_plan_one_mount(m, dest, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_net_ns,
+                                     _mount_idmap(m, index, container_idmap)))
     if not has_dev:
         steps.append(_DEV_TMPFS)
     return tuple(steps)
 
 
-def _plan_one_mount(m, dest, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_net_ns) -> list[MountStep]:
+def _mount_idmap(m, index: int, container_idmap: MountIdmap | None) -> MountIdmap | None:
+    """The id mapping of config mount ``index``, or None when it has none.
+
+    The spec rules (ocirun.spec.rules.mount_id_mappings) have checked that
+    mappings come with an idmap/ridmap option and that an option without
+    mappings has a user namespace to borrow from; ocirun.plan.support that
+    only binds ask for one."""
     parsed = mo.parse_mount_options(tuple(m.options or ()))
-    if parsed.idmap or m.uid_mappings or m.gid_mappings:
-        raise NotImplementedYet(f"id-mapped mount of {dest}")
+    if not (parsed.idmap or m.uid_mappings or m.gid_mappings):
+        return None
+    json_path = f"$.mounts[{index}]"
+    recursive = parsed.idmap == "ridmap"
+    if m.uid_mappings or m.gid_mappings:
+        # config.md: "If uidMappings or gidMappings are specified for the mount,
+        # the runtime MUST use those values for the mount's mapping."
+        return MountIdmap(_id_map(m.uid_mappings), _id_map(m.gid_mappings), None, recursive, json_path)
+    if container_idmap is None:
+        raise ConfigError("config.json", [Problem(f"{json_path}.options",
+                                                  "idmap/ridmap without uidMappings/gidMappings needs a user namespace")])
+    return replace(container_idmap, recursive=recursive, json_path=json_path)
+
+
+def _plan_one_mount(m, dest, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_net_ns,
+                    idmap: MountIdmap | None = None) -> list[MountStep]:
+    parsed = mo.parse_mount_options(tuple(m.options or ()))
     fstype = m.type or ""
     if fstype == "bind":
         parsed = mo.ParsedOptions(parsed.flags | mo.MS_BIND, parsed.propagation, parsed.attr_set,
                                   parsed.attr_clr, parsed.data, parsed.idmap)
+    if idmap is not None:
+        if not parsed.is_bind or fstype in ("cgroup", "cgroup2"):
+            # refused earlier with every other problem (ocirun.plan.support)
+            raise ConfigError("config.json", [Problem(f"{idmap.json_path}.options", mo.IDMAP_BIND_ONLY)])
+        source = m.source or ""
+        if not source.startswith("/"):
+            source = os.path.join(opts.bundle, source)
+        return [replace(_bind_step(dest, source, parsed, opts), idmap=idmap)]
     if fstype == "cgroup" or fstype == "cgroup2":
         return _plan_cgroup_mount(dest, parsed, cgroup_view, new_cgroup_ns)
     if fstype == "sysfs" and in_user_ns and not new_net_ns:

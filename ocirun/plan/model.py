@@ -39,6 +39,32 @@ class MountStep:
     target_is_file: bool = False
     #: Human text for errors, e.g. "mount proc to /proc".
     describe: bytes = b""
+    #: An id-mapped bind (idmap/ridmap): made by the parent as a detached mount
+    #: and attached by the init instead of the mount(2) above; None: a plain mount.
+    idmap: MountIdmap | None = None
+
+
+@record
+class MountIdmap:
+    """The id mapping of one bind mount (config.md: idmap, ridmap, uidMappings).
+
+    The mapping is carried by a user namespace: either a new one the parent
+    makes with ``uid_map``/``gid_map`` (the mount's own mappings, or the
+    container's when the mount has none and the container's user namespace is
+    new), or an existing one at ``userns_path`` (the joined container user
+    namespace). Exactly one of the two is set.
+    """
+
+    #: Contents of /proc/PID/uid_map and gid_map: b"containerID hostID size\n"
+    #: lines; an id stored as containerID on the source filesystem is seen as
+    #: hostID through the mount.
+    uid_map: bytes | None
+    gid_map: bytes | None
+    userns_path: bytes | None
+    #: ridmap: every mount of an rbind's tree is id-mapped, not only its top.
+    recursive: bool
+    #: The mount in config.json, for errors: "$.mounts[3]".
+    json_path: str
 
 
 @record

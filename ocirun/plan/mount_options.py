@@ -115,6 +115,9 @@ RECURSIVE_OPTIONS: dict[str, tuple[int, int]] = {
 
 #: Options that are about the mount's id mapping; handled separately.
 IDMAP_OPTIONS = frozenset({"idmap", "ridmap"})
+#: Why an id-mapped mount that is not a bind is refused (runc 1.2: "id-mapped
+#: mounts are only supported for bind-mounts").
+IDMAP_BIND_ONLY = "idmap/ridmap/uidMappings: only bind mounts can be id-mapped"
 
 
 @record
@@ -129,6 +132,17 @@ class ParsedOptions:
     @property
     def is_bind(self) -> bool:
         return bool(self.flags & MS_BIND)
+
+
+def is_idmapped_non_bind(mount) -> bool:
+    """A config mount (ocirun.spec.model.Mount) that asks for an id mapping but
+    is not a bind (type "bind", or a bind/rbind option), or is a cgroup mount
+    (which ocirun makes itself)."""
+    parsed = parse_mount_options(tuple(mount.options or ()))
+    if not (parsed.idmap or mount.uid_mappings or mount.gid_mappings):
+        return False
+    fstype = mount.type or ""
+    return fstype in ("cgroup", "cgroup2") or not (parsed.is_bind or fstype == "bind")
 
 
 def parse_mount_options(options: tuple[str, ...] | list[str]) -> ParsedOptions:

@@ -27,6 +27,12 @@ def unsupported(config) -> list[Problem]:
         if value:
             problems.append(Problem(path, what))
 
+    from ocirun.plan.mount_options import IDMAP_BIND_ONLY, is_idmapped_non_bind
+
+    for i, m in enumerate(config.mounts or ()):
+        # runc refuses these too; the kernel could id-map a new filesystem
+        # instance (fsmount), but no runtime does and the spec does not ask it.
+        need(is_idmapped_non_bind(m), f"$.mounts[{i}].options", IDMAP_BIND_ONLY)
     # process.apparmorProfile/selinuxLabel: refused by the planner when the LSM is off
     # (ocirun.linux.lsm); linux.mountLabel is ignored then, as crun does.
     linux = config.linux

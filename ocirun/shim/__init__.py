@@ -159,6 +159,16 @@ STEPS: dict[str, str] = {
     "EXEC_CLOSE_FDS": "close the runtime's fds",
     "EXEC_CLONE": "clone into the container's pid namespace",
     "EXECVE": "exec {arg0}",
+    # id-mapped mounts (ocirun/shim/idmap.py names the mount of the parent's steps)
+    "IDMAP_USERNS_CLONE": "create a user namespace for its id mapping",
+    "IDMAP_UID_MAP": "write uid_map of its id-mapping user namespace",
+    "IDMAP_GID_MAP": "write gid_map of its id-mapping user namespace",
+    "IDMAP_USERNS_OPEN": "open its id-mapping user namespace",
+    "IDMAP_OPEN_TREE": "open_tree(OPEN_TREE_CLONE) of the source",
+    "IDMAP_PROPAGATION": "make the detached mount a slave (mount_setattr)",
+    "IDMAP_SETATTR": "mount_setattr(MOUNT_ATTR_IDMAP)",
+    "IDMAP_MOVE_MOUNT": "{idmap_path}: {mount}: move_mount of the id-mapped mount",
+    "IDMAP_DUP_FD": "move the id-mapped mount's fd above the preserved fds",
 }
 
 
@@ -206,6 +216,8 @@ def _step_error(step: int, err: int, index: int, plan: LaunchPlan) -> SetupError
     if m is not None:
         fields["target"] = _dec(m.target)
         fields["mount"] = _dec(m.describe) or f"mount {_dec(m.source or m.fstype)} to {_dec(m.target)}"
+        if m.idmap is not None:
+            fields["idmap_path"] = m.idmap.json_path
     d = item(plan.devices, index)
     fields["device"] = _dec(d.path) if d else "?"
     s = item(plan.symlinks, index)
@@ -253,7 +265,7 @@ class _Missing(dict):
 class _CPlan:
     """The LaunchPlan as C structs; owns every buffer until spawn returns."""
 
-    def __init__(self, plan: LaunchPlan, ns_fds: list[int]):
+    def __init__(self, plan: LaunchPlan, ns_fds: list[int], tree_fds: list[int] | None = None):
         ffi, _ = _load()
         self._keep: list[object] = []
         p = self.plan = ffi.new("struct ocirun_plan *")
@@ -284,6 +296,7 @@ class _CPlan:
             c.attr_set = m.attr_set
             c.attr_clr = m.attr_clr
             c.target_is_file = int(m.target_is_file)
+            c.tree_fd = tree_fds[i] if tree_fds else -1
         p.mounts, p.n_mounts = mounts, len(plan.mounts)
 
         devices = self.new("struct ocirun_device[]", max(1, len(plan.devices)))
@@ -533,7 +546,14 @@ def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
     ffi, lib = _load()
     floor = 3 + (plan.process.preserve_fds if plan.process is not None else 0)
     ns_fds: list[int] = []
+    tree_fds: list[int] = []
     try:
+        if any(m.idmap is not None for m in plan.mounts):
+            from ocirun.shim.idmap import make_trees
+
+            # Before the clone, so that a mapping or filesystem the kernel refuses
+            # fails before any process exists; the children inherit the trees.
+            tree_fds = make_trees(plan, floor)
         for j in plan.join_namespaces:
             try:
                 fd = os.open(j.path, os.O_RDONLY | os.O_CLOEXEC)
@@ -546,13 +566,14 @@ def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
                 os.close(fd)
                 fd = high
             ns_fds.append(fd)
-        cplan = _CPlan(plan, ns_fds)
+        cplan = _CPlan(plan, ns_fds, tree_fds)
         res = ffi.new("struct ocirun_spawn_result *")
         if start_c(cplan.plan, res) < 0:
             raise _step_error(res.step, res.err, -1, plan)
     finally:
-        for fd in ns_fds:  # the child has its copies
-            os.close(fd)
+        for fd in ns_fds + tree_fds:  # the child has its copies
+            if fd >= 0:
+                os.close(fd)
     child, sock = res.pid, res.sock
     try:
         if cgroup_fd is not None and not res.used_clone3:

@@ -74,6 +74,7 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 
@@ -82,6 +83,7 @@
  * translation unit (cffi's set_source compiles this file). */
 #include "src/common.c"
 #include "src/namespaces.c"
+#include "src/idmap.c"
 #include "src/rootfs.c"
 #include "src/process.c"
 #include "src/process_attrs.c"

@@ -118,7 +118,8 @@ enum ocirun_step {
     OCIRUN_STEP_EXECVE = 83,
     /* Blocks by job, so work on one never renumbers another: 60-79 process
      * settings (personality, scheduler, ioprio, affinity, LSM, sysctl),
-     * 80-99 exec and hooks, 100-119 terminals, 140-149 later rootfs steps. */
+     * 80-99 exec and hooks, 100-119 terminals, 120-129 memory policy,
+     * 130-139 id-mapped mounts, 140-149 later rootfs steps. */
     /* terminals (src/console.c) */
     OCIRUN_STEP_CONSOLE_OPEN_PTMX = 100,
     OCIRUN_STEP_CONSOLE_PTMX_CHECK = 101,  /* not the ptmx of a devpts */
@@ -133,6 +134,18 @@ enum ocirun_step {
     OCIRUN_STEP_CONSOLE_STDIO = 110,
     OCIRUN_STEP_CONSOLE_CHOWN = 111,
     OCIRUN_STEP_CONSOLE_SEND = 112,
+    /* 130-139: id-mapped mounts (src/idmap.c). 130-136 and 138 run in the parent
+     * (ocirun_idmap_userns, ocirun_idmap_tree; no index: Python knows the
+     * mount), 137 in the init (index: mounts[]). */
+    OCIRUN_STEP_IDMAP_USERNS_CLONE = 130,  /* a process in a new user namespace */
+    OCIRUN_STEP_IDMAP_UID_MAP = 131,       /* write its uid_map */
+    OCIRUN_STEP_IDMAP_GID_MAP = 132,       /* write its gid_map */
+    OCIRUN_STEP_IDMAP_USERNS_OPEN = 133,   /* open its /proc/PID/ns/user */
+    OCIRUN_STEP_IDMAP_OPEN_TREE = 134,     /* open_tree(OPEN_TREE_CLONE) of the source */
+    OCIRUN_STEP_IDMAP_PROPAGATION = 135,   /* mount_setattr(propagation MS_SLAVE) */
+    OCIRUN_STEP_IDMAP_SETATTR = 136,       /* mount_setattr(MOUNT_ATTR_IDMAP) */
+    OCIRUN_STEP_IDMAP_MOVE_MOUNT = 137,    /* init: move_mount onto the mount point */
+    OCIRUN_STEP_IDMAP_DUP_FD = 138,        /* parent: the tree fd above the preserved fds */
     /* later rootfs steps (src/rootfs.c) */
     OCIRUN_STEP_DEVICE_EXISTS = 140     /* index: devices[]; a file at the path that is not the device */
 };
@@ -148,6 +161,10 @@ struct ocirun_mount {
     uint64_t attr_set;         /* MOUNT_ATTR_* for mount_setattr(AT_RECURSIVE) */
     uint64_t attr_clr;
     int target_is_file;
+    /* >= 0: a detached id-mapped mount made by the parent (ocirun_idmap_tree),
+     * attached with move_mount instead of mount(2); closed once attached.
+     * -1: none (set it explicitly: 0 is an fd). */
+    int tree_fd;
 };
 
 struct ocirun_device {
@@ -297,3 +314,17 @@ int ocirun_spawn(const struct ocirun_plan *plan, int exec_fifo_fd, int cgroup_fd
  * res->sock. Releases the GIL (cffi). */
 int ocirun_exec(const struct ocirun_plan *plan, const int *stdio, int cgroup_fd,
                 struct ocirun_spawn_result *res);
+
+/* Parent side of id-mapped mounts (src/idmap.c): the parent runs them before
+ * ocirun_spawn and passes the detached mounts in ocirun_mount.tree_fd.
+ *
+ * ocirun_idmap_userns: a user namespace with these uid_map/gid_map contents,
+ * as an O_RDONLY|O_CLOEXEC fd (its only process is reaped before returning).
+ * fd, or -1 with res->step, res->err set; nothing left running or open. */
+int ocirun_idmap_userns(const char *uid_map, const char *gid_map, struct ocirun_spawn_result *res);
+/* ocirun_idmap_tree: a detached clone of source (open_tree(OPEN_TREE_CLONE),
+ * the whole tree below it with recursive_clone), made a slave and id-mapped
+ * with userns_fd (every mount of the clone with recursive_idmap), as an
+ * O_CLOEXEC fd at or above floor. fd, or -1 with res set; nothing left open. */
+int ocirun_idmap_tree(const char *source, int recursive_clone, int recursive_idmap, int userns_fd,
+                      int floor, struct ocirun_spawn_result *res);

@@ -219,8 +219,9 @@ _IDMAP_OPTIONS = ("idmap", "ridmap")
 
 @rule("config.md#configPOSIXMounts")
 def mount_id_mappings(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
-    """Mount uidMappings and gidMappings come together, with an idmap/ridmap option;
-    idmap/ridmap without them need the container's user namespace to borrow from."""
+    """Mount uidMappings and gidMappings come together; idmap/ridmap without them
+    need the container's user namespace to borrow from. (Mappings without an
+    idmap/ridmap option are a warning: the spec says SHOULD; applied as idmap.)"""
     user_ns = _has_ns(doc, "user")
     for i, m in _items(doc.get("mounts")):
         options = [o for _, o in _strings(m.get("options"))]
@@ -230,8 +231,6 @@ def mount_id_mappings(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]
         if has_uid != has_gid:
             missing = "gidMappings" if has_uid else "uidMappings"
             yield _p(["mounts", i, missing], "required when the other of uidMappings/gidMappings is given")
-        if (has_uid or has_gid) and not idmapped:
-            yield _p(["mounts", i, "options"], "uidMappings/gidMappings need the idmap or ridmap option")
         if idmapped and not (has_uid or has_gid) and not user_ns:
             yield _p(
                 ["mounts", i, "options"],
@@ -749,5 +748,12 @@ def warnings(doc: Any) -> list[str]:
             out.append(
                 f"{json_path(['mounts', i, 'destination'])}: relative destination {dest!r} is "
                 f"deprecated; it is taken as /{dest}"
+            )
+        options = [o for _, o in _strings(m.get("options"))]
+        if ("uidMappings" in m or "gidMappings" in m) and not any(o in _IDMAP_OPTIONS for o in options):
+            # config.md: the options SHOULD be given; runc 1.2 maps such a mount as idmap
+            out.append(
+                f"{json_path(['mounts', i, 'options'])}: uidMappings/gidMappings without idmap or "
+                "ridmap; applied as idmap (not recursive)"
             )
     return out

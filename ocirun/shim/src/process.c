@@ -163,19 +163,40 @@ static int close_between(unsigned int lo, unsigned int hi)
     return (int)syscall(SYS_close_range, lo, hi, 0);
 }
 
+/* The smallest fd >= lo the init keeps through close_inherited_fds: the sync
+ * socket, the exec fifo, the id-mapped trees still to attach; -1 for none. */
+static long next_kept_fd(const struct ctx *c, unsigned int lo)
+{
+    long best = -1;
+    int fds[2] = {c->sock, c->fifo};
+    for (int i = 0; i < 2 + c->plan->n_mounts; i++) {
+        int fd = i < 2 ? fds[i] : c->plan->mounts[i - 2].tree_fd;
+        if (fd >= 0 && (unsigned int)fd >= lo && (best < 0 || fd < best))
+            best = fd;
+    }
+    return best;
+}
+
 static void close_inherited_fds(struct ctx *c)
 {
     /* The init is a copy of the runtime: it holds every fd the runtime had,
      * including the state lock (an flock lives as long as any fd to it) —
      * `start` would block on it while we block on the fifo. Keep 0-2, the
-     * preserved fds, the sync socket and the exec fifo; close the rest. */
-    unsigned int first = 3 + (c->plan->process ? (unsigned int)c->plan->process->preserve_fds : 0);
-    unsigned int a = (unsigned int)(c->sock < c->fifo ? c->sock : c->fifo);
-    unsigned int b = (unsigned int)(c->sock < c->fifo ? c->fifo : c->sock);
-    /* the parent put both at or above `first` */
-    if (close_between(first, a - 1) < 0 || close_between(a + 1, b - 1) < 0 ||
-        close_between(b + 1, ~0U) < 0)
-        fail(c, OCIRUN_STEP_CLOSE_RANGE, errno, -1);
+     * preserved fds, the sync socket, the exec fifo and the id-mapped trees
+     * (each closed once attached); close the rest. The parent put them all at
+     * or above `first`. */
+    unsigned int lo = 3 + (c->plan->process ? (unsigned int)c->plan->process->preserve_fds : 0);
+    for (;;) {
+        long keep = next_kept_fd(c, lo);
+        if (keep < 0) {
+            if (close_between(lo, ~0U) < 0)
+                fail(c, OCIRUN_STEP_CLOSE_RANGE, errno, -1);
+            return;
+        }
+        if ((unsigned int)keep > lo && close_between(lo, (unsigned int)keep - 1) < 0)
+            fail(c, OCIRUN_STEP_CLOSE_RANGE, errno, -1);
+        lo = (unsigned int)keep + 1;
+    }
 }
 
 static void prepare_fds(struct ctx *c, int preserve_fds)

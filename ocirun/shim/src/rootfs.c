@@ -79,8 +79,11 @@ static void do_mount(struct ctx *c, int i)
     int fd = mkdirall_in_root(c->rootfd, m->target, m->target_is_file);
     if (fd < 0)
         fail(c, OCIRUN_STEP_MOUNT_MKDIR, -fd, i);
-    /* By fd: what we mount on is the file we resolved inside the root. */
-    if (mount(m->source, fdpath(p, fd), m->fstype, m->flags, m->data) < 0)
+    /* By fd: what we mount on is the file we resolved inside the root. An
+     * id-mapped bind comes ready-made from the parent (src/idmap.c). */
+    if (m->tree_fd >= 0)
+        attach_idmapped(c, i, fd);
+    else if (mount(m->source, fdpath(p, fd), m->fstype, m->flags, m->data) < 0)
         fail(c, OCIRUN_STEP_MOUNT, errno, i);
     close(fd);
     if (!m->remount_flags && !m->propagation && !m->attr_set && !m->attr_clr)
