@@ -29,7 +29,7 @@ def features_document() -> dict:
         "ociVersionMin": "1.0.0",
         "ociVersionMax": SPEC_VERSION,
         "hooks": list(HOOK_KINDS),
-        "mountOptions": sorted({*FLAG_OPTIONS, *PROPAGATION_OPTIONS, *RECURSIVE_OPTIONS, *IDMAP_OPTIONS}),
+        "mountOptions": sorted({*FLAG_OPTIONS, *PROPAGATION_OPTIONS, *RECURSIVE_OPTIONS, *IDMAP_OPTIONS, "tmpcopyup"}),
         "linux": {
             "namespaces": sorted(CLONE_FLAGS),
             "capabilities": sorted(CAPABILITIES, key=CAPABILITIES.__getitem__),

@@ -261,17 +261,30 @@ def _plan_one_mount(m, dest, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_n
             source = os.path.join(opts.bundle, source)
         return [_bind_step(dest, source, parsed, opts)]
     data = ",".join(parsed.data)
+    flags = parsed.flags & ~mo.MS_REMOUNT
+    copy_up = parsed.tmpcopyup and fstype == "tmpfs"
+    remount_flags = 0
+    if copy_up and flags & mo.MS_RDONLY:
+        # the copy needs a writable tmpfs: mounted rw, made read-only by a
+        # remount once the init has filled it
+        remount_flags = flags & mo.PER_MOUNT_FLAGS
+        flags &= ~mo.MS_RDONLY
     return [
         MountStep(
             target=dest.encode(),
             source=(m.source or fstype or "none").encode(),
             fstype=fstype.encode() if fstype else None,
-            flags=parsed.flags & ~mo.MS_REMOUNT,
+            flags=flags,
             data=data.encode() if data else None,
             propagation=parsed.propagation,
+            remount_flags=remount_flags,
             attr_set=parsed.attr_set,
             attr_clr=parsed.attr_clr,
             describe=f"mount {m.source or fstype} to {dest}".encode(),
+            copy_up=copy_up,
+            # as runc, the tmpfs root looks like the directory it covers, but an
+            # explicit mode= is kept (runc 1.1 overrides it with the directory's)
+            copy_up_mode=copy_up and not any(d.startswith("mode=") for d in parsed.data),
         )
     ]
 

@@ -30,6 +30,10 @@ MS_I_VERSION = 1 << 23
 MS_STRICTATIME = 1 << 24
 MS_LAZYTIME = 1 << 25
 
+#: The flags a bind remount (MS_BIND|MS_REMOUNT) sets per mount point.
+PER_MOUNT_FLAGS = (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOSYMFOLLOW | MS_NOATIME
+                   | MS_NODIRATIME | MS_RELATIME | MS_STRICTATIME)
+
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
@@ -128,6 +132,7 @@ class ParsedOptions:
     attr_clr: int
     data: tuple[str, ...]
     idmap: str | None  # "idmap", "ridmap" or None
+    tmpcopyup: bool = False  # runc's extension: a tmpfs starts with the directory's contents
 
     @property
     def is_bind(self) -> bool:
@@ -152,6 +157,7 @@ def parse_mount_options(options: tuple[str, ...] | list[str]) -> ParsedOptions:
     attr_clr = 0
     data: list[str] = []
     idmap: str | None = None
+    tmpcopyup = False
     for opt in options:
         if opt in FLAG_OPTIONS:
             clear, flag = FLAG_OPTIONS[opt]
@@ -165,8 +171,7 @@ def parse_mount_options(options: tuple[str, ...] | list[str]) -> ParsedOptions:
         elif opt in IDMAP_OPTIONS:
             idmap = opt
         elif opt == "tmpcopyup":
-            # runc's extension to copy the lower contents into a tmpfs; not supported: ignored.
-            continue
+            tmpcopyup = True  # acted on for tmpfs only, as runc does
         else:
             data.append(opt)
-    return ParsedOptions(flags, propagation, attr_set, attr_clr, tuple(data), idmap)
+    return ParsedOptions(flags, propagation, attr_set, attr_clr, tuple(data), idmap, tmpcopyup)

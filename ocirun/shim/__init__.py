@@ -101,6 +101,7 @@ STEPS: dict[str, str] = {
     "DEVICE_MKNOD": "mknod {device}",
     "DEVICE_CHOWN": "chown {device}",
     "DEVICE_BIND": "bind mount device {device}",
+    "MOUNT_COPYUP": "copy the contents of {mount_target} into its tmpfs (tmpcopyup)",
     "DEVICE_EXISTS": "a file that is not the requested device already exists at {device}",
     "SYMLINK": "symlink {symlink}",
     "CWD_MKDIR": "mkdir cwd {cwd}",
@@ -297,6 +298,7 @@ class _CPlan:
             c.attr_clr = m.attr_clr
             c.target_is_file = int(m.target_is_file)
             c.tree_fd = tree_fds[i] if tree_fds else -1
+            c.copy_up = (2 if m.copy_up_mode else 1) if m.copy_up else 0
         p.mounts, p.n_mounts = mounts, len(plan.mounts)
 
         devices = self.new("struct ocirun_device[]", max(1, len(plan.devices)))

@@ -69,6 +69,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -84,6 +85,7 @@
 #include "src/common.c"
 #include "src/namespaces.c"
 #include "src/idmap.c"
+#include "src/copyup.c"
 #include "src/rootfs.c"
 #include "src/process.c"
 #include "src/process_attrs.c"

@@ -147,7 +147,8 @@ enum ocirun_step {
     OCIRUN_STEP_IDMAP_MOVE_MOUNT = 137,    /* init: move_mount onto the mount point */
     OCIRUN_STEP_IDMAP_DUP_FD = 138,        /* parent: the tree fd above the preserved fds */
     /* later rootfs steps (src/rootfs.c) */
-    OCIRUN_STEP_DEVICE_EXISTS = 140     /* index: devices[]; a file at the path that is not the device */
+    OCIRUN_STEP_DEVICE_EXISTS = 140,    /* index: devices[]; a file at the path that is not the device */
+    OCIRUN_STEP_MOUNT_COPYUP = 141      /* index: mounts[]; tmpcopyup's copy into the tmpfs */
 };
 
 struct ocirun_mount {
@@ -165,6 +166,9 @@ struct ocirun_mount {
      * attached with move_mount instead of mount(2); closed once attached.
      * -1: none (set it explicitly: 0 is an fd). */
     int tree_fd;
+    /* tmpcopyup: 1 copy what the directory held into the new tmpfs;
+     * 2 also give the tmpfs root the directory's mode (no mode= option) */
+    int copy_up;
 };
 
 struct ocirun_device {

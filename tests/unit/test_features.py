@@ -26,7 +26,7 @@ def test_features_document_is_valid_and_truthful():
     _validator("features-schema.json").validate(doc)
     assert doc["ociVersionMax"] == "1.3.0"
     assert set(doc["linux"]["namespaces"]) == {"pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"}
-    assert "rro" in doc["mountOptions"] and "tmpcopyup" not in doc["mountOptions"]
+    assert "rro" in doc["mountOptions"] and "tmpcopyup" in doc["mountOptions"]
     # nothing is claimed that is not built yet
     assert doc["hooks"] == ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]
     # implemented (applied when the host runs the LSM, an error when it does not)

@@ -194,3 +194,37 @@ def test_console_size_is_ignored_without_terminal(rootfs):
     doc["process"]["consoleSize"] = {"height": 24, "width": 80}
     pr = plan_for(doc, rootfs).process
     assert not pr.terminal and pr.console_size is None
+
+
+# ------------------------------------------------------------- tmpcopyup
+def _step(doc, rootfs, dest):
+    return next(m for m in plan_for(doc, rootfs).mounts if m.target == dest.encode())
+
+
+def test_tmpcopyup_on_tmpfs(rootfs):
+    doc = spec()
+    doc["mounts"].append({"destination": "/data", "type": "tmpfs", "source": "tmpfs",
+                          "options": ["tmpcopyup", "nosuid", "size=1m"]})
+    m = _step(doc, rootfs, "/data")
+    assert m.copy_up and m.copy_up_mode
+    assert m.flags == mo.MS_NOSUID and m.remount_flags == 0 and m.data == b"size=1m"
+
+
+def test_read_only_tmpcopyup_is_mounted_rw_then_remounted(rootfs):
+    doc = spec()
+    doc["mounts"].append({"destination": "/data", "type": "tmpfs", "source": "tmpfs",
+                          "options": ["tmpcopyup", "ro", "nodev", "mode=700"]})
+    m = _step(doc, rootfs, "/data")
+    assert m.copy_up and not m.copy_up_mode  # mode= is kept
+    assert m.flags == mo.MS_NODEV
+    assert m.remount_flags == mo.MS_RDONLY | mo.MS_NODEV
+
+
+def test_tmpcopyup_elsewhere_is_ignored_as_in_runc(rootfs):
+    doc = spec()
+    doc["mounts"].append({"destination": "/b", "type": "bind", "source": str(rootfs),
+                          "options": ["rbind", "tmpcopyup"]})
+    doc["mounts"].append({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["ro"]})
+    assert not _step(doc, rootfs, "/b").copy_up
+    t = _step(doc, rootfs, "/t")
+    assert not t.copy_up and t.flags == mo.MS_RDONLY and t.remount_flags == 0

@@ -76,9 +76,14 @@ static void do_mount(struct ctx *c, int i)
 {
     const struct ocirun_mount *m = &c->plan->mounts[i];
     char p[32];
+    int lower = -1;
     int fd = mkdirall_in_root(c->rootfd, m->target, m->target_is_file);
     if (fd < 0)
         fail(c, OCIRUN_STEP_MOUNT_MKDIR, -fd, i);
+    /* tmpcopyup: opened before the mount hides it, this fd keeps reading the
+     * directory underneath (src/copyup.c). */
+    if (m->copy_up && (lower = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        fail(c, OCIRUN_STEP_MOUNT_COPYUP, errno, i);
     /* By fd: what we mount on is the file we resolved inside the root. An
      * id-mapped bind comes ready-made from the parent (src/idmap.c). */
     if (m->tree_fd >= 0)
@@ -86,6 +91,20 @@ static void do_mount(struct ctx *c, int i)
     else if (mount(m->source, fdpath(p, fd), m->fstype, m->flags, m->data) < 0)
         fail(c, OCIRUN_STEP_MOUNT, errno, i);
     close(fd);
+    if (lower >= 0) {
+        /* Copied before the remount below: a read-only tmpfs is made read-only
+         * only once it holds the copy (the planner left MS_RDONLY to it). */
+        int upper = open_in_root(c->rootfd, m->target, O_RDONLY | O_DIRECTORY);
+        if (upper < 0)
+            fail(c, OCIRUN_STEP_MOUNT_REOPEN, -upper, i);
+        if (copy_dir_contents(lower, upper, 0) < 0)
+            fail(c, OCIRUN_STEP_MOUNT_COPYUP, errno, i);
+        struct stat st;
+        if (m->copy_up == 2 && (fstat(lower, &st) < 0 || fchmod(upper, st.st_mode & 07777) < 0))
+            fail(c, OCIRUN_STEP_MOUNT_COPYUP, errno, i);
+        close(upper);
+        close(lower);
+    }
     if (!m->remount_flags && !m->propagation && !m->attr_set && !m->attr_clr)
         return;
     /* Re-resolved: the fd above is the mount point, not the new mount on it. */
