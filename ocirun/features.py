@@ -18,6 +18,7 @@ def features_document() -> dict:
     from ocirun.linux.capabilities import CAPABILITIES
     from ocirun.linux.namespaces import CLONE_FLAGS
     from ocirun.plan.mount_options import FLAG_OPTIONS, PROPAGATION_OPTIONS, RECURSIVE_OPTIONS
+    from ocirun.plan.process_attrs import MPOL_FLAGS, MPOL_MODES
     from ocirun.seccomp import features as seccomp_features
 
     return {
@@ -38,6 +39,8 @@ def features_document() -> dict:
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": False}},
             "netDevices": {"enabled": False},
+            # features-linux.md: recognized modes and flags (the host may still refuse some)
+            "memoryPolicy": {"modes": list(MPOL_MODES), "flags": list(MPOL_FLAGS)},
         },
         "annotations": {
             "org.ocirun.version": __version__,

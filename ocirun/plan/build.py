@@ -352,6 +352,8 @@ def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = Fal
         no_new_privileges=bool(proc.no_new_privileges),
         preserve_fds=opts.preserve_fds,
         personality=persona,
+        memory_policy=pa.memory_policy(linux.memory_policy)
+        if linux is not None and linux.memory_policy is not None else None,
         scheduler=pa.scheduler_plan(proc.scheduler) if proc.scheduler is not None else None,
         io_priority=pa.io_priority(proc.io_priority) if proc.io_priority is not None else None,
         # execCPUAffinity: config.md says it does not apply to the init (exec uses it)

@@ -124,6 +124,9 @@ class ProcessPlan:
     console_size: tuple[int, int] | None = None
     #: exec only: the file to execute (a hook's path); None: look args[0] up in search_path.
     exe: bytes | None = None
+    #: linux.memoryPolicy for set_mempolicy(2), set by the init on itself before execve
+    #: (children and execve keep it); None: leave it alone. Never set for exec'd processes.
+    memory_policy: MemoryPolicyPlan | None = None
 
 
 @record
@@ -137,6 +140,15 @@ class SchedulerPlan:
     runtime: int = 0  # ns
     deadline: int = 0
     period: int = 0
+
+
+@record
+class MemoryPolicyPlan:
+    """linux.memoryPolicy in set_mempolicy(2) terms."""
+
+    mode: int  # MPOL_* | MPOL_F_* mode flags
+    #: the nodemask as unsigned longs (64-bit little-endian words); b"" for none
+    nodemask: bytes = b""
 
 
 @record

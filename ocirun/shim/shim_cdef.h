@@ -111,6 +111,8 @@ enum ocirun_step {
     OCIRUN_STEP_LSM_PROCFS = 67,
     OCIRUN_STEP_LSM_EXEC_LABEL = 68,
     OCIRUN_STEP_AFFINITY_FINAL = 69,
+    /* 120-129: linux.memoryPolicy (process_attrs.c) */
+    OCIRUN_STEP_MEMORY_POLICY = 120,
     /* 80-99: exec and hooks (ocirun_exec) */
     OCIRUN_STEP_EXEC_STDIO = 80,        /* index: which of 0-2 */
     OCIRUN_STEP_EXEC_CLOSE_FDS = 81,
@@ -118,7 +120,8 @@ enum ocirun_step {
     OCIRUN_STEP_EXECVE = 83,
     /* Blocks by job, so work on one never renumbers another: 60-79 process
      * settings (personality, scheduler, ioprio, affinity, LSM, sysctl),
-     * 80-99 exec and hooks, 100-119 terminals. */
+     * 80-99 exec and hooks, 100-119 terminals, 120-129 memory policy,
+     * 130-139 taken by other work. */
     /* terminals (src/console.c) */
     OCIRUN_STEP_CONSOLE_OPEN_PTMX = 100,
     OCIRUN_STEP_CONSOLE_PTMX_CHECK = 101,  /* not the ptmx of a devpts */
@@ -227,6 +230,11 @@ struct ocirun_process {
     uint16_t console_height;   /* consoleSize; 0 x 0: leave the kernel's default */
     uint16_t console_width;
     const char *exe;           /* exec only: run this path (a hook's "path"); NULL: look up argv[0] */
+    /* linux.memoryPolicy (process_attrs.c): set_mempolicy(2) on ourselves before execve */
+    int mpol_set;              /* 0: leave the memory policy alone */
+    int mpol_mode;             /* MPOL_* | MPOL_F_* mode flags */
+    const uint64_t *mpol_nodes; /* nodemask as unsigned longs; NULL: no nodes */
+    int mpol_nodes_len;        /* words */
 };
 
 struct ocirun_plan {
