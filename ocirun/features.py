@@ -38,7 +38,7 @@ def features_document() -> dict:
             "selinux": {"enabled": True},
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": False}},
-            "netDevices": {"enabled": False},
+            "netDevices": {"enabled": True},
             # features-linux.md: recognized modes and flags (the host may still refuse some)
             "memoryPolicy": {"modes": list(MPOL_MODES), "flags": list(MPOL_FLAGS)},
         },

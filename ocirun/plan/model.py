@@ -143,6 +143,18 @@ class SchedulerPlan:
 
 
 @record
+class NetDeviceMove:
+    """One linux.netDevices entry: a host interface and its name in the container."""
+
+    host_name: str
+    name: str  # the host name when the config gives none; may end in %d (a template)
+
+    @property
+    def renamed(self) -> bool:
+        return self.name != self.host_name
+
+
+@record
 class MemoryPolicyPlan:
     """linux.memoryPolicy in set_mempolicy(2) terms."""
 
@@ -191,6 +203,9 @@ class LaunchPlan:
     seccomp_flags: int = 0
     #: A rule uses SCMP_ACT_NOTIFY: the init sends the listener fd to the parent.
     seccomp_notify: bool = False
+    #: linux.netDevices, moved by the parent (ocirun.linux.netdev) once the
+    #: container's network namespace exists (NS_READY), before the init exists.
+    net_devices: tuple[NetDeviceMove, ...] = ()
     #: linux.sysctl as (path below /proc/sys, value), validated against the
     #: container's namespaces (ocirun.plan.sysctl); written by the init through
     #: a procfs instance of its own.

@@ -32,7 +32,6 @@ def unsupported(config) -> list[Problem]:
     linux = config.linux
     if linux is not None:
         need(linux.intel_rdt, "$.linux.intelRdt", "not implemented")
-        need(linux.net_devices, "$.linux.netDevices", "not implemented")
         if linux.resources is not None:
             problems.extend(unsupported_resources(linux.resources))
     return problems

@@ -524,7 +524,8 @@ def _ifname_problem(name: str, template_ok: bool) -> str | None:
 
 @rule("config-linux.md#configLinuxNetworkDevices")
 def net_devices(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
-    """netDevices move into the container's network namespace, which must exist; names are valid."""
+    """netDevices move into the container's network namespace, which must exist; names are
+    valid interface names (a new name may end in the template %d); no two share a name."""
     devs = _linux(doc).get("netDevices")
     if not isinstance(devs, dict) or not devs:
         return
@@ -539,6 +540,17 @@ def net_devices(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
             why = _ifname_problem(name, template_ok=True)
             if why:
                 yield _p(["linux", "netDevices", host_name, "name"], why)
+    # Two devices under one name in the container: the second move would fail (EEXIST).
+    seen: dict[str, str] = {}
+    for host_name, dev in devs.items():
+        name = _obj(dev).get("name") or host_name
+        if not isinstance(name, str) or name.endswith("%d"):
+            continue
+        if name in seen:
+            yield _p(["linux", "netDevices", host_name],
+                     f"{seen[name]!r} and {host_name!r} would both be {name!r} in the container")
+        else:
+            seen[name] = host_name
 
 
 @rule("config-linux.md#configLinuxCgroupsPath")

@@ -32,6 +32,7 @@ def test_features_document_is_valid_and_truthful():
     # implemented (applied when the host runs the LSM, an error when it does not)
     assert doc["linux"]["apparmor"] == {"enabled": True} and doc["linux"]["selinux"] == {"enabled": True}
     assert doc["linux"]["intelRdt"] == {"enabled": False}
+    assert doc["linux"]["netDevices"] == {"enabled": True}
     assert doc["linux"]["memoryPolicy"] == {
         "modes": ["MPOL_DEFAULT", "MPOL_PREFERRED", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_LOCAL",
                   "MPOL_PREFERRED_MANY", "MPOL_WEIGHTED_INTERLEAVE"],

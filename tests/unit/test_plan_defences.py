@@ -267,3 +267,26 @@ def test_memory_policy_in_plan(policy, mode, mask, rootfs):
 
 def test_no_memory_policy_leaves_it_alone(rootfs):
     assert plan_for(spec(), rootfs).process.memory_policy is None
+
+
+def test_net_devices_in_plan(rootfs):
+    from ocirun.plan.model import NetDeviceMove
+
+    doc = spec()
+    doc["linux"]["netDevices"] = {"eth1": {"name": "ctr0"}, "eth2": {}, "eth3": {"name": "e%d"}}
+    plan = plan_for(doc, rootfs)
+    assert plan.net_devices == (NetDeviceMove("eth1", "ctr0"), NetDeviceMove("eth2", "eth2"),
+                                NetDeviceMove("eth3", "e%d"))
+    assert [m.renamed for m in plan.net_devices] == [True, False, True]
+    assert unsupported(Config.from_dict(doc)) == []
+    assert plan_for(spec(), rootfs).net_devices == ()
+
+
+def test_net_devices_into_the_runtimes_own_namespace_are_refused(rootfs):
+    doc = spec()
+    doc["linux"]["namespaces"] = [n for n in doc["linux"]["namespaces"] if n["type"] != "network"]
+    doc["linux"]["namespaces"].append({"type": "network", "path": "/proc/self/ns/net"})
+    doc["linux"]["netDevices"] = {"eth1": {}}
+    with pytest.raises(ConfigError, match=r"\$\.linux\.netDevices: the network namespace /proc/self/ns/net"
+                                          r" is the runtime's own"):
+        plan_for(doc, rootfs)
