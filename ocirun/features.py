@@ -23,6 +23,7 @@ def features_document() -> dict:
         PROPAGATION_OPTIONS,
         RECURSIVE_OPTIONS,
     )
+    from ocirun.plan.process_attrs import MPOL_FLAGS, MPOL_MODES
     from ocirun.seccomp import features as seccomp_features
 
     return {
@@ -43,7 +44,9 @@ def features_document() -> dict:
             "intelRdt": {"enabled": False},
             # bind mounts only (features-linux.md: a partial implementation still says true)
             "mountExtensions": {"idmap": {"enabled": True}},
-            "netDevices": {"enabled": False},
+            "netDevices": {"enabled": True},
+            # features-linux.md: recognized modes and flags (the host may still refuse some)
+            "memoryPolicy": {"modes": list(MPOL_MODES), "flags": list(MPOL_FLAGS)},
         },
         "annotations": _annotations(),
     }

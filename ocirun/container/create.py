@@ -8,7 +8,8 @@ process, mount, cgroup or state directory behind):
 3. claim <root>/<id>, lock it      — two creates of one id: exactly one wins
 4. make the exec fifo              — the init blocks on it until `start`
 5. create the cgroup               — the init must be in it before it runs anything
-6. spawn the init (C shim)         — namespaces, mounts, pivot_root, process setup
+6. spawn the init (C shim)         — namespaces, mounts, pivot_root, process setup;
+                                     linux.netDevices moved in once the netns exists
 7. write state.json, the pid file  — only now does the container exist for others
 """
 
@@ -99,6 +100,14 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
         cgroup_view(cgroup),
     )
 
+    if plan.net_devices:
+        from ocirun.linux.netdev import check_movable
+
+        # config-linux.md: "MUST check if moving the network interface ... is possible":
+        # before the id is claimed, so a missing device or a taken name leaves nothing.
+        netns = next((ns for ns in linux.namespaces if ns.type == "network"), None) if linux else None
+        check_movable(plan.net_devices, netns.path if netns is not None and netns.path else None)
+
     hooks: dict = {}
     if config.hooks is not None:
         from ocirun.hooks import hooks_dict
@@ -178,13 +187,15 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
 
             from ocirun.shim import spawn
 
+            held_fds: list[int] = []  # closed whatever happens (an open netns fd keeps it alive)
+            undo.callback(_close_all, held_fds)
             pid = spawn(
                 plan,
                 exec_fifo_fd=fifo_fd,
                 cgroup_fd=cgroup_fd,
                 # v1: the parent moves the first child into every hierarchy before it goes on
                 on_child_created=cgroup.place if cgroup_fd is None else (lambda pid: None),
-                on_namespaces_ready=lambda pid: None,
+                on_namespaces_ready=_net_devices_mover(plan, undo, held_fds),
                 on_before_pivot=_create_hooks(hooks, state, loaded.rootfs, cgroup),
                 # SCMP_ACT_NOTIFY: the listener fd + state to listenerPath, before READY
                 on_seccomp_fd=_seccomp_listener(config, container_id, loaded.bundle),
@@ -198,10 +209,47 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
             if opts.pid_file:
                 write_pid_file(opts.pid_file, pid)
             undo.pop_all()  # success: keep everything
+    _close_all(held_fds)
     os.close(fifo_fd)
     if cgroup_fd is not None:
         os.close(cgroup_fd)
     return record
+
+
+def _close_all(fds: list[int]) -> None:
+    while fds:
+        os.close(fds.pop())
+
+
+def _net_devices_mover(plan, undo: ExitStack, held_fds: list[int]):
+    """linux.netDevices, moved at NS_READY: stage-1 has created (or joined) the
+    network namespace, so /proc/<stage-1>/ns/net is the container's; the init
+    does not exist yet, so neither prestart/createRuntime hooks (which, like CNI,
+    may configure the devices) nor the container's process ever run without them.
+
+    The namespace fd stays open until create ends: if a later step fails, the
+    children die but the namespace lives on until the devices are moved back
+    (a veth would otherwise be destroyed with it). That undo is for a failed
+    create only: delete never moves devices (config-linux.md: MUST NOT)."""
+    if not plan.net_devices:
+        return lambda pid: None
+
+    def move(stage1_pid: int) -> None:
+        from ocirun.linux import netdev
+
+        try:
+            ns_fd = os.open(f"/proc/{stage1_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            from ocirun.errors import SetupError
+
+            raise SetupError("open the container's network namespace", e.errno or 0) from None
+        held_fds.append(ns_fd)
+        moved: list = []
+        # Registered after held_fds' close, so it runs before it (LIFO).
+        undo.callback(netdev.move_back, moved, ns_fd)
+        netdev.move_devices(plan.net_devices, ns_fd, moved)
+
+    return move
 
 
 def _seccomp_listener(config, container_id, bundle):

@@ -25,6 +25,7 @@ from ocirun.plan.model import (
     MountIdmap,
     MountStep,
     NamespaceJoin,
+    NetDeviceMove,
     ProcessPlan,
     Rlimit,
 )
@@ -126,7 +127,24 @@ def build_plan(config, opts: PlanOptions, cgroup_view: CgroupView | None) -> Lau
         seccomp_flags=seccomp.flags if seccomp is not None else 0,
         seccomp_notify=seccomp.uses_notify if seccomp is not None else False,
         sysctl=_plan_sysctl(linux, kinds),
+        net_devices=_plan_net_devices(linux, kinds),
     )
+
+
+def _plan_net_devices(linux, kinds) -> tuple[NetDeviceMove, ...]:
+    """linux.netDevices in config order. The validator has checked the names and
+    that there is a network namespace; here, that a joined one is not our own."""
+    if linux is None or not linux.net_devices:
+        return ()
+    netns = kinds.get("network")
+    if netns is not None and netns.path:
+        from ocirun.plan.sysctl import is_current_netns
+
+        if is_current_netns(netns.path):
+            raise ConfigError("config.json", [Problem(
+                "$.linux.netDevices",
+                f"the network namespace {netns.path} is the runtime's own: devices would not leave the host")])
+    return tuple(NetDeviceMove(host, dev.name or host) for host, dev in linux.net_devices.items())
 
 
 def _plan_sysctl(linux, kinds) -> tuple[tuple[bytes, bytes], ...]:
@@ -411,6 +429,8 @@ def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = Fal
         no_new_privileges=bool(proc.no_new_privileges),
         preserve_fds=opts.preserve_fds,
         personality=persona,
+        memory_policy=pa.memory_policy(linux.memory_policy)
+        if linux is not None and linux.memory_policy is not None else None,
         scheduler=pa.scheduler_plan(proc.scheduler) if proc.scheduler is not None else None,
         io_priority=pa.io_priority(proc.io_priority) if proc.io_priority is not None else None,
         # execCPUAffinity: config.md says it does not apply to the init (exec uses it)

@@ -157,6 +157,9 @@ class ProcessPlan:
     console_size: tuple[int, int] | None = None
     #: exec only: the file to execute (a hook's path); None: look args[0] up in search_path.
     exe: bytes | None = None
+    #: linux.memoryPolicy for set_mempolicy(2), set by the init on itself before execve
+    #: (children and execve keep it); None: leave it alone. Never set for exec'd processes.
+    memory_policy: MemoryPolicyPlan | None = None
 
 
 @record
@@ -170,6 +173,27 @@ class SchedulerPlan:
     runtime: int = 0  # ns
     deadline: int = 0
     period: int = 0
+
+
+@record
+class NetDeviceMove:
+    """One linux.netDevices entry: a host interface and its name in the container."""
+
+    host_name: str
+    name: str  # the host name when the config gives none; may end in %d (a template)
+
+    @property
+    def renamed(self) -> bool:
+        return self.name != self.host_name
+
+
+@record
+class MemoryPolicyPlan:
+    """linux.memoryPolicy in set_mempolicy(2) terms."""
+
+    mode: int  # MPOL_* | MPOL_F_* mode flags
+    #: the nodemask as unsigned longs (64-bit little-endian words); b"" for none
+    nodemask: bytes = b""
 
 
 @record
@@ -212,6 +236,9 @@ class LaunchPlan:
     seccomp_flags: int = 0
     #: A rule uses SCMP_ACT_NOTIFY: the init sends the listener fd to the parent.
     seccomp_notify: bool = False
+    #: linux.netDevices, moved by the parent (ocirun.linux.netdev) once the
+    #: container's network namespace exists (NS_READY), before the init exists.
+    net_devices: tuple[NetDeviceMove, ...] = ()
     #: linux.sysctl as (path below /proc/sys, value), validated against the
     #: container's namespaces (ocirun.plan.sysctl); written by the init through
     #: a procfs instance of its own.

@@ -1,8 +1,8 @@
-"""process.scheduler, ioPriority and execCPUAffinity in kernel terms."""
+"""process.scheduler, ioPriority, execCPUAffinity and linux.memoryPolicy in kernel terms."""
 
 from __future__ import annotations
 
-from ocirun.plan.model import SchedulerPlan
+from ocirun.plan.model import MemoryPolicyPlan, SchedulerPlan
 
 #: sched.h policies; SCHED_ISO is reserved but not implemented by Linux (the kernel says EINVAL)
 SCHED_POLICIES: dict[str, int] = {
@@ -62,3 +62,30 @@ def cpu_mask(text: str | None) -> bytes | None:
     for cpu in cpus:
         value |= 1 << cpu
     return value.to_bytes(nbytes, "little")
+
+
+#: linux/mempolicy.h modes and mode flags (set_mempolicy(2))
+MPOL_MODES: dict[str, int] = {
+    "MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2, "MPOL_INTERLEAVE": 3,
+    "MPOL_LOCAL": 4, "MPOL_PREFERRED_MANY": 5, "MPOL_WEIGHTED_INTERLEAVE": 6,
+}
+MPOL_FLAGS: dict[str, int] = {
+    "MPOL_F_NUMA_BALANCING": 1 << 13, "MPOL_F_RELATIVE_NODES": 1 << 14, "MPOL_F_STATIC_NODES": 1 << 15,
+}
+
+
+def memory_policy(pol) -> MemoryPolicyPlan:
+    """``linux.memoryPolicy``: the mode argument (mode | flags) and the nodemask as
+    unsigned longs (little-endian 64-bit words); empty for no nodes. The validator
+    has checked the node list and which modes need or refuse nodes."""
+    mode = MPOL_MODES[pol.mode]
+    for name in pol.flags or ():
+        mode |= MPOL_FLAGS[name]
+    nodes = parse_cpu_list(pol.nodes) if pol.nodes else set()
+    mask = b""
+    if nodes:
+        value = 0
+        for node in nodes:
+            value |= 1 << node
+        mask = value.to_bytes((max(nodes) // 64 + 1) * 8, "little")
+    return MemoryPolicyPlan(mode=mode, nodemask=mask)

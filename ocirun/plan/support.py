@@ -38,8 +38,6 @@ def unsupported(config) -> list[Problem]:
     linux = config.linux
     if linux is not None:
         need(linux.intel_rdt, "$.linux.intelRdt", _intel_rdt_problem())
-        need(linux.net_devices, "$.linux.netDevices", "not implemented")
-        need(linux.memory_policy, "$.linux.memoryPolicy", "not implemented")
         if linux.resources is not None:
             problems.extend(unsupported_resources(linux.resources))
     return problems

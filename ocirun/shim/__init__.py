@@ -143,6 +143,7 @@ STEPS: dict[str, str] = {
     "LSM_PROCFS": "mount a procfs for the exec label",
     "LSM_EXEC_LABEL": "set exec label {lsm}",
     "AFFINITY_FINAL": "set final CPU affinity (execCPUAffinity.final)",
+    "MEMORY_POLICY": "set memory policy (set_mempolicy) of linux.memoryPolicy",
     "CONSOLE_OPEN_PTMX": "open /dev/pts/ptmx",
     "CONSOLE_PTMX_CHECK": "open /dev/pts/ptmx",
     "CONSOLE_UNLOCKPT": "unlockpt",
@@ -373,7 +374,7 @@ class _CPlan:
         return c
 
     def _process_attrs(self, c, pr) -> None:
-        """personality, scheduler, ioprio, CPU affinity, LSM label (process_attrs.c)."""
+        """personality, scheduler, ioprio, CPU affinity, LSM label, memory policy (process_attrs.c)."""
         ffi, _ = _load()
         c.personality = -1 if pr.personality is None else pr.personality
         s = pr.scheduler
@@ -392,6 +393,16 @@ class _CPlan:
                 setattr(c, field + "_len", 0)
         c.lsm_attr = self.s(pr.lsm_attr)
         c.lsm_label = self.s(pr.lsm_label)
+        mp = pr.memory_policy
+        c.mpol_set = int(mp is not None)
+        c.mpol_mode = mp.mode if mp is not None else 0
+        if mp is not None and mp.nodemask:
+            words = [int.from_bytes(mp.nodemask[i:i + 8], "little") for i in range(0, len(mp.nodemask), 8)]
+            c.mpol_nodes = self.new("uint64_t[]", words)
+            c.mpol_nodes_len = len(words)
+        else:
+            c.mpol_nodes = ffi.NULL
+            c.mpol_nodes_len = 0
 
     def new(self, ctype, init=None):
         ffi, _ = _load()

@@ -111,6 +111,8 @@ enum ocirun_step {
     OCIRUN_STEP_LSM_PROCFS = 67,
     OCIRUN_STEP_LSM_EXEC_LABEL = 68,
     OCIRUN_STEP_AFFINITY_FINAL = 69,
+    /* 120-129: linux.memoryPolicy (process_attrs.c) */
+    OCIRUN_STEP_MEMORY_POLICY = 120,
     /* 80-99: exec and hooks (ocirun_exec) */
     OCIRUN_STEP_EXEC_STDIO = 80,        /* index: which of 0-2 */
     OCIRUN_STEP_EXEC_CLOSE_FDS = 81,
@@ -251,6 +253,11 @@ struct ocirun_process {
     uint16_t console_height;   /* consoleSize; 0 x 0: leave the kernel's default */
     uint16_t console_width;
     const char *exe;           /* exec only: run this path (a hook's "path"); NULL: look up argv[0] */
+    /* linux.memoryPolicy (process_attrs.c): set_mempolicy(2) on ourselves before execve */
+    int mpol_set;              /* 0: leave the memory policy alone */
+    int mpol_mode;             /* MPOL_* | MPOL_F_* mode flags */
+    const uint64_t *mpol_nodes; /* nodemask as unsigned longs; NULL: no nodes */
+    int mpol_nodes_len;        /* words */
 };
 
 struct ocirun_plan {

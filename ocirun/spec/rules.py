@@ -523,7 +523,8 @@ def _ifname_problem(name: str, template_ok: bool) -> str | None:
 
 @rule("config-linux.md#configLinuxNetworkDevices")
 def net_devices(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
-    """netDevices move into the container's network namespace, which must exist; names are valid."""
+    """netDevices move into the container's network namespace, which must exist; names are
+    valid interface names (a new name may end in the template %d); no two share a name."""
     devs = _linux(doc).get("netDevices")
     if not isinstance(devs, dict) or not devs:
         return
@@ -538,6 +539,17 @@ def net_devices(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
             why = _ifname_problem(name, template_ok=True)
             if why:
                 yield _p(["linux", "netDevices", host_name, "name"], why)
+    # Two devices under one name in the container: the second move would fail (EEXIST).
+    seen: dict[str, str] = {}
+    for host_name, dev in devs.items():
+        name = _obj(dev).get("name") or host_name
+        if not isinstance(name, str) or name.endswith("%d"):
+            continue
+        if name in seen:
+            yield _p(["linux", "netDevices", host_name],
+                     f"{seen[name]!r} and {host_name!r} would both be {name!r} in the container")
+        else:
+            seen[name] = host_name
 
 
 @rule("config-linux.md#configLinuxCgroupsPath")
@@ -705,13 +717,21 @@ def personality(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
 
 
 _NODES_FORBIDDEN = ("MPOL_DEFAULT", "MPOL_LOCAL")
+#: MAX_NUMNODES with the largest CONFIG_NODES_SHIFT (10); the kernel refuses higher bits.
+_MAX_NODE = 1023
+
+
+def _max_node(nodes: str) -> int:
+    return max(int(n) for n in re.split(r"[-,]", nodes.replace(" ", "")) if n)
 _NODES_REQUIRED = ("MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_WEIGHTED_INTERLEAVE", "MPOL_PREFERRED_MANY")
 
 
 @rule("config-linux.md#configLinuxMemoryPolicy")
 def memory_policy(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
     """memoryPolicy.mode is REQUIRED; nodes is a node list, present exactly when the mode
-    needs one; MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other."""
+    needs one; the flag combinations set_mempolicy(2) refuses with EINVAL (static and
+    relative together; NUMA balancing but with MPOL_BIND/PREFERRED_MANY; static or
+    relative with local allocation)."""
     pol = _linux(doc).get("memoryPolicy")
     if not isinstance(pol, dict):
         return
@@ -725,13 +745,22 @@ def memory_policy(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
         why = _list_problem(nodes)
         if why:
             yield _p([*base, "nodes"], why)
+        elif has_nodes and _max_node(nodes) > _MAX_NODE:
+            yield _p([*base, "nodes"], f"node {_max_node(nodes)} is above the kernel's limit ({_MAX_NODE})")
     if mode in _NODES_FORBIDDEN and has_nodes:
         yield _p([*base, "nodes"], f"{mode} takes no nodes")
     if mode in _NODES_REQUIRED and not has_nodes:
         yield _p([*base, "nodes"], f"{mode} needs at least one node")
     flags = {f for _, f in _strings(pol.get("flags"))}
-    if {"MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"} <= flags:
+    node_flags = flags & {"MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"}
+    if len(node_flags) == 2:
         yield _p([*base, "flags"], "MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other")
+    # set_mempolicy(2)'s EINVAL cases, said before anything exists:
+    if "MPOL_F_NUMA_BALANCING" in flags and mode not in ("MPOL_BIND", "MPOL_PREFERRED_MANY"):
+        yield _p([*base, "flags"], f"MPOL_F_NUMA_BALANCING needs MPOL_BIND or MPOL_PREFERRED_MANY, not {mode}")
+    if node_flags and (mode == "MPOL_LOCAL" or (mode == "MPOL_PREFERRED" and not has_nodes)):
+        what = "MPOL_LOCAL" if mode == "MPOL_LOCAL" else "MPOL_PREFERRED without nodes (local allocation)"
+        yield _p([*base, "flags"], f"{what} takes neither MPOL_F_STATIC_NODES nor MPOL_F_RELATIVE_NODES")
 
 
 # --------------------------------------------------------------------------- warnings

@@ -115,7 +115,7 @@ def test_hot_commands_import_neither_argparse_nor_typing(tmp_path):
         "from ocirun.cli import main\n"
         f"main(['--root', {str(tmp_path)!r}, 'state', 'nosuch'])\n"
         "print(' '.join(m for m in ('argparse', 'typing', 'dataclasses', 'gettext', 'json', 're', 'enum',\n"
-        "                           'signal', 'collections') if m in set(sys.modules) - before))\n"
+        "                           'signal', 'collections', 'pyroute2') if m in set(sys.modules) - before))\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "" and "does not exist" in res.stderr
@@ -134,7 +134,7 @@ def test_create_path_imports_none_of_the_slow_modules():
         "import ocirun.spec.rules, ocirun.spec.schema, ocirun.spec._compiled_schema, ocirun.plan.build\n"
         "import ocirun.plan.device_rules, ocirun.plan.support, ocirun.cgroups.v1, ocirun.store, ocirun.shim\n"
         "print(' '.join(m for m in ('argparse', 'typing', 'dataclasses', 'inspect', 'decimal', 'json',\n"
-        "                           'gettext', 'locale') if m in sys.modules))\n"
+        "                           'gettext', 'locale', 'pyroute2', 'ocirun.linux.netdev') if m in sys.modules))\n"
     )
     res = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": ":".join(sys.path)})

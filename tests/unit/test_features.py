@@ -31,7 +31,12 @@ def test_features_document_is_valid_and_truthful():
     assert doc["hooks"] == ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]
     # implemented (applied when the host runs the LSM, an error when it does not)
     assert doc["linux"]["apparmor"] == {"enabled": True} and doc["linux"]["selinux"] == {"enabled": True}
-    assert "memoryPolicy" not in doc["linux"] and doc["linux"]["intelRdt"] == {"enabled": False}
+    assert doc["linux"]["intelRdt"] == {"enabled": False}
+    assert doc["linux"]["netDevices"] == {"enabled": True}
+    assert doc["linux"]["memoryPolicy"] == {
+        "modes": ["MPOL_DEFAULT", "MPOL_PREFERRED", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_LOCAL",
+                  "MPOL_PREFERRED_MANY", "MPOL_WEIGHTED_INTERLEAVE"],
+        "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"]}
     seccomp = doc["linux"]["seccomp"]
     assert seccomp["enabled"] is True
     assert "SCMP_ACT_NOTIFY" in seccomp["actions"] and "SCMP_CMP_MASKED_EQ" in seccomp["operators"]

@@ -166,9 +166,9 @@ def test_rootfs_propagation_shared_applied_after_pivot(rootfs):
 def test_unsupported_properties_are_listed():
     doc = spec()
     doc["linux"]["intelRdt"] = {"closID": "x"}
-    doc["linux"]["memoryPolicy"] = {"mode": "MPOL_DEFAULT"}
+    doc["linux"]["memoryPolicy"] = {"mode": "MPOL_DEFAULT"}  # implemented
     problems = unsupported(Config.from_dict(doc))
-    assert [p.path for p in problems] == ["$.linux.intelRdt", "$.linux.memoryPolicy"]
+    assert [p.path for p in problems] == ["$.linux.intelRdt"]
 
 
 def test_mount_option_parsing_table():

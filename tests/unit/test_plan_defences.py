@@ -244,3 +244,49 @@ def test_no_capabilities_object_means_none(rootfs):
     del doc["process"]["capabilities"]
     c = plan_for(doc, rootfs).process.capabilities
     assert (c.bounding, c.effective, c.permitted, c.inheritable, c.ambient) == (0,) * 5
+
+
+@pytest.mark.parametrize("policy, mode, mask", [
+    ({"mode": "MPOL_DEFAULT"}, 0, b""),
+    ({"mode": "MPOL_LOCAL"}, 4, b""),
+    ({"mode": "MPOL_BIND", "nodes": "0-2,7", "flags": ["MPOL_F_STATIC_NODES"]}, 2 | 1 << 15,
+     (0b10000111).to_bytes(8, "little")),
+    ({"mode": "MPOL_PREFERRED_MANY", "nodes": "64", "flags": ["MPOL_F_NUMA_BALANCING"]}, 5 | 1 << 13,
+     bytes(8) + b"\x01" + bytes(7)),
+    ({"mode": "MPOL_WEIGHTED_INTERLEAVE", "nodes": "1", "flags": ["MPOL_F_RELATIVE_NODES"]}, 6 | 1 << 14,
+     (2).to_bytes(8, "little")),
+])
+def test_memory_policy_in_plan(policy, mode, mask, rootfs):
+    doc = spec()
+    doc["linux"]["memoryPolicy"] = policy
+    plan = plan_for(doc, rootfs)
+    assert plan.process is not None and plan.process.memory_policy is not None
+    assert (plan.process.memory_policy.mode, plan.process.memory_policy.nodemask) == (mode, mask)
+    assert unsupported(Config.from_dict(doc)) == []
+
+
+def test_no_memory_policy_leaves_it_alone(rootfs):
+    assert plan_for(spec(), rootfs).process.memory_policy is None
+
+
+def test_net_devices_in_plan(rootfs):
+    from ocirun.plan.model import NetDeviceMove
+
+    doc = spec()
+    doc["linux"]["netDevices"] = {"eth1": {"name": "ctr0"}, "eth2": {}, "eth3": {"name": "e%d"}}
+    plan = plan_for(doc, rootfs)
+    assert plan.net_devices == (NetDeviceMove("eth1", "ctr0"), NetDeviceMove("eth2", "eth2"),
+                                NetDeviceMove("eth3", "e%d"))
+    assert [m.renamed for m in plan.net_devices] == [True, False, True]
+    assert unsupported(Config.from_dict(doc)) == []
+    assert plan_for(spec(), rootfs).net_devices == ()
+
+
+def test_net_devices_into_the_runtimes_own_namespace_are_refused(rootfs):
+    doc = spec()
+    doc["linux"]["namespaces"] = [n for n in doc["linux"]["namespaces"] if n["type"] != "network"]
+    doc["linux"]["namespaces"].append({"type": "network", "path": "/proc/self/ns/net"})
+    doc["linux"]["netDevices"] = {"eth1": {}}
+    with pytest.raises(ConfigError, match=r"\$\.linux\.netDevices: the network namespace /proc/self/ns/net"
+                                          r" is the runtime's own"):
+        plan_for(doc, rootfs)

@@ -14,6 +14,10 @@ __attribute__((noreturn)) static void run_process(struct ctx *c)
     set_scheduler(c);
     /* As root, before capabilities go: IOPRIO_CLASS_RT needs CAP_SYS_ADMIN. */
     set_io_priority(c);
+    /* Before any seccomp filter (a profile may forbid set_mempolicy(2)); as late as
+     * that allows, so little of our own setup is allocated under the policy.
+     * Needs no privilege: a node outside the cpuset's mems is the kernel's EINVAL. */
+    set_memory_policy(c);
     /* fsopen(proc) needs CAP_SYS_ADMIN and must precede any seccomp filter. */
     set_exec_label(c);
     /* Needs CAP_SETPCAP, which the uid change below may take away. */
