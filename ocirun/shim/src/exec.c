@@ -89,6 +89,9 @@ __attribute__((noreturn)) static void exec_process_main(struct ctx *c)
     set_exec_label(c);
     /* Needs CAP_SETPCAP, which the uid change below may take away. */
     drop_bounding_set(c);
+    /* Before any seccomp filter: a profile need not allow close_range(2), and one
+     * that predates it answers ENOSYS (runc's stub, ocirun/seccomp/enosys.py). */
+    prepare_fds(c, pr->preserve_fds);
     /* Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before the
      * uid change (runc's order). With SCMP_ACT_NOTIFY the listener fd goes to
      * the parent (and the agent) before anything else runs. */
@@ -113,7 +116,6 @@ __attribute__((noreturn)) static void exec_process_main(struct ctx *c)
     if (pr->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         fail(c, OCIRUN_STEP_NO_NEW_PRIVS, errno, -1);
     umask(pr->umask);
-    prepare_fds(c, pr->preserve_fds);
     /* execCPUAffinity.final: after our setup, before a filter could refuse
      * sched_setaffinity(2); a failure still reaches the parent (socket open). */
     int aff = set_cpu_affinity_final(pr);

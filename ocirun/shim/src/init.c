@@ -23,6 +23,10 @@ __attribute__((noreturn)) static void run_process(struct ctx *c)
     /* Needs CAP_SETPCAP, which the uid change below may take away. */
     drop_bounding_set(c);
     int has_seccomp = c->plan->seccomp_bpf != NULL;
+    /* Before any seccomp filter: a profile need not allow close_range(2), and one
+     * that predates it answers ENOSYS (runc's stub, ocirun/seccomp/enosys.py).
+     * Everything opened after this is O_CLOEXEC (the exec fifo, the listener). */
+    prepare_fds(c, pr->preserve_fds);
     /* Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before the uid
      * change and capset take it away (runc's order). */
     if (has_seccomp && !pr->no_new_privileges)
@@ -38,7 +42,6 @@ __attribute__((noreturn)) static void run_process(struct ctx *c)
     if (pr->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         fail(c, OCIRUN_STEP_NO_NEW_PRIVS, errno, -1);
     umask(pr->umask);
-    prepare_fds(c, pr->preserve_fds);
     /* no_new_privs with NOTIFY: the listener fd can only reach the parent (and the
      * agent) while the parent waits for READY, so this is as late as it can be. */
     if (has_seccomp && pr->no_new_privileges && c->plan->seccomp_notify)
