@@ -623,3 +623,34 @@ def test_exec_under_a_profile_refusing_close_range(ocirun, bundle, nnp):
     ocirun("run", "-d", "--bundle", str(bundle.path), cid)
     p = ocirun("exec", cid, "sh", "-c", "ls /proc/self/fd | wc -l", check=False, timeout=30)
     assert p.returncode == 0 and p.stdout.strip() == b"4", p
+
+
+# --------------------------------------------------------------------------- the runtime's cwd check under a profile
+
+# runtime-tools' linux_seccomp test: a profile refusing getcwd(2). The init's
+# CVE-2024-21626 check (getcwd must name a path inside the root) ran after a
+# filter loaded early (no no_new_privs): create failed with "current working
+# directory is outside of container mount namespace root", as runc 1.1.5's
+# "failed to verify if current working directory is safe" does.
+NO_GETCWD = allow_but({"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"})
+
+
+def test_profile_refusing_getcwd_with_nnp_runs_as_runc(ocirun, bundle, tmp_path):
+    o = same(ocirun, bundle, tmp_path, NO_GETCWD, "echo", "started", nnp=True)
+    assert o.code == 0 and o.out == "started\n", o
+
+
+def test_profile_refusing_getcwd_without_nnp_still_starts(ocirun, bundle):
+    # ocirun only: runc 1.1.5 fails create here (its check follows the filter).
+    prepare(bundle, NO_GETCWD, "echo", "started", nnp=False)
+    o = run_ocirun(ocirun, bundle)
+    assert o.code == 0 and o.out == "started\n", o
+
+
+@pytest.mark.parametrize("nnp", [True, False], ids=["nnp", "no-nnp"])
+def test_exec_under_a_profile_refusing_getcwd(ocirun, bundle, nnp):
+    prepare(bundle, NO_GETCWD, "sleep", "1000", nnp=nnp)
+    cid = ocirun.new_id()
+    ocirun("run", "-d", "--bundle", str(bundle.path), cid)
+    p = ocirun("exec", cid, "echo", "exec'd", check=False, timeout=30)
+    assert p.returncode == 0 and p.stdout == b"exec'd\n", p

@@ -79,6 +79,10 @@ __attribute__((noreturn)) static void exec_process_main(struct ctx *c)
     /* setns(mnt) put our root and cwd at the container's "/"; the cwd is
      * entered only now, inside it (never through a host fd). As root first. */
     int chdir_again = enter_cwd(c, 1);
+    /* Before any seccomp filter: a profile may refuse getcwd(2) (runtime-tools'
+     * linux_seccomp test does), and the cwd does not change with the uid. */
+    if (!chdir_again)
+        verify_cwd(c);
     /* Before dropping privileges: raising a hard limit needs CAP_SYS_RESOURCE. */
     set_rlimits(c);
     /* As root, before capabilities go: a real-time policy or a lower nice needs CAP_SYS_NICE. */
@@ -98,9 +102,11 @@ __attribute__((noreturn)) static void exec_process_main(struct ctx *c)
     if (has_seccomp && !pr->no_new_privileges)
         seccomp_before_ready(c);
     change_user(c);
-    if (chdir_again)
+    if (chdir_again) {
         enter_cwd(c, 0);
-    verify_cwd(c);
+        /* Only now: the cwd is entered as the user (a filter may be loaded already). */
+        verify_cwd(c);
+    }
     set_capabilities(c);
     if (pr->exe) {
         /* a hook: its path is given, argv[0] is only a name */

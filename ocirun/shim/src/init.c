@@ -6,6 +6,10 @@ __attribute__((noreturn)) static void run_process(struct ctx *c)
     const struct ocirun_process *pr = c->plan->process;
     /* As root first: a cwd only root can reach still works; EACCES is retried as the user. */
     int chdir_again = enter_cwd(c, 1);
+    /* Before any seccomp filter: a profile may refuse getcwd(2) (runtime-tools'
+     * linux_seccomp test does), and the cwd does not change with the uid. */
+    if (!chdir_again)
+        verify_cwd(c);
     /* Before dropping privileges: raising a hard limit needs CAP_SYS_RESOURCE. */
     set_rlimits(c);
     /* Before any seccomp filter below: a profile may forbid personality(2). */
@@ -32,9 +36,11 @@ __attribute__((noreturn)) static void run_process(struct ctx *c)
     if (has_seccomp && !pr->no_new_privileges)
         seccomp_before_ready(c);
     change_user(c);
-    if (chdir_again)
+    if (chdir_again) {
         enter_cwd(c, 0);
-    verify_cwd(c);
+        /* Only now: the cwd is entered as the user (a filter may be loaded already). */
+        verify_cwd(c);
+    }
     set_capabilities(c);
     /* As the container user, like runc's LookPath: what it cannot exec is not found. */
     resolve_exe(c);
