@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from procs import my_children
 
 REPO = Path(__file__).resolve().parents[2]
 OCIRUN = [sys.executable, "-m", "ocirun"]
@@ -37,18 +38,10 @@ def pytest_configure(config):
 
 def reap_orphans() -> None:
     """Reap exited children we did not start through subprocess (orphaned inits)."""
-    me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        rest = stat[stat.rfind(")") + 2 :].split()
-        if rest[0] == "Z" and int(rest[1]) == me:
+    for pid, state, _ in my_children():
+        if state == "Z":
             try:
-                os.waitpid(int(entry), os.WNOHANG)
+                os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 pass
 

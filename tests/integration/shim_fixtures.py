@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from procs import my_children
 
 from ocirun.plan.model import DeviceNode, LaunchPlan, MountStep, ProcessPlan, Symlink
 
@@ -214,19 +215,7 @@ def fds() -> set[int]:
 
 def live_children() -> list[str]:
     """Our child processes that are not zombies (and zombies, which are leaks too)."""
-    me = str(os.getpid())
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            st = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        rest = st[st.rfind(")") + 2:].split()
-        if rest[1] == me:
-            found.append(f"{entry} {st[:40]!r}")
-    return found
+    return [f"{pid} {stat[:40]!r}" for pid, _, stat in my_children()]
 
 
 @pytest.fixture(name="box")

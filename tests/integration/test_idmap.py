@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from procs import my_children
 
 USERNS_MAP = [{"containerID": 0, "hostID": 100000, "size": 65536}]
 
@@ -59,19 +60,7 @@ def _run(ocirun, bundle, script: str, edit) -> list[str]:
 def _live_children() -> list[str]:
     """Processes (not zombies) whose parent is this test process: an orphaned
     helper of a failed create would be reparented to us (the subreaper)."""
-    me = str(os.getpid())
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        rest = stat[stat.rfind(")") + 2:].split()
-        if rest[1] == me and rest[0] != "Z":
-            found.append(f"{entry}: {stat[:60]}")
-    return found
+    return [f"{pid}: {stat[:60]}" for pid, state, stat in my_children() if state != "Z"]
 
 
 def test_idmap_borrows_the_container_user_namespace(ocirun, bundle, tmp_path):
