@@ -82,22 +82,27 @@ struct ctx {
 
 /* ---- small async-signal-safe helpers ---- */
 
-/* "/proc/self/fd/<fd>" into buf (>= 32 bytes), without snprintf. */
-static char *fdpath(char *buf, int fd)
+/* v in decimal at p (at most 20 characters, no NUL), without snprintf;
+ * returns the end of the digits. */
+static char *put_decimal(char *p, unsigned long v)
 {
-    static const char prefix[] = "/proc/self/fd/";
-    char digits[16];
+    char digits[20];
     int n = 0;
-    unsigned int v = (unsigned int)fd;
     do {
         digits[n++] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    memcpy(buf, prefix, sizeof prefix - 1);
-    char *p = buf + sizeof prefix - 1;
     while (n)
         *p++ = digits[--n];
-    *p = '\0';
+    return p;
+}
+
+/* "/proc/self/fd/<fd>" into buf (>= 32 bytes). */
+static char *fdpath(char *buf, int fd)
+{
+    static const char prefix[] = "/proc/self/fd/";
+    memcpy(buf, prefix, sizeof prefix - 1);
+    *put_decimal(buf + sizeof prefix - 1, (unsigned int)fd) = '\0';
     return buf;
 }
 

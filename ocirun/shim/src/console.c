@@ -62,16 +62,7 @@ static int open_peer(struct ctx *c, int master, const struct stat *ptmx)
     int fd = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (fd < 0 && (errno == EINVAL || errno == ENOTTY)) {
         char path[32] = "/dev/pts/";
-        char digits[12];
-        int k = 0, len = 9;
-        unsigned int v = n;
-        do {
-            digits[k++] = (char)('0' + v % 10);
-            v /= 10;
-        } while (v);
-        while (k)
-            path[len++] = digits[--k];
-        path[len] = '\0';
+        *put_decimal(path + 9, n) = '\0';
         fd = open_in_root(c->rootfd, path, O_RDWR | O_NOCTTY | O_NOFOLLOW);
         if (fd < 0) {
             errno = -fd;

@@ -20,18 +20,8 @@
 /* "/proc/<pid>/<name>" into buf (>= 64 bytes). */
 static char *procpid_path(char *buf, long pid, const char *name)
 {
-    char digits[24];
-    int n = 0;
-    unsigned long v = (unsigned long)pid;
-    do {
-        digits[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    char *p = buf;
-    memcpy(p, "/proc/", 6);
-    p += 6;
-    while (n)
-        *p++ = digits[--n];
+    memcpy(buf, "/proc/", 6);
+    char *p = put_decimal(buf + 6, (unsigned long)pid);
     *p++ = '/';
     size_t len = strlen(name);
     memcpy(p, name, len + 1);

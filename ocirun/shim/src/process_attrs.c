@@ -204,19 +204,12 @@ static void set_exec_label(struct ctx *c)
     /* "<tid>/attr/...": thread-self and self are symlinks, which the
      * resolution below refuses; our procfs is of our own pid namespace. */
     char path[64];
-    char digits[16];
-    int n = 0;
-    long tid = syscall(SYS_gettid);
-    do
-        digits[n++] = (char)('0' + tid % 10);
-    while ((tid /= 10) > 0 && n < (int)sizeof digits);
     size_t alen = strlen(pr->lsm_attr);
-    if ((size_t)n + 1 + alen >= sizeof path)
+    if (20 + 1 + alen >= sizeof path)
         fail(c, OCIRUN_STEP_LSM_EXEC_LABEL, ENAMETOOLONG, -1);
-    for (int i = 0; i < n; i++)
-        path[i] = digits[n - 1 - i];
-    path[n] = '/';
-    memcpy(path + n + 1, pr->lsm_attr, alen + 1);
+    char *p = put_decimal(path, (unsigned long)syscall(SYS_gettid));
+    *p++ = '/';
+    memcpy(p, pr->lsm_attr, alen + 1);
     int proc = open_own_procfs(c, OCIRUN_STEP_LSM_PROCFS);
     int opened;
     int r = write_beneath(proc, path, pr->lsm_label, &opened);
