@@ -152,9 +152,7 @@ class V1Manager:
         else:
             set_limit()
             set_swap()
-        if m.kernel:
-            base.set_file(d, "memory.kmem.limit_in_bytes", str(m.kernel), what + ".kernel")
-            _check_kmem_taken(d, m.kernel)
+        # memory.kernel is not written: ignored with a warning (ocirun.spec.rules.warnings)
         if m.kernel_tcp:
             base.set_file(d, "memory.kmem.tcp.limit_in_bytes", str(m.kernel_tcp), what + ".kernelTCP")
         if m.reservation:
@@ -339,21 +337,6 @@ class V1Manager:
 
         d = self.dir_of("memory")
         return V1OomWatch(d) if d else None
-
-
-def _check_kmem_taken(directory: str, limit: int) -> None:
-    """Linux 5.16+ accepts writes to memory.kmem.limit_in_bytes and ignores them
-    (kernel memory limits are gone; the file stays for compatibility): a limit
-    that does not read back is an error, not a silently missing limit."""
-    if limit < 0:
-        return
-    got = read_int(directory, "memory.kmem.limit_in_bytes")
-    page = os.sysconf("SC_PAGE_SIZE")
-    if got not in (limit, limit // page * page):  # the kernel rounds down to a page
-        path = os.path.join(directory, "memory.kmem.limit_in_bytes")
-        raise CgroupSettingError(
-            f"cannot apply linux.resources.memory.kernel: this host's kernel ignores {path} "
-            f"(wrote {limit}, reads {got}; kernel memory limits were removed in Linux 5.16)", path)
 
 
 def rdma_line(device: str, lim) -> str:

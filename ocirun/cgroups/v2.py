@@ -148,6 +148,12 @@ class V2Manager:
         from ocirun.cgroups.convert import swap_v2, v2_value
 
         limit, swap, reservation = m.limit or 0, m.swap or 0, m.reservation or 0
+        if m.kernel_tcp not in (None, 0, -1) and not update:
+            # v1's memory.kmem.tcp has no v2 counterpart; runc ignores it with a warning
+            import sys
+
+            sys.stderr.write("warning: $.linux.resources.memory.kernelTCP: ignored: cgroup v2 has no "
+                             "kernel TCP memory limit\n")
         if not (limit or swap or reservation):
             return
         self._need("memory", "linux.resources.memory", have)
@@ -362,10 +368,8 @@ def v2_problems(r) -> list[tuple[str, str]]:
     p = "$.linux.resources"
     m = r.memory
     if m is not None:
-        if m.kernel not in (None, 0, -1):
-            out.append((f"{p}.memory.kernel", "cgroup v2 has no kernel memory limit"))
-        if m.kernel_tcp not in (None, 0, -1):
-            out.append((f"{p}.memory.kernelTCP", "cgroup v2 has no kernel TCP memory limit"))
+        # memory.kernel (everywhere) and kernelTCP (here) are ignored with a
+        # warning, as runc does: see ocirun.spec.rules.warnings and V2Manager._memory
         if m.swappiness is not None and m.swappiness != -1:
             out.append((f"{p}.memory.swappiness", "cgroup v2 has no per-cgroup swappiness"))
         if m.disable_oom_killer:

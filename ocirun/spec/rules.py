@@ -771,6 +771,12 @@ def warnings(doc: Any) -> list[str]:
     if not isinstance(doc, dict):
         return []
     out = []
+    memory = _obj(_obj(_linux(doc).get("resources")).get("memory"))
+    if memory.get("kernel") is not None:
+        # runc 1.1 ignores it with a warning too: Linux >= 5.16 accepts
+        # memory.kmem.limit_in_bytes and ignores it, and cgroup v2 has no such limit
+        out.append(f"{json_path(['linux', 'resources', 'memory', 'kernel'])}: kernel memory limits are "
+                   "deprecated and ignored (not enforced by Linux since 5.16, absent from cgroup v2)")
     for i, m in _items(doc.get("mounts")):
         dest = m.get("destination")
         if isinstance(dest, str) and dest and not dest.startswith("/"):

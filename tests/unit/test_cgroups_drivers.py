@@ -230,7 +230,6 @@ def test_v1_every_resource(tmp_path, writes):
         # the current limit (max) is above the new memsw: memory first, then memory+swap
         ("memory/own/c1/memory.limit_in_bytes", "104857600"),
         ("memory/own/c1/memory.memsw.limit_in_bytes", "209715200"),
-        ("memory/own/c1/memory.kmem.limit_in_bytes", "300000000"),
         ("memory/own/c1/memory.kmem.tcp.limit_in_bytes", "100000000"),
         ("memory/own/c1/memory.soft_limit_in_bytes", "52428800"),
         ("memory/own/c1/memory.oom_control", "1"),
@@ -249,19 +248,12 @@ def test_v1_every_resource(tmp_path, writes):
     ]
 
 
-def test_v1_kernel_memory_the_kernel_ignores_is_an_error(tmp_path, monkeypatch):
-    """Linux >= 5.16 accepts memory.kmem.limit_in_bytes and keeps reading "max"."""
+def test_kernel_memory_is_never_written(tmp_path, writes):
+    """memory.kernel is ignored with a warning, as runc 1.1 does (Linux >= 5.16
+    accepts memory.kmem.limit_in_bytes and ignores it; cgroup v2 has none)."""
     fake, mgr = v1(tmp_path)
-    real = base.set_file
-
-    def ignore_kmem(directory, name, value, what=""):
-        if name != "memory.kmem.limit_in_bytes":
-            real(directory, name, value, what)
-
-    monkeypatch.setattr(base, "set_file", ignore_kmem)
-    with pytest.raises(CgroupSettingError, match=r"kernel ignores .*memory.kmem.limit_in_bytes"):
-        mgr.apply(res({"memory": {"kernel": 300000000}}))
-    mgr.apply(res({"memory": {"kernel": -1}}))  # unlimited: nothing to check
+    mgr.apply(res({"memory": {"kernel": 300000000, "limit": 104857600}}))
+    assert [w for w in names(writes, str(fake.root)) if "kmem" in w[0]] == []
 
 
 def test_v1_memory_swap_order_when_raising(tmp_path, writes):
@@ -481,13 +473,14 @@ def test_v2_bfq_weight(tmp_path, writes):
 
 def test_v2_refuses_what_it_cannot_express(tmp_path):
     fake, mgr = v2(tmp_path)
-    bad = res({"memory": {"kernel": 1000000, "swappiness": 10, "disableOOMKiller": True, "useHierarchy": False},
+    bad = res({"memory": {"kernel": 1000000, "kernelTCP": 1000000, "swappiness": 10, "disableOOMKiller": True,
+                          "useHierarchy": False},
                "cpu": {"realtimeRuntime": 1000}, "blockIO": {"leafWeight": 10},
                "network": {"classID": 1}})
     problems = unsupported_resources(bad, fake.host)
     assert [p.path for p in problems] == [
-        "$.linux.resources.memory.kernel", "$.linux.resources.memory.swappiness",
-        "$.linux.resources.memory.disableOOMKiller", "$.linux.resources.memory.useHierarchy",
+        # kernel and kernelTCP: ignored with a warning, as runc does
+        "$.linux.resources.memory.swappiness", "$.linux.resources.memory.disableOOMKiller", "$.linux.resources.memory.useHierarchy",
         "$.linux.resources.cpu.realtimeRuntime", "$.linux.resources.blockIO.leafWeight",
         "$.linux.resources.network"]
     with pytest.raises(CgroupSettingError, match="net_cls"):

@@ -98,6 +98,14 @@ def test_relative_mount_destination_is_a_warning(tmp_path: Path) -> None:
     assert len(loaded.warnings) == 1 and "$.mounts[7].destination" in loaded.warnings[0]
 
 
+def test_kernel_memory_is_a_warning_as_in_runc() -> None:
+    doc = {"linux": {"resources": {"memory": {"kernel": 1 << 26, "kernelTCP": 1 << 24}}}}
+    assert rules.warnings(doc) == [
+        "$.linux.resources.memory.kernel: kernel memory limits are deprecated and ignored "
+        "(not enforced by Linux since 5.16, absent from cgroup v2)"]
+    assert rules.warnings({"linux": {"resources": {"memory": {"kernelTCP": 1}}}}) == []
+
+
 def test_joined_user_namespace_needs_no_mappings() -> None:
     doc = {"linux": {"namespaces": [{"type": "user", "path": "/proc/1/ns/user"}]}}
     assert list(rules.user_namespace_mappings(doc, rules.Context())) == []
