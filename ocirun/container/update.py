@@ -31,6 +31,10 @@ def cmd_update(g: GlobalOptions, args: argparse.Namespace) -> int:
         if cg is None:
             raise InvalidStateError(f"container {args.id} has no cgroup")
         if resources is not None:
+            if resources.memory is not None and resources.memory.kernel is not None:
+                # as at create (ocirun.spec.rules.warnings) and as runc 1.1
+                sys.stderr.write("warning: kernel memory limits are deprecated and ignored "
+                                 "(not enforced by Linux since 5.16, absent from cgroup v2)\n")
             cg.apply(resources, None, update=True)
     return 0
 

@@ -388,6 +388,9 @@ def test_update_changes_live_values(ocirun, bundle):
     else:
         assert (cg.read("memory.limit_in_bytes"), cg.read("pids.max"), cg.read("cpu.cfs_quota_us"),
                 cg.read("cpu.shares"), cg.read("cpuset.cpus")) == ("67108864", "30", "20000", "256", "0")
+    # --kernel-memory: accepted and ignored with a warning, as at create (and runc)
+    p = ocirun("update", "--kernel-memory", "64m", cid)
+    assert b"warning: kernel memory limits are deprecated and ignored" in p.stderr, p.stderr
     # a period alone keeps the quota
     ocirun("update", "--cpu-period", "50000", cid)
     if V2:
