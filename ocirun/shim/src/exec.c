@@ -78,36 +78,15 @@ __attribute__((noreturn)) static void exec_process_main(struct ctx *c)
     }
     /* setns(mnt) put our root and cwd at the container's "/"; the cwd is
      * entered only now, inside it (never through a host fd). As root first. */
-    int chdir_again = enter_cwd(c, 1);
-    /* Before any seccomp filter: a profile may refuse getcwd(2) (runtime-tools'
-     * linux_seccomp test does), and the cwd does not change with the uid. */
-    if (!chdir_again)
-        verify_cwd(c);
+    int chdir_again = enter_cwd_as_root(c);
     /* Before dropping privileges: raising a hard limit needs CAP_SYS_RESOURCE. */
     set_rlimits(c);
     /* As root, before capabilities go: a real-time policy or a lower nice needs CAP_SYS_NICE. */
     set_scheduler(c);
     /* As root, before capabilities go: IOPRIO_CLASS_RT needs CAP_SYS_ADMIN. */
     set_io_priority(c);
-    /* fsopen(proc) needs CAP_SYS_ADMIN and must precede any seccomp filter. */
-    set_exec_label(c);
-    /* Needs CAP_SETPCAP, which the uid change below may take away. */
-    drop_bounding_set(c);
-    /* Before any seccomp filter: a profile need not allow close_range(2), and one
-     * that predates it answers ENOSYS (runc's stub, ocirun/seccomp/enosys.py). */
-    prepare_fds(c, pr->preserve_fds);
-    /* Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before the
-     * uid change (runc's order). With SCMP_ACT_NOTIFY the listener fd goes to
-     * the parent (and the agent) before anything else runs. */
-    if (has_seccomp && !pr->no_new_privileges)
-        seccomp_before_ready(c);
-    change_user(c);
-    if (chdir_again) {
-        enter_cwd(c, 0);
-        /* Only now: the cwd is entered as the user (a filter may be loaded already). */
-        verify_cwd(c);
-    }
-    set_capabilities(c);
+    /* After every step above that needs root or must precede a filter. */
+    become_user(c, chdir_again);
     if (pr->exe) {
         /* a hook: its path is given, argv[0] is only a name */
         size_t n = strlen(pr->exe);

@@ -1,15 +1,53 @@
-/* The children's main functions: stage-1 and the init. Part of shim.c
+/* The children's main functions: stage-1 and the init, and the process setup
+ * the init shares with exec (src/exec.c). Part of shim.c
  * (unity build). */
 
-__attribute__((noreturn)) static void run_process(struct ctx *c)
+/* The cwd, entered as root first: a cwd only root can reach still works.
+ * Returns 1 when it must be entered again as the user (EACCES). Shared by the
+ * init and exec (src/exec.c). */
+static int enter_cwd_as_root(struct ctx *c)
 {
-    const struct ocirun_process *pr = c->plan->process;
-    /* As root first: a cwd only root can reach still works; EACCES is retried as the user. */
     int chdir_again = enter_cwd(c, 1);
     /* Before any seccomp filter: a profile may refuse getcwd(2) (runtime-tools'
      * linux_seccomp test does), and the cwd does not change with the uid. */
     if (!chdir_again)
         verify_cwd(c);
+    return chdir_again;
+}
+
+/* From root to the container user, shared by the init and exec (src/exec.c):
+ * what needs privileges first, then the filter that needs CAP_SYS_ADMIN, the
+ * uid change and the capability sets. */
+static void become_user(struct ctx *c, int chdir_again)
+{
+    const struct ocirun_process *pr = c->plan->process;
+    /* fsopen(proc) needs CAP_SYS_ADMIN and must precede any seccomp filter. */
+    set_exec_label(c);
+    /* Needs CAP_SETPCAP, which the uid change below may take away. */
+    drop_bounding_set(c);
+    /* Before any seccomp filter: a profile need not allow close_range(2), and one
+     * that predates it answers ENOSYS (runc's stub, ocirun/seccomp/enosys.py).
+     * Everything opened after this is O_CLOEXEC (the exec fifo, the listener). */
+    prepare_fds(c, pr->preserve_fds);
+    /* Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before the uid
+     * change and capset take it away (runc's order). With SCMP_ACT_NOTIFY the
+     * listener fd goes to the parent (and the agent) before anything else runs. */
+    if (c->plan->seccomp_bpf != NULL && !pr->no_new_privileges)
+        seccomp_before_ready(c);
+    change_user(c);
+    if (chdir_again) {
+        enter_cwd(c, 0);
+        /* Only now: the cwd is entered as the user (a filter may be loaded already). */
+        verify_cwd(c);
+    }
+    set_capabilities(c);
+}
+
+__attribute__((noreturn)) static void run_process(struct ctx *c)
+{
+    const struct ocirun_process *pr = c->plan->process;
+    /* First, while every privilege is still there (EACCES is retried as the user). */
+    int chdir_again = enter_cwd_as_root(c);
     /* Before dropping privileges: raising a hard limit needs CAP_SYS_RESOURCE. */
     set_rlimits(c);
     /* Before any seccomp filter below: a profile may forbid personality(2). */
@@ -22,26 +60,9 @@ __attribute__((noreturn)) static void run_process(struct ctx *c)
      * that allows, so little of our own setup is allocated under the policy.
      * Needs no privilege: a node outside the cpuset's mems is the kernel's EINVAL. */
     set_memory_policy(c);
-    /* fsopen(proc) needs CAP_SYS_ADMIN and must precede any seccomp filter. */
-    set_exec_label(c);
-    /* Needs CAP_SETPCAP, which the uid change below may take away. */
-    drop_bounding_set(c);
+    /* After every step above that needs root or must precede a filter. */
+    become_user(c, chdir_again);
     int has_seccomp = c->plan->seccomp_bpf != NULL;
-    /* Before any seccomp filter: a profile need not allow close_range(2), and one
-     * that predates it answers ENOSYS (runc's stub, ocirun/seccomp/enosys.py).
-     * Everything opened after this is O_CLOEXEC (the exec fifo, the listener). */
-    prepare_fds(c, pr->preserve_fds);
-    /* Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before the uid
-     * change and capset take it away (runc's order). */
-    if (has_seccomp && !pr->no_new_privileges)
-        seccomp_before_ready(c);
-    change_user(c);
-    if (chdir_again) {
-        enter_cwd(c, 0);
-        /* Only now: the cwd is entered as the user (a filter may be loaded already). */
-        verify_cwd(c);
-    }
-    set_capabilities(c);
     /* As the container user, like runc's LookPath: what it cannot exec is not found. */
     resolve_exe(c);
     /* Last, so nothing above (capset, setuid) is limited by it. */
