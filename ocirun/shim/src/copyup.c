@@ -30,6 +30,33 @@ static int copy_file_data(int from, int to)
     }
 }
 
+/* name in `from` (O_RDONLY | from_flags) and in `to` (to_flags, mode), both
+ * without following a symlink: fds[0], fds[1]. -1 + errno, nothing left open. */
+static int open_both(int from, int to, const char *name, int from_flags, int to_flags, mode_t mode, int fds[2])
+{
+    fds[0] = openat(from, name, O_RDONLY | from_flags | O_NOFOLLOW | O_CLOEXEC);
+    if (fds[0] < 0)
+        return -1;
+    fds[1] = openat(to, name, to_flags | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fds[1] < 0) {
+        int e = errno;
+        close(fds[0]);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+/* Close both and pass r through, errno kept. */
+static int close_both(int fds[2], int r)
+{
+    int e = errno;
+    close(fds[0]);
+    close(fds[1]);
+    errno = e;
+    return r;
+}
+
 /* One entry of directory `from` to `to` under the same name, then its owner,
  * mode and times (after the contents: adding entries changes a directory's
  * mtime, and chown clears set-id bits, so chmod comes after chown). */
@@ -37,47 +64,22 @@ static int copy_entry(int from, int to, const char *name, int depth)
 {
     struct stat st;
     char link[PATH_MAX];
+    int fds[2];
     if (fstatat(from, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
         return -1;
     switch (st.st_mode & S_IFMT) {
-    case S_IFDIR: {
-        if (mkdirat(to, name, 0700) < 0)
+    case S_IFDIR:
+        if (mkdirat(to, name, 0700) < 0 || open_both(from, to, name, O_DIRECTORY, O_RDONLY | O_DIRECTORY, 0, fds) < 0)
             return -1;
-        int f = openat(from, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (f < 0)
-            return -1;
-        int t = openat(to, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (t < 0) {
-            close(f);
-            return -1;
-        }
-        int r = copy_dir_contents(f, t, depth + 1);
-        int e = errno;
-        close(f);
-        close(t);
-        errno = e;
-        if (r < 0)
+        if (close_both(fds, copy_dir_contents(fds[0], fds[1], depth + 1)) < 0)
             return -1;
         break;
-    }
-    case S_IFREG: {
-        int f = openat(from, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (f < 0)
+    case S_IFREG:
+        if (open_both(from, to, name, 0, O_WRONLY | O_CREAT | O_EXCL, 0600, fds) < 0)
             return -1;
-        int t = openat(to, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (t < 0) {
-            close(f);
-            return -1;
-        }
-        int r = copy_file_data(f, t);
-        int e = errno;
-        close(f);
-        close(t);
-        errno = e;
-        if (r < 0)
+        if (close_both(fds, copy_file_data(fds[0], fds[1])) < 0)
             return -1;
         break;
-    }
     case S_IFLNK: {
         ssize_t n = readlinkat(from, name, link, sizeof link - 1);
         if (n < 0)
