@@ -87,6 +87,17 @@ class Bundle:
 
         self.edit(f)
 
+    def add_user_namespace(self, host_id: int = 100000, size: int = 65536) -> None:
+        """A new user namespace, container ids 0.. mapped to host_id.., and the
+        rootfs owned by the mapped root so that it can write there."""
+        def f(c):
+            c["linux"]["namespaces"].append({"type": "user"})
+            c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": host_id, "size": size}]
+            c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": host_id, "size": size}]
+
+        self.edit(f)
+        os.chown(self.rootfs, host_id, host_id)
+
     def copy(self, dest: Path) -> Bundle:
         shutil.copytree(self.path, dest, symlinks=True)
         return Bundle(dest)

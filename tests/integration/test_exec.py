@@ -241,13 +241,10 @@ def test_exec_gets_the_containers_seccomp_filter(ocirun, bundle, nnp):
 
 def test_exec_into_a_user_namespace_container(ocirun, bundle):
     def f(c):
-        c["linux"]["namespaces"].append({"type": "user"})
-        c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-        c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
         c["mounts"] = [m for m in c["mounts"] if m["destination"] not in ("/sys", "/sys/fs/cgroup")]
 
     bundle.edit(f)
-    os.chown(bundle.rootfs, 100000, 100000)
+    bundle.add_user_namespace()
     cid, init = _running(ocirun, bundle)
     pid_file = bundle.path / "exec.pid"
     ocirun("exec", "-d", "--pid-file", str(pid_file), "-u", "5:5", cid, "sleep", "1000")
@@ -265,15 +262,12 @@ def test_exec_in_a_user_namespace_grants_what_the_host_lacks(ocirun, bundle):
     # CAP_SYS_RESOURCE (24) is not in this host's bounding set, but a user namespace
     # can grant it: no "unavailable" warning, and the exec'd process has it.
     def f(c):
-        c["linux"]["namespaces"].append({"type": "user"})
-        c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-        c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
         c["mounts"] = [m for m in c["mounts"] if m["destination"] not in ("/sys", "/sys/fs/cgroup")]
         c["process"]["capabilities"] = {s: ["CAP_KILL", "CAP_SYS_RESOURCE"] for s in
                                         ("bounding", "effective", "permitted", "inheritable")}
 
     bundle.edit(f)
-    os.chown(bundle.rootfs, 100000, 100000)
+    bundle.add_user_namespace()
     cid, _ = _running(ocirun, bundle)
     p = ocirun("exec", cid, "grep", "CapEff", "/proc/self/status")
     assert b"unavailable" not in p.stderr

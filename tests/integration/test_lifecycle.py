@@ -258,12 +258,7 @@ def test_symlink_mount_destination_stays_inside_rootfs(ocirun, bundle, tmp_path)
 
 def test_user_namespace_maps_ids(ocirun, bundle):
     bundle.set_args("sh", "-c", "cat /proc/self/uid_map; id -u")
-    def f(c):
-        c["linux"]["namespaces"].append({"type": "user"})
-        c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-        c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-        os.chown(bundle.rootfs, 100000, 100000)
-    bundle.edit(f)
+    bundle.add_user_namespace()
     out = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id()).stdout.decode().split()
     assert out[:3] == ["0", "100000", "65536"]
     assert out[3] == "0"

@@ -234,13 +234,7 @@ def test_no_master_reaches_the_container(ocirun, bundle, sockdir):
 def test_terminal_in_a_user_namespace(ocirun, bundle, sockdir):
     terminal_bundle(bundle, "/bin/sh", "-c", "id -u; tty; stat -c %u /proc/self/fd/0; stty size",
                     size=(21, 42))
-
-    def f(c):
-        c["linux"]["namespaces"].append({"type": "user"})
-        c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-        c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-        os.chown(bundle.rootfs, 100000, 100000)
-    bundle.edit(f)
+    bundle.add_user_namespace()
     _, out, status = Session(ocirun_cmd(ocirun), bundle, ocirun.new_id(), sockdir / "c.sock").run(b"")
     assert status == 0
     assert lines(out)[:4] == ["0", "/dev/pts/0", "0", "21 42"]
