@@ -37,7 +37,8 @@ def unsupported(config) -> list[Problem]:
     # (ocirun.linux.lsm); linux.mountLabel is ignored then, as crun does.
     linux = config.linux
     if linux is not None:
-        need(linux.intel_rdt, "$.linux.intelRdt", _intel_rdt_problem())
+        if linux.intel_rdt:  # the mount table is read only then
+            problems.append(Problem("$.linux.intelRdt", _intel_rdt_problem()))
         if linux.resources is not None:
             problems.extend(unsupported_resources(linux.resources))
     return problems
