@@ -109,6 +109,16 @@ def v2_child_has(name: str) -> bool:
     return name in _V2_FILES[0]
 
 
+def v1_blkio_weight_file() -> str | None:
+    """The v1 blkio weight file this kernel has: blkio.bfq.weight (BFQ), blkio.weight
+    (CFQ, before 5.0), or None (neither scheduler: none, mq-deadline, kyber)."""
+    blkio = Path("/sys/fs/cgroup/blkio")
+    for name in ("blkio.bfq.weight", "blkio.weight"):
+        if (blkio / name).exists():
+            return name
+    return None
+
+
 # --------------------------------------------------------------------------- read back
 
 
@@ -120,7 +130,7 @@ def resources_for_host() -> tuple[dict, dict]:
         "pids": {"limit": 64},
     }
     dev = block_device()
-    if dev and not V2:
+    if dev and not V2 and v1_blkio_weight_file():
         r["blockIO"] = {"weight": 500}
     if dev:
         r.setdefault("blockIO", {}).update({"throttleReadBpsDevice": [{"major": dev[0], "minor": dev[1], "rate": 10485760}],
@@ -177,9 +187,8 @@ def test_every_resource_is_read_back_from_the_cgroup(ocirun, bundle):
     if "memory.oom_control" in got:  # also "under_oom 0", "oom_kill N" lines
         got["memory.oom_control"] = got["memory.oom_control"].splitlines()[0]
     assert got == want
-    if "blockIO" in resources and not V2:
-        assert cg.read("blkio.bfq.weight" if Path(cg.dir("blkio"), "blkio.bfq.weight").exists()
-                       else "blkio.weight").split()[-1] == "500"
+    if "weight" in resources.get("blockIO", {}) and not V2:
+        assert cg.read(v1_blkio_weight_file()).split()[-1] == "500"
     # the init is in the container's cgroup of every hierarchy before it runs
     pid = ocirun.state(cid)["pid"]
     for d in cg.dirs():
@@ -439,9 +448,8 @@ def update_flags_and_files() -> tuple[list[str], list[str]]:
         if Path("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists():
             flags += ["--cpu-rt-period", "500000", "--cpu-rt-runtime", "4000"]
             files += ["cpu.rt_period_us", "cpu.rt_runtime_us"]
-        blkio = Path("/sys/fs/cgroup/blkio")
-        weight = "blkio.weight" if (blkio / "blkio.weight").exists() else "blkio.bfq.weight"
-        if (blkio / weight).exists():
+        weight = v1_blkio_weight_file()
+        if weight is not None:
             flags += ["--blkio-weight", "500"]
             files.append(weight)
     return flags, files
