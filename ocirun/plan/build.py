@@ -403,6 +403,7 @@ def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = Fal
             ambient=mask(c.ambient),
         )
     caps = _without_unavailable(caps, sorted(unknown_to_kernel), check_own=not in_user_ns)
+    caps = _raisable_ambient(caps)
     from ocirun.plan import process_attrs as pa
 
     label = None
@@ -467,6 +468,17 @@ def _without_unavailable(caps: Capabilities, unknown_to_kernel: list[str], *, ch
 
     return Capabilities(keep(caps.bounding), keep(caps.effective), keep(caps.permitted),
                         keep(caps.inheritable), keep(caps.ambient))
+
+
+def _raisable_ambient(caps: Capabilities) -> Capabilities:
+    """Leave out of the ambient set what the kernel would refuse to raise: a
+    capability that is not also permitted and inheritable (PR_CAP_AMBIENT_RAISE:
+    EPERM). runc and crun ignore that EPERM and run the process without it;
+    `runc spec` writes ambient without inheritable. The warning is the config
+    rules' (``ocirun.spec.rules.warnings``: validate and create print it)."""
+    if not caps.ambient:
+        return caps
+    return replace(caps, ambient=caps.ambient & (caps.permitted or 0) & (caps.inheritable or 0))
 
 
 def _warn(message: str) -> None:

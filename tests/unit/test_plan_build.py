@@ -228,3 +228,22 @@ def test_tmpcopyup_elsewhere_is_ignored_as_in_runc(rootfs):
     assert not _step(doc, rootfs, "/b").copy_up
     t = _step(doc, rootfs, "/t")
     assert not t.copy_up and t.flags == mo.MS_RDONLY and t.remount_flags == 0
+
+
+def test_ambient_keeps_only_what_the_kernel_can_raise(rootfs, monkeypatch):
+    """PR_CAP_AMBIENT_RAISE needs permitted and inheritable: the rest is left out of
+    the plan (runc and crun ignore the kernel's EPERM; #11 item 1)."""
+    from ocirun.linux import capabilities
+    from ocirun.linux.capabilities import CAPABILITIES
+
+    monkeypatch.setattr(capabilities, "own_available", lambda: ~0)  # as root, whoever runs the test
+    doc = spec()
+    doc["process"]["capabilities"] = {
+        "bounding": ["CAP_KILL", "CAP_CHOWN", "CAP_NET_RAW"], "effective": ["CAP_KILL"],
+        "permitted": ["CAP_KILL", "CAP_CHOWN"], "inheritable": ["CAP_KILL", "CAP_NET_RAW"],
+        "ambient": ["CAP_KILL", "CAP_CHOWN", "CAP_NET_RAW"]}
+    caps = plan_for(doc, rootfs).process.capabilities
+    assert caps.ambient == 1 << CAPABILITIES["CAP_KILL"]
+    assert caps.inheritable == 1 << CAPABILITIES["CAP_KILL"] | 1 << CAPABILITIES["CAP_NET_RAW"]
+    del doc["process"]["capabilities"]["inheritable"]  # as `runc spec` writes it
+    assert plan_for(doc, rootfs).process.capabilities.ambient == 0

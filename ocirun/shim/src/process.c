@@ -101,8 +101,11 @@ static void set_capabilities(struct ctx *c)
         if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
             fail(c, OCIRUN_STEP_AMBIENT, errno, -1);
         for (int cap = 0; cap <= c->plan->cap_last_cap && cap < 64; cap++) {
+            /* EPERM (not permitted and inheritable, or SECBIT_NO_CAP_AMBIENT_RAISE):
+             * runc and crun go on without it; the planner already left out what
+             * the sets predict (with the config's warning). */
             if ((pr->ambient & (1ULL << cap)) &&
-                prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+                prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0 && errno != EPERM)
                 fail(c, OCIRUN_STEP_AMBIENT, errno, cap);
         }
     }
