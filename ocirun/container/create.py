@@ -41,6 +41,8 @@ class CreateOptions:
     preserve_fds: int = 0
     #: create always detaches; run only with -d (decides what terminal needs)
     detach: bool = True
+    #: numbers in 3..3+preserve_fds-1 the caller left free (placeholders, closed before exec)
+    absent_fds: tuple[int, ...] = ()
 
 
 def cmd_create(g: GlobalOptions, args: argparse.Namespace) -> int:
@@ -49,8 +51,12 @@ def cmd_create(g: GlobalOptions, args: argparse.Namespace) -> int:
 
 
 def options_from_args(args: argparse.Namespace) -> CreateOptions:
+    """The options of create and run. Called first, before anything is opened: it
+    fills the free numbers among the fds passed to the container (ocirun.linux.fds)."""
     if args.preserve_fds < 0:
         raise UsageError("--preserve-fds must not be negative")
+    from ocirun.linux.fds import fill_holes
+
     return CreateOptions(
         bundle=os.path.abspath(args.bundle),
         pid_file=os.path.abspath(args.pid_file) if args.pid_file else None,
@@ -59,6 +65,7 @@ def options_from_args(args: argparse.Namespace) -> CreateOptions:
         no_new_keyring=args.no_new_keyring,
         preserve_fds=args.preserve_fds,
         detach=getattr(args, "detach", True),
+        absent_fds=fill_holes(args.preserve_fds),
     )
 
 
@@ -96,6 +103,7 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
             no_pivot=opts.no_pivot,
             no_new_keyring=opts.no_new_keyring,
             preserve_fds=opts.preserve_fds,
+            absent_fds=opts.absent_fds,
         ),
         cgroup_view(cgroup),
     )

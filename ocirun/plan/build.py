@@ -50,6 +50,8 @@ class PlanOptions:
     no_pivot: bool = False
     no_new_keyring: bool = False
     preserve_fds: int = 0
+    #: numbers among those the caller did not pass: closed before exec
+    absent_fds: tuple[int, ...] = ()
 
 
 @record
@@ -429,6 +431,7 @@ def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = Fal
         rlimits=tuple(Rlimit(_RLIMITS[r.type], r.soft, r.hard) for r in proc.rlimits or ()),
         no_new_privileges=bool(proc.no_new_privileges),
         preserve_fds=opts.preserve_fds,
+        absent_fds=opts.absent_fds,
         personality=persona,
         memory_policy=pa.memory_policy(linux.memory_policy)
         if linux is not None and linux.memory_policy is not None else None,

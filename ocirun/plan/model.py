@@ -135,6 +135,9 @@ class ProcessPlan:
     no_new_privileges: bool
     #: fds 3..3+preserve_fds-1 stay open across exec (runc --preserve-fds).
     preserve_fds: int = 0
+    #: numbers in that range the caller did not pass: the runtime's placeholders
+    #: (ocirun.linux.fds), closed before exec. Any other number not open is skipped.
+    absent_fds: tuple[int, ...] = ()
     #: personality(2) persona (linux.personality: domain | flags); None: leave it alone.
     personality: int | None = None
     #: process.scheduler for sched_setattr(2); None: leave it alone.

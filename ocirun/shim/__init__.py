@@ -366,6 +366,8 @@ class _CPlan:
         c.rlimits, c.n_rlimits = rls, len(pr.rlimits)
         c.no_new_privileges = int(pr.no_new_privileges)
         c.preserve_fds = pr.preserve_fds
+        c.absent_fds = self.new("int[]", list(pr.absent_fds) or [-1])
+        c.n_absent_fds = len(pr.absent_fds)
         self._process_attrs(c, pr)
         c.terminal = int(pr.terminal)
         if pr.console_size is not None:

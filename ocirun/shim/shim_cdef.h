@@ -258,6 +258,10 @@ struct ocirun_process {
     int mpol_mode;             /* MPOL_* | MPOL_F_* mode flags */
     const uint64_t *mpol_nodes; /* nodemask as unsigned longs; NULL: no nodes */
     int mpol_nodes_len;        /* words */
+    /* numbers in 3..3+preserve_fds-1 the caller did not pass (the runtime's
+     * placeholders): closed, not passed */
+    const int *absent_fds;
+    int n_absent_fds;
 };
 
 struct ocirun_plan {

@@ -202,16 +202,35 @@ static void close_inherited_fds(struct ctx *c)
     }
 }
 
+static int is_absent_fd(const struct ocirun_process *pr, int fd)
+{
+    for (int i = 0; pr && i < pr->n_absent_fds; i++) {
+        if (pr->absent_fds[i] == fd)
+            return 1;
+    }
+    return 0;
+}
+
 static void prepare_fds(struct ctx *c, int preserve_fds)
 {
     /* Only 0-2 and the preserved fds may reach the container (containerd's
      * shim, for one, has its listening socket at fd 3). CLOEXEC rather than
      * close: the sync socket and the exec fifo are still needed until exec. */
+    const struct ocirun_process *pr = c->plan->process;
     unsigned int first = 3 + (unsigned int)preserve_fds;
     if (syscall(SYS_close_range, first, ~0U, OCI_CLOSE_RANGE_CLOEXEC) < 0)
         fail(c, OCIRUN_STEP_CLOSE_RANGE, errno, -1);
     for (int fd = 3; fd < (int)first; fd++) {
+        /* A number the caller left free: the runtime's placeholder goes (crun
+         * passes what exists). Closed only now, so that nothing the init
+         * opened before could take the number. */
+        if (is_absent_fd(pr, fd)) {
+            close(fd);
+            continue;
+        }
         int fl = fcntl(fd, F_GETFD);
+        if (fl < 0 && errno == EBADF)
+            continue; /* not open: nothing to pass */
         if (fl < 0 || fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC) < 0)
             fail(c, OCIRUN_STEP_PRESERVE_FD, errno, fd);
     }
