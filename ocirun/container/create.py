@@ -41,7 +41,9 @@ class CreateOptions:
     preserve_fds: int = 0
     #: create always detaches; run only with -d (decides what terminal needs)
     detach: bool = True
-    #: numbers in 3..3+preserve_fds-1 the caller left free (placeholders, closed before exec)
+    #: socket activation: LISTEN_FDS fds at 3.., before the preserved ones (ocirun.linux.fds)
+    listen_fds: int = 0
+    #: numbers in 3..3+listen_fds+preserve_fds-1 the caller left free (placeholders, closed before exec)
     absent_fds: tuple[int, ...] = ()
 
 
@@ -55,8 +57,9 @@ def options_from_args(args: argparse.Namespace) -> CreateOptions:
     fills the free numbers among the fds passed to the container (ocirun.linux.fds)."""
     if args.preserve_fds < 0:
         raise UsageError("--preserve-fds must not be negative")
-    from ocirun.linux.fds import fill_holes
+    from ocirun.linux.fds import fill_holes, listen_fds
 
+    listen = listen_fds()
     return CreateOptions(
         bundle=os.path.abspath(args.bundle),
         pid_file=os.path.abspath(args.pid_file) if args.pid_file else None,
@@ -65,7 +68,8 @@ def options_from_args(args: argparse.Namespace) -> CreateOptions:
         no_new_keyring=args.no_new_keyring,
         preserve_fds=args.preserve_fds,
         detach=getattr(args, "detach", True),
-        absent_fds=fill_holes(args.preserve_fds),
+        listen_fds=listen,
+        absent_fds=fill_holes(listen + args.preserve_fds),
     )
 
 
@@ -103,6 +107,7 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
             no_pivot=opts.no_pivot,
             no_new_keyring=opts.no_new_keyring,
             preserve_fds=opts.preserve_fds,
+            listen_fds=opts.listen_fds,
             absent_fds=opts.absent_fds,
         ),
         cgroup_view(cgroup),

@@ -56,7 +56,7 @@ def options_from_args(args: argparse.Namespace):
 
     if args.preserve_fds < 0:
         raise UsageError("--preserve-fds must not be negative")
-    absent = fill_holes(args.preserve_fds)
+    absent = fill_holes(args.preserve_fds)  # runc's exec passes no LISTEN_FDS
     process = None
     if args.process:
         try:

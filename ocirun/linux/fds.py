@@ -1,5 +1,11 @@
-"""The fds a caller passes to the container beyond stdio: ``--preserve-fds N``,
-fds 3..3+N-1, as runc and crun take them.
+"""The fds a caller passes to the container beyond stdio: socket activation
+(LISTEN_FDS) and ``--preserve-fds N``, as runc and crun take them.
+
+runc (utils_linux.go, ``runner.run``): with LISTEN_FDS in its environment and
+LISTEN_PID its own pid (go-systemd's ``activation.Files``), fds 3..3+L-1 go to
+the container's init and its environment gets ``LISTEN_FDS=L`` and
+``LISTEN_PID=1`` appended; the ``--preserve-fds N`` fds follow them, at
+3+L..3+L+N-1. ``exec`` passes no listen fds, only its own ``--preserve-fds``.
 
 A number in that range the caller did not open is passed as nothing (crun;
 runc 1.1.5 stats each preserved fd, but its own internal fds usually sit on
@@ -16,6 +22,20 @@ import os
 
 #: the first fd passed beyond stdio (SD_LISTEN_FDS_START)
 FIRST = 3
+
+
+def listen_fds(environ: os._Environ[str] | dict[str, str] | None = None, pid: int | None = None) -> int:
+    """How many socket-activation fds the caller passes (LISTEN_FDS when LISTEN_PID
+    is our pid, as go-systemd's activation.Files that runc uses); 0 for none."""
+    env = os.environ if environ is None else environ
+    try:
+        listen_pid = int(env.get("LISTEN_PID", ""))
+        count = int(env.get("LISTEN_FDS", ""))
+    except ValueError:
+        return 0
+    if listen_pid != (os.getpid() if pid is None else pid):
+        return 0
+    return max(count, 0)
 
 
 def fill_holes(count: int, first: int = FIRST) -> tuple[int, ...]:
@@ -42,4 +62,4 @@ def fill_holes(count: int, first: int = FIRST) -> tuple[int, ...]:
     return tuple(holes)
 
 
-__all__ = ["FIRST", "fill_holes"]
+__all__ = ["FIRST", "listen_fds", "fill_holes"]

@@ -50,6 +50,9 @@ class PlanOptions:
     no_pivot: bool = False
     no_new_keyring: bool = False
     preserve_fds: int = 0
+    #: socket activation (ocirun.linux.fds): fds 3..3+listen_fds-1, before the
+    #: preserved ones; the process gets LISTEN_FDS and LISTEN_PID=1
+    listen_fds: int = 0
     #: numbers among those the caller did not pass: closed before exec
     absent_fds: tuple[int, ...] = ()
 
@@ -378,6 +381,10 @@ _RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.star
 
 def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = False) -> ProcessPlan:
     env = list(proc.env or ())
+    if opts.listen_fds > 0:
+        # runc appends them; its init's setenv loop makes them win, at the place
+        # of a name the config already has
+        env = _setenv(_setenv(env, "LISTEN_FDS", str(opts.listen_fds)), "LISTEN_PID", "1")
     env_keys = {e.split("=", 1)[0] for e in env}
     if "HOME" not in env_keys:
         env.append("HOME=" + _home_of(opts.rootfs, proc.user.uid))
@@ -430,7 +437,7 @@ def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = Fal
         capabilities=caps,
         rlimits=tuple(Rlimit(_RLIMITS[r.type], r.soft, r.hard) for r in proc.rlimits or ()),
         no_new_privileges=bool(proc.no_new_privileges),
-        preserve_fds=opts.preserve_fds,
+        preserve_fds=opts.listen_fds + opts.preserve_fds,
         absent_fds=opts.absent_fds,
         personality=persona,
         memory_policy=pa.memory_policy(linux.memory_policy)
@@ -444,6 +451,19 @@ def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = Fal
         console_size=(_console_dim(proc.console_size.height), _console_dim(proc.console_size.width))
         if proc.terminal and proc.console_size is not None else None,
     )
+
+
+def _setenv(env: list[str], name: str, value: str) -> list[str]:
+    """``name=value`` in place of the first entry of that name (later ones dropped), else appended."""
+    out: list[str] = []
+    done = False
+    for entry in env:
+        if entry.split("=", 1)[0] == name:
+            if done:
+                continue
+            entry, done = f"{name}={value}", True
+        out.append(entry)
+    return out if done else [*out, f"{name}={value}"]
 
 
 def _without_unavailable(caps: Capabilities, unknown_to_kernel: list[str], *, check_own: bool) -> Capabilities:

@@ -133,7 +133,7 @@ class ProcessPlan:
     capabilities: Capabilities | None
     rlimits: tuple[Rlimit, ...]
     no_new_privileges: bool
-    #: fds 3..3+preserve_fds-1 stay open across exec (runc --preserve-fds).
+    #: fds 3..3+preserve_fds-1 stay open across exec (LISTEN_FDS and runc --preserve-fds).
     preserve_fds: int = 0
     #: numbers in that range the caller did not pass: the runtime's placeholders
     #: (ocirun.linux.fds), closed before exec. Any other number not open is skipped.

@@ -1,5 +1,5 @@
 """The fds a caller passes beyond stdio, against runc: --preserve-fds N with fewer
-than N open (#11 item 15)."""
+than N open (#11 item 15) and socket activation, LISTEN_FDS (#11 item 17)."""
 
 from __future__ import annotations
 
@@ -127,3 +127,35 @@ def test_exec_preserve_fds_beyond_the_open_ones(ocirun, bundle, tmp_path):
     assert ours.returncode == 0, ours.stderr
     assert _fd_lines(ours.stdout) == [f"fd 4 {a}"]
     assert f"fd 4 {a}" in _fd_lines(ref.stdout)
+
+
+@needs_runc
+def test_socket_activation_as_runc(ocirun, bundle, tmp_path):
+    """LISTEN_FDS=2 with LISTEN_PID the runtime's pid, and --preserve-fds 1: fds 3 and 4
+    (the listen fds) then 5 (the preserved one) reach the init, whose environment gets
+    LISTEN_FDS=2 and LISTEN_PID=1 in place of the config's own (runc's rules)."""
+    import os
+
+    files = _files(tmp_path, 3)
+    bundle.edit(lambda c: c["process"]["env"].append("LISTEN_PID=77"))
+    env = dict(os.environ, LISTEN_FDS="2")
+    ours, ref = _both_run(ocirun, bundle, tmp_path, ["--preserve-fds", "1"], dict(zip((3, 4, 5), files, strict=True)),
+                          env=env, listen_pid_is_self=True)
+    assert ref.returncode == 0, ref.stderr
+    assert ours.returncode == 0, ours.stderr
+    assert _fd_lines(ours.stdout) == _fd_lines(ref.stdout) == [f"fd {n} {f}" for n, f in zip((3, 4, 5), files, strict=True)]
+    assert _listen_env(ours.stdout) == _listen_env(ref.stdout) == ["LISTEN_PID=1", "LISTEN_FDS=2"]
+
+
+@needs_runc
+def test_listen_fds_for_another_pid_are_not_passed(ocirun, bundle, tmp_path):
+    """LISTEN_PID not the runtime's: the fds are not its to pass (go-systemd's rule)."""
+    import os
+
+    files = _files(tmp_path, 2)
+    env = dict(os.environ, LISTEN_FDS="2", LISTEN_PID="1")
+    ours, ref = _both_run(ocirun, bundle, tmp_path, [], dict(zip((3, 4), files, strict=True)), env=env)
+    assert ref.returncode == 0, ref.stderr
+    assert ours.returncode == 0, ours.stderr
+    assert _fd_lines(ours.stdout) == _fd_lines(ref.stdout) == []
+    assert _listen_env(ours.stdout) == _listen_env(ref.stdout) == []
