@@ -171,6 +171,7 @@ STEPS: dict[str, str] = {
     "IDMAP_SETATTR": "mount_setattr(MOUNT_ATTR_IDMAP)",
     "IDMAP_MOVE_MOUNT": "{idmap_path}: {mount}: move_mount of the id-mapped mount",
     "IDMAP_DUP_FD": "move the id-mapped mount's fd above the preserved fds",
+    "LOOPBACK": "bring up the loopback interface lo in the new network namespace",
 }
 
 

@@ -195,6 +195,10 @@ __attribute__((noreturn)) static void stage1_main(const struct ocirun_plan *plan
         become_userns_root(&c);
     /* After becoming root in the user namespace: the keyring is owned by it. */
     join_session_keyring(&c);
+    /* As root of the namespace's owner (CAP_NET_ADMIN), after the parent moved
+     * linux.netDevices in (NS_READY), before the init exists: no hook (prestart,
+     * like CNI) and no process ever sees lo down. */
+    bring_up_loopback(&c);
     /* CLONE_PARENT: the init is the parent's child (the caller's subreaper
      * inherits it when `ocirun create` exits) and pid 1 of the new pid ns. */
     long pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
