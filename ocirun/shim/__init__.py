@@ -29,8 +29,10 @@ READY              init → parent     –               setup done; the init bl
 ERROR              child → parent    step,errno,idx  a step failed (the child exits); spawn kills
                                                      and reaps every child and raises SetupError
 SECCOMP_FD         init → parent     fd (SCM_RIGHTS) seccomp filter loaded with NEW_LISTENER:
-                                                     on_seccomp_fd(init pid, fd) hands it to the
-                                                     agent at listenerPath
+                                     or idx          on_seccomp_fd(init pid, fd) hands it to the
+                                                     agent at listenerPath. When the filter refuses
+                                                     sendmsg(2), no fd comes: idx is its number in
+                                                     the init, taken with pidfd_getfd(2)
 SECCOMP_ACK        parent → init     –               the agent has it; go on
 CONSOLE_FD         init → parent     fd (SCM_RIGHTS) process.terminal: the pty master, made in the
                                                      container's devpts; on_console_fd(init pid, fd)
@@ -508,6 +510,8 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
                     mtype not in (lib.OCIRUN_MSG_SECCOMP_FD, lib.OCIRUN_MSG_CONSOLE_FD) or init is None):
                 os.close(listener)
                 listener = None
+            if mtype == lib.OCIRUN_MSG_SECCOMP_FD and listener is None and init is not None:
+                listener = _take_fd(init, index)
             if mtype == 0:
                 raise SetupError(f"container init exited before it was ready (last: {last})")
             last = _msg_name(mtype)
@@ -601,6 +605,19 @@ def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
         _kill_and_reap(child)
         raise
     return child, sock
+
+
+def _take_fd(pid: int, fd: int) -> int | None:
+    """A child's fd by number (pidfd_getfd(2)): the seccomp listener when the
+    filter it just loaded refuses sendmsg(2). The child waits for our ACK, and
+    is ours to reap, so the pid is its."""
+    if fd < 0:
+        return None
+    _, lib = _load()
+    got = lib.ocirun_pidfd_getfd(pid, fd)
+    if got < 0:
+        raise SetupError("take the seccomp listener fd from the container (pidfd_getfd)", -got)
+    return got
 
 
 def _hand_over(fd: int, receiver: Callable[[int, int], None] | None, pid: int,
@@ -730,6 +747,8 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
                     master = None
             else:
                 mtype, step, err, index, pid = _recv(sock)
+            if mtype == lib.OCIRUN_MSG_SECCOMP_FD and master is None and proc is not None:
+                master = _take_fd(proc, index)
             if mtype == lib.OCIRUN_MSG_CONSOLE_FD and master is not None:
                 _hand_over(master, on_console_fd, proc or 0, "exec --tty", "no receiver for the pty master")
                 continue

@@ -41,7 +41,9 @@
  *  |                   |                  |                | kills and reaps every child and raises        |
  *  | SECCOMP_FD        | init -> parent   | fd (SCM_RIGHTS)| filter loaded with NEW_LISTENER (SCMP_ACT_    |
  *  |                   |                  |                | NOTIFY): the parent hands the fd and the state|
- *  |                   |                  |                | to listenerPath, before READY                 |
+ *  |                   |                  |                | to listenerPath, before READY. A filter that  |
+ *  |                   |                  | or index = fd  | refuses sendmsg: the fd's number instead, the |
+ *  |                   |                  |                | parent takes it with pidfd_getfd              |
  *  | SECCOMP_ACK       | parent -> init   | -              | the agent has the fd; go on                   |
  *  | CONSOLE_FD        | init -> parent   | fd (SCM_RIGHTS)| process.terminal: the pty master, made in the |
  *  |                   |                  |                | container's devpts (src/console.c); the parent|

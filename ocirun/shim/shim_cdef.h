@@ -313,6 +313,9 @@ struct ocirun_spawn_result {
 };
 
 int ocirun_shim_version(void);
+/* fd number `fd` of process `pid`, duplicated into the caller (pidfd_open +
+ * pidfd_getfd, O_CLOEXEC); -errno on failure. */
+int ocirun_pidfd_getfd(int pid, int fd);
 /* prctl(PR_SET_CHILD_SUBREAPER, 1) on the caller (foreground `run`); -1 on failure. */
 int ocirun_set_child_subreaper(void);
 

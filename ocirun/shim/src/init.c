@@ -60,15 +60,22 @@ __attribute__((noreturn)) static void run_process(struct ctx *c)
      * that allows, so little of our own setup is allocated under the policy.
      * Needs no privilege: a node outside the cpuset's mems is the kernel's EINVAL. */
     set_memory_policy(c);
+    /* The process's umask: nothing below creates a file, and a filter loaded by
+     * become_user may refuse umask(2), which would leave the setup's 0 in place. */
+    umask(pr->umask);
+    /* Before the filter too (it may refuse rt_sigaction(2)): from here on the
+     * terminating signals end the init, which as pid 1 would ignore them; so
+     * `kill <id> TERM` stops a created container, as runc's init. */
+    die_on_signals();
     /* After every step above that needs root or must precede a filter. */
     become_user(c, chdir_again);
     int has_seccomp = c->plan->seccomp_bpf != NULL;
-    /* As the container user, like runc's LookPath: what it cannot exec is not found. */
+    /* As the container user, like runc's LookPath: what it cannot exec is not
+     * found. Under a filter already without no_new_privs: see can_exec. */
     resolve_exe(c);
     /* Last, so nothing above (capset, setuid) is limited by it. */
     if (pr->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         fail(c, OCIRUN_STEP_NO_NEW_PRIVS, errno, -1);
-    umask(pr->umask);
     /* no_new_privs with NOTIFY: the listener fd can only reach the parent (and the
      * agent) while the parent waits for READY, so this is as late as it can be. */
     if (has_seccomp && pr->no_new_privileges && c->plan->seccomp_notify)
