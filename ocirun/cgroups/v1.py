@@ -91,7 +91,7 @@ class V1Manager:
             self._memory(resources.memory, update)
         if cpu is not None:
             self._cpu(cpu)
-        if resources.pids is not None:
+        if resources.pids is not None and resources.pids.limit != 0:  # 0: no limit, as runc
             d = self._dir("pids", "linux.resources.pids")
             limit = resources.pids.limit
             base.set_file(d, "pids.max", "max" if limit < 0 else str(limit), "linux.resources.pids.limit")

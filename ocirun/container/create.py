@@ -193,7 +193,10 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
             undo.callback(cgroup.destroy)
             rules = device_rules(linux.resources.devices if linux and linux.resources else (),
                                  linux.devices if linux else ())
-            cgroup.apply(linux.resources if linux else None, rules)
+            # Every limit before any process of ours is in the cgroup, but the pids
+            # limit: stage-1 and the init are both in it while the init is cloned.
+            now, pids_limit = _split_pids(linux.resources if linux else None, cgroup.version)
+            cgroup.apply(now, rules)
             cgroup_fd = cgroup.clone_into_fd()
             if cgroup_fd is not None:
                 undo.callback(os.close, cgroup_fd)
@@ -214,6 +217,9 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
                 on_seccomp_fd=_seccomp_listener(config, container_id, loaded.bundle),
                 # process.terminal: the pty master, to the console socket or our proxy
                 on_console_fd=on_console_fd,
+                # stage-1 is gone and the init waits for INIT_ACK: it is the only task,
+                # and nothing of the container runs before the limit is in force
+                on_init_created=(lambda pid: cgroup.apply(pids_limit)) if pids_limit is not None else None,
             )
             undo.callback(_kill_init, pid)
 
@@ -227,6 +233,30 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
     if cgroup_fd is not None:
         os.close(cgroup_fd)
     return record
+
+
+def _split_pids(resources, version: int):
+    """(``resources`` without the pids limit, the pids limit alone or None).
+
+    create applies the pids limit once the init exists (spawn's on_init_created):
+    while stage-1 clones it both count, so ``pids.limit: 1`` could never start
+    (runc sets every resource after its init exists). ``pids.limit: 0`` is no
+    limit, as runc (it writes nothing for 0); so is a negative one (``max``).
+    On v2 a ``pids.max`` in ``unified`` waits too (v1 refuses ``unified`` at once)."""
+    if resources is None:
+        return None, None
+    from ocirun.spec.model import Resources
+    from ocirun.util.record import replace
+
+    pids = resources.pids
+    if pids is not None and pids.limit == 0:
+        pids = None
+    later = ("pids.max",) if version == 2 else ()
+    unified = {k: v for k, v in resources.unified.items() if k not in later}
+    later_unified = {k: v for k, v in resources.unified.items() if k in later}
+    if pids is None and not later_unified:
+        return (replace(resources, pids=None) if resources.pids is not None else resources), None
+    return replace(resources, pids=None, unified=unified), Resources(pids=pids, unified=later_unified)
 
 
 def _close_all(fds: list[int]) -> None:

@@ -18,7 +18,9 @@ NS_READY           stage-1 → parent  –               namespaces joined/creat
                                                      on_namespaces_ready(stage-1 pid)
 NS_ACK             parent → stage-1  –               done; become root in the user ns, clone init
 INIT_PID           stage-1 → parent  pid             the init's pid (host pid ns); stage-1 exits and
-                                                     is reaped; the parent writes oom_score_adj
+                                                     is reaped; the parent writes oom_score_adj and
+                                                     calls on_init_created(init pid): the pids limit,
+                                                     now that the init is the cgroup's only task
 INIT_ACK           parent → init     –               the parent knows the init: it may start (and
                                                      fail) now
 BEFORE_PIVOT       init → parent     –               (sync_before_pivot only) mounts done, before
@@ -468,7 +470,8 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
           on_namespaces_ready: Callable[[int], None],
           on_before_pivot: Callable[[int], None] | None = None,
           on_seccomp_fd: Callable[[int, int], None] | None = None,
-          on_console_fd: Callable[[int, int], None] | None = None) -> int:
+          on_console_fd: Callable[[int, int], None] | None = None,
+          on_init_created: Callable[[int], None] | None = None) -> int:
     """Clone the container init per the plan; return its host pid once it is READY
     (setup done, blocked on the exec fifo).
 
@@ -483,7 +486,8 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
     init's pid and the seccomp listener fd before READY; the fd is closed after.
     ``on_console_fd`` (needed when the process has ``terminal``) gets the init's
     pid and the pty master before READY; the fd is closed after (dup it to keep it).
-    The init is this process's child.
+    ``on_init_created`` gets the init's pid once stage-1 is reaped, before the init
+    does anything (it waits for INIT_ACK). The init is this process's child.
 
     Raises SetupError(step, errno, detail) on failure, after killing and
     reaping every process it made. An exception from a callback propagates
@@ -533,6 +537,8 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
                 stage1 = None
                 if plan.oom_score_adj is not None:
                     _write_proc(init, "oom_score_adj", str(plan.oom_score_adj).encode())
+                if on_init_created is not None:
+                    on_init_created(init)
                 _send(sock, lib.OCIRUN_MSG_INIT_ACK)
             elif mtype == lib.OCIRUN_MSG_BEFORE_PIVOT and init is not None:
                 if on_before_pivot is not None:
