@@ -282,7 +282,9 @@ def _plan_one_mount(m, dest, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_n
         source = m.source or ""
         if not source.startswith("/"):
             source = os.path.join(opts.bundle, source)
-        return [_bind_step(dest, source, parsed, opts)]
+        # In a user namespace the init's root may not reach the source (a path
+        # below a directory only the host's root may enter): the parent opens it.
+        return [replace(_bind_step(dest, source, parsed, opts), open_by_parent=in_user_ns)]
     data = ",".join(parsed.data)
     flags = parsed.flags & ~mo.MS_REMOUNT
     copy_up = parsed.tmpcopyup and fstype == "tmpfs"

@@ -42,6 +42,10 @@ class MountStep:
     #: An id-mapped bind (idmap/ridmap): made by the parent as a detached mount
     #: and attached by the init instead of the mount(2) above; None: a plain mount.
     idmap: MountIdmap | None = None
+    #: A plain bind in a container with a user namespace, whose root may not reach
+    #: the source: the parent opens it with its privileges (open_tree, as for idmap)
+    #: and the init attaches it instead of the mount(2) above (ocirun/shim/idmap.py).
+    open_by_parent: bool = False
     #: tmpcopyup on a tmpfs: the init copies what the directory held into it.
     copy_up: bool = False
     #: With copy_up: the tmpfs root also takes the directory's mode (no mode= given).

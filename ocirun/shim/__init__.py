@@ -175,6 +175,8 @@ STEPS: dict[str, str] = {
     "IDMAP_SETATTR": "mount_setattr(MOUNT_ATTR_IDMAP)",
     "IDMAP_MOVE_MOUNT": "{idmap_path}: {mount}: move_mount of the id-mapped mount",
     "IDMAP_DUP_FD": "move the id-mapped mount's fd above the preserved fds",
+    "BIND_TREE_HELPER": "start the helper that opens bind mount sources with the runtime's privileges",
+    "BIND_TREE_OPEN": "open_tree(OPEN_TREE_CLONE) of the source",
     "LOOPBACK": "bring up the loopback interface lo in the new network namespace",
 }
 
@@ -240,6 +242,8 @@ def _step_error(step: int, err: int, index: int, plan: LaunchPlan) -> SetupError
     arg0 = _dec(proc.exe or proc.args[0]) if proc and (proc.exe or proc.args) else ""
     fields["arg0"] = arg0
     text = STEPS.get(name, name).format_map(_Missing(fields))
+    if name == "IDMAP_MOVE_MOUNT" and m is not None and m.idmap is None:
+        text = f"{fields['mount']}: move_mount of the bind opened by the runtime"
 
     detail = None
     if name == "EXEC_LOOKUP":
@@ -574,7 +578,7 @@ def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
     ns_fds: list[int] = []
     tree_fds: list[int] = []
     try:
-        if any(m.idmap is not None for m in plan.mounts):
+        if any(m.idmap is not None or m.open_by_parent for m in plan.mounts):
             from ocirun.shim.idmap import make_trees
 
             # Before the clone, so that a mapping or filesystem the kernel refuses

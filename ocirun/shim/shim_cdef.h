@@ -148,9 +148,11 @@ enum ocirun_step {
     OCIRUN_STEP_IDMAP_SETATTR = 136,       /* mount_setattr(MOUNT_ATTR_IDMAP) */
     OCIRUN_STEP_IDMAP_MOVE_MOUNT = 137,    /* init: move_mount onto the mount point */
     OCIRUN_STEP_IDMAP_DUP_FD = 138,        /* parent: the tree fd above the preserved fds */
+    OCIRUN_STEP_BIND_TREE_HELPER = 139,    /* parent: the helper that opens bind sources (ocirun_bind_trees) */
     /* later rootfs steps (src/rootfs.c) */
     OCIRUN_STEP_DEVICE_EXISTS = 140,    /* index: devices[]; a file at the path that is not the device */
     OCIRUN_STEP_MOUNT_COPYUP = 141,     /* index: mounts[]; tmpcopyup's copy into the tmpfs */
+    OCIRUN_STEP_BIND_TREE_OPEN = 142,   /* parent: open_tree of a bind source (ocirun_bind_trees) */
     /* 150-159: network (src/namespaces.c) */
     OCIRUN_STEP_LOOPBACK = 150          /* stage-1: bring lo up in a new network namespace */
 };
@@ -348,3 +350,11 @@ int ocirun_idmap_userns(const char *uid_map, const char *gid_map, struct ocirun_
  * O_CLOEXEC fd at or above floor. fd, or -1 with res set; nothing left open. */
 int ocirun_idmap_tree(const char *source, int recursive_clone, int recursive_idmap, int userns_fd,
                       int floor, struct ocirun_spawn_result *res);
+/* ocirun_bind_trees: detached clones of n plain bind sources (the whole tree
+ * below each with recursive[i]), opened with the runtime's privileges by a
+ * helper in a user namespace mapping every id to itself, in a mount namespace
+ * of its own (so the host's mount locks come with them), made slaves; fds at
+ * or above floor in fds_out. 0, or -1 with res->step, res->err and res->pid =
+ * the index of the failing source (-1: none); nothing left open or running. */
+int ocirun_bind_trees(const char **sources, const int *recursive, int n, int floor, int *fds_out,
+                      struct ocirun_spawn_result *res);
