@@ -293,6 +293,8 @@ def test_pids_limit_one_and_zero_as_runc(limit, out, code, ocirun, bundle, tmp_p
     pids_dir = "/sys/fs/cgroup" if V2 else "/sys/fs/cgroup/pids"
     script = f'read m < {pids_dir}/pids.max; echo "max=$m"; /bin/true; echo forked'
     set_resources(bundle, {"pids": {"limit": limit}}, args=("sh", "-c", script))
+    if V2:  # runc 1.1 shows the container's own v2 cgroup at /sys/fs/cgroup only with a cgroup namespace
+        bundle.edit(lambda c: c["linux"]["namespaces"].append({"type": "cgroup"}))
     theirs = bundle.copy(tmp_path / "runc-bundle")
     p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id(), check=False)
     assert (p.returncode, p.stdout.decode()) == (code, out), p.stderr

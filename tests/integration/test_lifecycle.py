@@ -298,20 +298,26 @@ def test_new_network_namespace_has_loopback_up(userns, ocirun, bundle):
 def test_joined_network_namespace_loopback_is_left_alone(ocirun, bundle):
     """A joined namespace is someone else's to configure: its lo stays down."""
     import subprocess
-    import uuid
 
-    name = f"ocitest-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
+    # a network namespace of a process of ours (not `ip netns add`: its /run/netns
+    # mount would outlive the test)
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "60"])
     try:
+        path = f"/proc/{holder.pid}/ns/net"
+        deadline = time.monotonic() + 5
+        while os.readlink(path) == os.readlink("/proc/self/ns/net") and time.monotonic() < deadline:
+            time.sleep(0.01)  # until unshare has run
         bundle.set_args("sh", "-c", LOOPBACK)
-        bundle.edit(lambda c: [ns.__setitem__("path", f"/run/netns/{name}")
+        bundle.edit(lambda c: [ns.__setitem__("path", path)
                                for ns in c["linux"]["namespaces"] if ns["type"] == "network"])
         out = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id()).stdout.decode().split()
         assert out[0] == "down" and not int(out[1], 16) & 0x1, out
-        shown = subprocess.run(["ip", "-n", name, "-o", "link", "show", "lo"], capture_output=True, text=True)
-        assert "state DOWN" in shown.stdout
+        shown = subprocess.run(["nsenter", f"--net={path}", "ip", "-o", "link", "show", "lo"],
+                               capture_output=True, text=True)
+        assert "state DOWN" in shown.stdout, shown
     finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
+        holder.kill()
+        holder.wait()
 
 
 def test_join_namespace_of_wrong_type_is_an_error(ocirun, bundle):
