@@ -55,6 +55,10 @@ class V2Manager:
             rec["deviceProg"] = self.device_prog
         return rec
 
+    def planned_record(self) -> dict:
+        """to_record() with ``created`` the directories create() would make now."""
+        return dict(self.to_record(), created=base.missing_dirs(self.path, self.root))
+
     def create(self) -> None:
         self.created.extend(base.make_dirs(self.path, self.root))
         self._enable_controllers()

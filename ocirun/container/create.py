@@ -6,11 +6,15 @@ process, mount, cgroup or state directory behind):
 1. validate the bundle             — before claiming the id: bad input leaves nothing
 2. build the launch plan           — all decisions made before anything is touched
 3. claim <root>/<id>, lock it      — two creates of one id: exactly one wins
-4. make the exec fifo              — the init blocks on it until `start`
-5. create the cgroup               — the init must be in it before it runs anything
-6. spawn the init (C shim)         — namespaces, mounts, pivot_root, process setup;
+4. record what create will make    — creating.json, before any of it exists: a
+                                     create killed from here on is undone by
+                                     `delete --force` (ocirun.container.delete)
+5. make the exec fifo              — the init blocks on it until `start`
+6. create the cgroup               — the init must be in it before it runs anything
+7. spawn the init (C shim)         — namespaces, mounts, pivot_root, process setup;
                                      linux.netDevices moved in once the netns exists
-7. write state.json, the pid file  — only now does the container exist for others
+8. at READY: state.json, pid file  — only now does the container exist for others;
+                                     then COMMIT: until it the children die with us
 """
 
 from __future__ import annotations
@@ -177,9 +181,20 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
     from ocirun.plan.device_rules import device_rules
 
     linux = config.linux
+    from ocirun.linux.proc import start_time
+    from ocirun.shim import _test_kill_point
+
     with ExitStack() as undo:
         undo.callback(store.remove, container_id)
         with claim_lock:  # held since the claim; released before the undo above runs
+            # Before anything below exists: what delete --force of a create killed
+            # from here on must undo (the cgroup directories about to be made), and
+            # who is making it (state says "still being created" while it lives).
+            store.save_intent(container_id, {
+                "creator": {"pid": os.getpid(), "startTime": start_time(os.getpid())},
+                "cgroup": cgroup.planned_record(),
+            })
+            _test_kill_point("CLAIMED")
             fifo = store.exec_fifo_path(container_id)
             old = os.umask(0)
             try:
@@ -191,6 +206,7 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
 
             cgroup.create()
             undo.callback(cgroup.destroy)
+            _test_kill_point("CGROUP_CREATED")
             rules = device_rules(linux.resources.devices if linux and linux.resources else (),
                                  linux.devices if linux else ())
             # Every limit before any process of ours is in the cgroup, but the pids
@@ -205,6 +221,18 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
 
             held_fds: list[int] = []  # closed whatever happens (an open netns fd keeps it alive)
             undo.callback(_close_all, held_fds)
+            saved: list = []
+
+            def commit(init_pid: int) -> None:
+                # At READY, before the init is told to outlive us (COMMIT): from
+                # here on the container exists for others.
+                rec = _record(container_id, init_pid, loaded, config, cgroup, hooks)
+                store.save(rec)
+                if opts.pid_file:
+                    write_pid_file(opts.pid_file, init_pid)
+                    undo.callback(_unlink_quiet, opts.pid_file)
+                saved.append(rec)
+
             pid = spawn(
                 plan,
                 exec_fifo_fd=fifo_fd,
@@ -220,13 +248,12 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
                 # stage-1 is gone and the init waits for INIT_ACK: it is the only task,
                 # and nothing of the container runs before the limit is in force
                 on_init_created=(lambda pid: cgroup.apply(pids_limit)) if pids_limit is not None else None,
+                # state.json and the pid file, then the init is committed
+                on_ready=commit,
             )
             undo.callback(_kill_init, pid)
-
-            record = _record(container_id, pid, loaded, config, cgroup, hooks)
-            store.save(record)
-            if opts.pid_file:
-                write_pid_file(opts.pid_file, pid)
+            record = saved[0]
+            store.drop_intent(container_id)  # state.json holds the container now
             undo.pop_all()  # success: keep everything
     _close_all(held_fds)
     os.close(fifo_fd)
@@ -389,6 +416,13 @@ def write_pid_file(path: str, pid: int) -> None:
     with open(tmp, "w") as f:
         f.write(str(pid))
     os.rename(tmp, path)
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _kill_init(pid: int) -> None:

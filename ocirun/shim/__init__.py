@@ -26,8 +26,13 @@ INIT_ACK           parent → init     –               the parent knows the in
 BEFORE_PIVOT       init → parent     –               (sync_before_pivot only) mounts done, before
                                                      pivot_root: on_before_pivot(init pid)
 BEFORE_PIVOT_ACK   parent → init     –               hooks done; pivot_root
-READY              init → parent     –               setup done; the init blocks on the exec fifo;
-                                                     spawn returns the init's pid
+READY              init → parent     –               setup done; the parent calls on_ready(init pid):
+                                                     state.json is saved there
+COMMIT             parent → init     –               the container exists for others now: the init
+                                                     stops dying with the parent (PR_SET_PDEATHSIG,
+                                                     armed in stage-1 and the init until now), closes
+                                                     its end (the EOF tells the parent) and blocks on
+                                                     the exec fifo; spawn returns the init's pid
 ERROR              child → parent    step,errno,idx  a step failed (the child exits); spawn kills
                                                      and reaps every child and raises SetupError
 SECCOMP_FD         init → parent     fd (SCM_RIGHTS) seccomp filter loaded with NEW_LISTENER:
@@ -42,7 +47,10 @@ CONSOLE_FD         init → parent     fd (SCM_RIGHTS) process.terminal: the pty
 =================  ================  ==============  ==============================================
 
 EOF before READY means a child died without a word (killed): SetupError naming
-the last message received.
+the last message received. A killed parent (`ocirun create`): stage-1 and the
+init die with it (the parent-death signal, and the EOF at their next wait) until
+COMMIT, so nothing of the container outlives a create that did not finish;
+``delete --force`` removes what it left (ocirun.container.delete).
 
 After READY the init reopens the exec fifo (``/proc/self/fd/N``, O_WRONLY: it
 blocks until ``ocirun start`` opens it for reading), writes ``0`` and execs.
@@ -177,6 +185,7 @@ STEPS: dict[str, str] = {
     "IDMAP_DUP_FD": "move the id-mapped mount's fd above the preserved fds",
     "BIND_TREE_HELPER": "start the helper that opens bind mount sources with the runtime's privileges",
     "BIND_TREE_OPEN": "open_tree(OPEN_TREE_CLONE) of the source",
+    "PDEATHSIG": "prctl PR_SET_PDEATHSIG",
     "LOOPBACK": "bring up the loopback interface lo in the new network namespace",
 }
 
@@ -475,7 +484,8 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
           on_before_pivot: Callable[[int], None] | None = None,
           on_seccomp_fd: Callable[[int, int], None] | None = None,
           on_console_fd: Callable[[int, int], None] | None = None,
-          on_init_created: Callable[[int], None] | None = None) -> int:
+          on_init_created: Callable[[int], None] | None = None,
+          on_ready: Callable[[int], None] | None = None) -> int:
     """Clone the container init per the plan; return its host pid once it is READY
     (setup done, blocked on the exec fifo).
 
@@ -491,7 +501,11 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
     ``on_console_fd`` (needed when the process has ``terminal``) gets the init's
     pid and the pty master before READY; the fd is closed after (dup it to keep it).
     ``on_init_created`` gets the init's pid once stage-1 is reaped, before the init
-    does anything (it waits for INIT_ACK). The init is this process's child.
+    does anything (it waits for INIT_ACK). ``on_ready`` gets it at READY: what
+    makes the container exist for others (state.json) is written there; only
+    then is the init told to outlive us (COMMIT), and spawn returns once it has
+    (until then stage-1 and the init die with this process). The init is this
+    process's child.
 
     Raises SetupError(step, errno, detail) on failure, after killing and
     reaping every process it made. An exception from a callback propagates
@@ -523,6 +537,7 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
             if mtype == 0:
                 raise SetupError(f"container init exited before it was ready (last: {last})")
             last = _msg_name(mtype)
+            _test_kill_point(last)
             if mtype == lib.OCIRUN_MSG_ERROR:
                 raise _step_error(step, err, index, plan)
             if mtype == lib.OCIRUN_MSG_NS_READY and stage1 is not None:
@@ -554,6 +569,10 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
             elif mtype == lib.OCIRUN_MSG_CONSOLE_FD and init is not None and listener is not None:
                 _hand_over(listener, on_console_fd, init, "process.terminal", "no receiver for the pty master")
             elif mtype == lib.OCIRUN_MSG_READY and init is not None:
+                if on_ready is not None:
+                    on_ready(init)
+                _test_kill_point("STATE_SAVED")
+                _commit(sock, plan)
                 return init
             else:
                 raise SetupError("sync with container init", detail=f"unexpected message {last}")
@@ -564,6 +583,29 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
     finally:
         if sock >= 0:
             os.close(sock)
+
+
+def _commit(sock: int, plan: LaunchPlan) -> None:
+    """COMMIT, then wait for the init to say it has stopped dying with us (it
+    closes its end: EOF); an ERROR instead raises."""
+    _, lib = _load()
+    _send(sock, lib.OCIRUN_MSG_COMMIT)
+    _test_kill_point("COMMIT")
+    mtype, step, err, index, _ = _recv(sock)
+    if mtype == lib.OCIRUN_MSG_ERROR:
+        raise _step_error(step, err, index, plan)
+    if mtype != 0:
+        raise SetupError("sync with container init", detail=f"unexpected message {_msg_name(mtype)} after COMMIT")
+
+
+def _test_kill_point(point: str) -> None:
+    """Test-only: with OCIRUN_TEST_KILL_AT=POINT[,POINT...] in the environment this
+    process SIGKILLs itself at that point of create (a sync message received, or
+    CGROUP_PLACED, STATE_SAVED, COMMIT, CLAIMED, CGROUP_CREATED), so tests can kill
+    `create` at every step (tests/integration/test_killed_create.py). Unset: nothing."""
+    points = os.environ.get("OCIRUN_TEST_KILL_AT")
+    if points and point in points.split(","):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
@@ -610,6 +652,7 @@ def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
             _write_cgroup_procs(cgroup_fd, child)
         on_child_created(child)
         _send(sock, lib.OCIRUN_MSG_CGROUP_PLACED)
+        _test_kill_point("CGROUP_PLACED")
     except BaseException:
         os.close(sock)
         _kill_and_reap(child)

@@ -35,8 +35,11 @@
  *  | BEFORE_PIVOT      | init -> parent   | -              | mounts done, before pivot_root (only if       |
  *  |                   |                  |                | sync_before_pivot): parent runs hooks         |
  *  | BEFORE_PIVOT_ACK  | parent -> init   | -              | hooks done; pivot                             |
- *  | READY             | init -> parent   | -              | setup done; init blocks on the exec fifo;     |
- *  |                   |                  |                | the parent closes its end and returns the pid |
+ *  | READY             | init -> parent   | -              | setup done; the parent saves state.json       |
+ *  | COMMIT            | parent -> init   | -              | the container exists now: the init disarms    |
+ *  |                   |                  |                | its parent-death signal, closes its end (the  |
+ *  |                   |                  |                | EOF tells the parent, which then returns) and |
+ *  |                   |                  |                | blocks on the exec fifo                       |
  *  | ERROR             | child -> parent  | step,err,index | a step failed; the child exits; the parent    |
  *  |                   |                  |                | kills and reaps every child and raises        |
  *  | SECCOMP_FD        | init -> parent   | fd (SCM_RIGHTS)| filter loaded with NEW_LISTENER (SCMP_ACT_    |
@@ -51,7 +54,10 @@
  *  | EXEC_PID, EXEC_ACK| (exec only)      |                | see src/exec.c                                |
  *
  * EOF on the parent's end before READY means a child died without saying
- * why (killed); the parent reports the last message it got.
+ * why (killed); the parent reports the last message it got. Until COMMIT,
+ * stage-1 and the init die with the parent (PR_SET_PDEATHSIG, armed again
+ * after each change of ids; and the EOF at their next wait), so a killed
+ * `ocirun create` leaves no process behind.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE

@@ -21,6 +21,7 @@ enum ocirun_msg_type {
     OCIRUN_MSG_ERROR = 9,
     OCIRUN_MSG_SECCOMP_FD = 10,     /* init -> parent, the listener fd in SCM_RIGHTS */
     OCIRUN_MSG_SECCOMP_ACK = 11,
+    OCIRUN_MSG_COMMIT = 12,         /* parent -> init: state.json saved; outlive us */
     /* 30-49: exec and hooks */
     OCIRUN_MSG_EXEC_PID = 30,       /* exec stage-1 -> parent: the joining process's pid */
     OCIRUN_MSG_EXEC_ACK = 31,       /* parent -> exec process: pid known; set up and exec */
@@ -153,6 +154,7 @@ enum ocirun_step {
     OCIRUN_STEP_DEVICE_EXISTS = 140,    /* index: devices[]; a file at the path that is not the device */
     OCIRUN_STEP_MOUNT_COPYUP = 141,     /* index: mounts[]; tmpcopyup's copy into the tmpfs */
     OCIRUN_STEP_BIND_TREE_OPEN = 142,   /* parent: open_tree of a bind source (ocirun_bind_trees) */
+    OCIRUN_STEP_PDEATHSIG = 143,        /* init: disarm the parent-death signal at COMMIT */
     /* 150-159: network (src/namespaces.c) */
     OCIRUN_STEP_LOOPBACK = 150          /* stage-1: bring lo up in a new network namespace */
 };

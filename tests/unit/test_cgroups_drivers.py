@@ -395,6 +395,19 @@ def test_v1_pids_and_create_destroy(tmp_path):
     assert not (fake.root / "pids/x").exists() and not (fake.root / "memory/x").exists()
 
 
+def test_v1_planned_record_is_what_create_makes(tmp_path):
+    """create records the directories before making them (#11 item 7): the plan is
+    exactly what create() then makes, and delete --force can undo it from the record."""
+    fake = FakeV1(tmp_path, controllers=("pids", "memory"), hybrid=False)
+    (fake.root / "memory/x").mkdir()  # already there: not create's to remove
+    mgr = new_manager("/x/y", "c1", host=fake.host)
+    planned = mgr.planned_record()
+    assert planned["created"] == [str(fake.root / "pids/x"), str(fake.root / "pids/x/y"),
+                                  str(fake.root / "memory/x/y")]
+    mgr.create()
+    assert mgr.created == planned["created"] and mgr.to_record() == planned
+
+
 def test_v1_stats_shape(tmp_path):
     fake, mgr = v1(tmp_path)
     s = mgr.stats()

@@ -174,6 +174,23 @@ __attribute__((noreturn)) static void fail(struct ctx *c, int step, int err, int
     _exit(1);
 }
 
+/* Until the container is committed (COMMIT: its state.json is saved), stage-1
+ * and the init die with the `ocirun create` that made them (#11 item 7): an
+ * init left behind by a killed create would hold cgroups nobody records, or
+ * block forever on an exec fifo nobody opens. SIGKILL, as nothing of ours
+ * needs to run then. The kernel clears the setting in every new child and at
+ * every change of the effective or filesystem ids, so each process arms it
+ * itself, again after such changes; `parent` is the create's pid, to catch
+ * its death before the first arming (not for the init: as pid 1 of a new pid
+ * namespace getppid() says 0; its next wait_for sees the EOF instead).
+ * Best effort under a seccomp filter that refuses prctl: the EOF of the sync
+ * socket ends us at the next wait as well. */
+static void arm_parent_death(long parent)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) == 0 && parent > 0 && getppid() != parent)
+        _exit(1);
+}
+
 /* Wait for the parent's message of the given type; EOF (the parent died) ends us quietly. */
 static void wait_for(struct ctx *c, int type)
 {

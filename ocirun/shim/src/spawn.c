@@ -115,10 +115,11 @@ int ocirun_spawn(const struct ocirun_plan *plan, int exec_fifo_fd, int cgroup_fd
         close(parent_end);
         return -1;
     }
+    long self = getpid(); /* stage-1 checks it is still its parent */
     long pid = clone_child(cgroup_fd, &used_clone3);
     if (pid == 0) {
         close(parent_end);
-        stage1_main(plan, child_sock, fifo);
+        stage1_main(plan, child_sock, fifo, self);
     }
     int err = errno;
     close(child_sock);
