@@ -105,6 +105,21 @@ class ContainerNotFound(OcirunError):
         super().__init__(f"container does not exist: {container_id}")
 
 
+class ContainerIncomplete(ContainerNotFound):
+    """A container directory without state.json: a create still in progress, or one
+    that was interrupted (killed) before it finished."""
+
+    def __init__(self, container_id: str, *, creating: bool) -> None:
+        self.container_id = container_id
+        self.creating = creating
+        if creating:
+            text = f"container {container_id} is still being created (no state yet)"
+        else:
+            text = (f"container {container_id} was not fully created (its create was interrupted); "
+                    f"`delete --force {container_id}` removes what it left")
+        OcirunError.__init__(self, text)
+
+
 class ContainerExists(OcirunError):
     def __init__(self, container_id: str) -> None:
         self.container_id = container_id

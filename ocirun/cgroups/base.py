@@ -119,6 +119,16 @@ def write_file(path: str, value: str) -> None:
         os.close(fd)
 
 
+def missing_dirs(path: str, stop_at: str) -> list[str]:
+    """The directories ``make_dirs(path, stop_at)`` would create now, outermost first."""
+    missing: list[str] = []
+    cur = path
+    while cur != stop_at and not os.path.isdir(cur):
+        missing.append(cur)
+        cur = os.path.dirname(cur)
+    return list(reversed(missing))
+
+
 def make_dirs(path: str, stop_at: str) -> list[str]:
     """mkdir -p ``path`` below ``stop_at``; return the directories created, outermost first."""
     created: list[str] = []

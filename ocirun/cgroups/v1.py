@@ -47,6 +47,14 @@ class V1Manager:
     def to_record(self) -> dict:
         return {"version": 1, "paths": self.paths, "mountpoints": self.mountpoints, "created": self.created}
 
+    def planned_record(self) -> dict:
+        """to_record() with ``created`` the directories create() would make now:
+        what create records before making them (ocirun.container.create)."""
+        planned: list[str] = []
+        for key, path in self.paths.items():
+            planned.extend(base.missing_dirs(path, self.mountpoints[key]))
+        return dict(self.to_record(), created=planned)
+
     def create(self) -> None:
         for key, path in self.paths.items():
             made = base.make_dirs(path, self.mountpoints[key])
@@ -91,7 +99,7 @@ class V1Manager:
             self._memory(resources.memory, update)
         if cpu is not None:
             self._cpu(cpu)
-        if resources.pids is not None:
+        if resources.pids is not None and resources.pids.limit != 0:  # 0: no limit, as runc
             d = self._dir("pids", "linux.resources.pids")
             limit = resources.pids.limit
             base.set_file(d, "pids.max", "max" if limit < 0 else str(limit), "linux.resources.pids.limit")

@@ -55,6 +55,10 @@ class V2Manager:
             rec["deviceProg"] = self.device_prog
         return rec
 
+    def planned_record(self) -> dict:
+        """to_record() with ``created`` the directories create() would make now."""
+        return dict(self.to_record(), created=base.missing_dirs(self.path, self.root))
+
     def create(self) -> None:
         self.created.extend(base.make_dirs(self.path, self.root))
         self._enable_controllers()
@@ -115,7 +119,7 @@ class V2Manager:
             problems = v2_problems(r)
             if problems:
                 raise CgroupSettingError("cannot apply " + "; ".join(f"{p}: {m}" for p, m in problems))
-            if r.pids is not None:
+            if r.pids is not None and r.pids.limit != 0:  # 0: no limit, as runc
                 self._need("pids", "linux.resources.pids", have)
                 limit = r.pids.limit
                 base.set_file(self.path, "pids.max", "max" if limit < 0 else str(limit), "linux.resources.pids.limit")

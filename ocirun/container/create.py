@@ -6,11 +6,15 @@ process, mount, cgroup or state directory behind):
 1. validate the bundle             — before claiming the id: bad input leaves nothing
 2. build the launch plan           — all decisions made before anything is touched
 3. claim <root>/<id>, lock it      — two creates of one id: exactly one wins
-4. make the exec fifo              — the init blocks on it until `start`
-5. create the cgroup               — the init must be in it before it runs anything
-6. spawn the init (C shim)         — namespaces, mounts, pivot_root, process setup;
+4. record what create will make    — creating.json, before any of it exists: a
+                                     create killed from here on is undone by
+                                     `delete --force` (ocirun.container.delete)
+5. make the exec fifo              — the init blocks on it until `start`
+6. create the cgroup               — the init must be in it before it runs anything
+7. spawn the init (C shim)         — namespaces, mounts, pivot_root, process setup;
                                      linux.netDevices moved in once the netns exists
-7. write state.json, the pid file  — only now does the container exist for others
+8. at READY: state.json, pid file  — only now does the container exist for others;
+                                     then COMMIT: until it the children die with us
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ class CreateOptions:
     preserve_fds: int = 0
     #: create always detaches; run only with -d (decides what terminal needs)
     detach: bool = True
+    #: socket activation: LISTEN_FDS fds at 3.., before the preserved ones (ocirun.linux.fds)
+    listen_fds: int = 0
+    #: numbers in 3..3+listen_fds+preserve_fds-1 the caller left free (placeholders, closed before exec)
+    absent_fds: tuple[int, ...] = ()
 
 
 def cmd_create(g: GlobalOptions, args: argparse.Namespace) -> int:
@@ -49,8 +57,13 @@ def cmd_create(g: GlobalOptions, args: argparse.Namespace) -> int:
 
 
 def options_from_args(args: argparse.Namespace) -> CreateOptions:
+    """The options of create and run. Called first, before anything is opened: it
+    fills the free numbers among the fds passed to the container (ocirun.linux.fds)."""
     if args.preserve_fds < 0:
         raise UsageError("--preserve-fds must not be negative")
+    from ocirun.linux.fds import fill_holes, listen_fds
+
+    listen = listen_fds()
     return CreateOptions(
         bundle=os.path.abspath(args.bundle),
         pid_file=os.path.abspath(args.pid_file) if args.pid_file else None,
@@ -59,6 +72,8 @@ def options_from_args(args: argparse.Namespace) -> CreateOptions:
         no_new_keyring=args.no_new_keyring,
         preserve_fds=args.preserve_fds,
         detach=getattr(args, "detach", True),
+        listen_fds=listen,
+        absent_fds=fill_holes(listen + args.preserve_fds),
     )
 
 
@@ -96,6 +111,8 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
             no_pivot=opts.no_pivot,
             no_new_keyring=opts.no_new_keyring,
             preserve_fds=opts.preserve_fds,
+            listen_fds=opts.listen_fds,
+            absent_fds=opts.absent_fds,
         ),
         cgroup_view(cgroup),
     )
@@ -164,9 +181,20 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
     from ocirun.plan.device_rules import device_rules
 
     linux = config.linux
+    from ocirun.linux.proc import start_time
+    from ocirun.shim import _test_kill_point
+
     with ExitStack() as undo:
         undo.callback(store.remove, container_id)
         with claim_lock:  # held since the claim; released before the undo above runs
+            # Before anything below exists: what delete --force of a create killed
+            # from here on must undo (the cgroup directories about to be made), and
+            # who is making it (state says "still being created" while it lives).
+            store.save_intent(container_id, {
+                "creator": {"pid": os.getpid(), "startTime": start_time(os.getpid())},
+                "cgroup": cgroup.planned_record(),
+            })
+            _test_kill_point("CLAIMED")
             fifo = store.exec_fifo_path(container_id)
             old = os.umask(0)
             try:
@@ -178,9 +206,13 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
 
             cgroup.create()
             undo.callback(cgroup.destroy)
+            _test_kill_point("CGROUP_CREATED")
             rules = device_rules(linux.resources.devices if linux and linux.resources else (),
                                  linux.devices if linux else ())
-            cgroup.apply(linux.resources if linux else None, rules)
+            # Every limit before any process of ours is in the cgroup, but the pids
+            # limit: stage-1 and the init are both in it while the init is cloned.
+            now, pids_limit = _split_pids(linux.resources if linux else None, cgroup.version)
+            cgroup.apply(now, rules)
             cgroup_fd = cgroup.clone_into_fd()
             if cgroup_fd is not None:
                 undo.callback(os.close, cgroup_fd)
@@ -189,6 +221,18 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
 
             held_fds: list[int] = []  # closed whatever happens (an open netns fd keeps it alive)
             undo.callback(_close_all, held_fds)
+            saved: list = []
+
+            def commit(init_pid: int) -> None:
+                # At READY, before the init is told to outlive us (COMMIT): from
+                # here on the container exists for others.
+                rec = _record(container_id, init_pid, loaded, config, cgroup, hooks)
+                store.save(rec)
+                if opts.pid_file:
+                    write_pid_file(opts.pid_file, init_pid)
+                    undo.callback(_unlink_quiet, opts.pid_file)
+                saved.append(rec)
+
             pid = spawn(
                 plan,
                 exec_fifo_fd=fifo_fd,
@@ -201,19 +245,45 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
                 on_seccomp_fd=_seccomp_listener(config, container_id, loaded.bundle),
                 # process.terminal: the pty master, to the console socket or our proxy
                 on_console_fd=on_console_fd,
+                # stage-1 is gone and the init waits for INIT_ACK: it is the only task,
+                # and nothing of the container runs before the limit is in force
+                on_init_created=(lambda pid: cgroup.apply(pids_limit)) if pids_limit is not None else None,
+                # state.json and the pid file, then the init is committed
+                on_ready=commit,
             )
             undo.callback(_kill_init, pid)
-
-            record = _record(container_id, pid, loaded, config, cgroup, hooks)
-            store.save(record)
-            if opts.pid_file:
-                write_pid_file(opts.pid_file, pid)
+            record = saved[0]
+            store.drop_intent(container_id)  # state.json holds the container now
             undo.pop_all()  # success: keep everything
     _close_all(held_fds)
     os.close(fifo_fd)
     if cgroup_fd is not None:
         os.close(cgroup_fd)
     return record
+
+
+def _split_pids(resources, version: int):
+    """(``resources`` without the pids limit, the pids limit alone or None).
+
+    create applies the pids limit once the init exists (spawn's on_init_created):
+    while stage-1 clones it both count, so ``pids.limit: 1`` could never start
+    (runc sets every resource after its init exists). ``pids.limit: 0`` is no
+    limit, as runc (it writes nothing for 0); so is a negative one (``max``).
+    On v2 a ``pids.max`` in ``unified`` waits too (v1 refuses ``unified`` at once)."""
+    if resources is None:
+        return None, None
+    from ocirun.spec.model import Resources
+    from ocirun.util.record import replace
+
+    pids = resources.pids
+    if pids is not None and pids.limit == 0:
+        pids = None
+    later = ("pids.max",) if version == 2 else ()
+    unified = {k: v for k, v in resources.unified.items() if k not in later}
+    later_unified = {k: v for k, v in resources.unified.items() if k in later}
+    if pids is None and not later_unified:
+        return (replace(resources, pids=None) if resources.pids is not None else resources), None
+    return replace(resources, pids=None, unified=unified), Resources(pids=pids, unified=later_unified)
 
 
 def _close_all(fds: list[int]) -> None:
@@ -346,6 +416,13 @@ def write_pid_file(path: str, pid: int) -> None:
     with open(tmp, "w") as f:
         f.write(str(pid))
     os.rename(tmp, path)
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _kill_init(pid: int) -> None:

@@ -49,10 +49,14 @@ def cmd_exec(g: GlobalOptions, args: argparse.Namespace) -> int:
 
 
 def options_from_args(args: argparse.Namespace):
+    """exec's options. Called first, before anything is opened: it fills the free
+    numbers among the fds passed to the process (ocirun.linux.fds)."""
+    from ocirun.linux.fds import fill_holes
     from ocirun.plan.exec_plan import ExecOptions
 
     if args.preserve_fds < 0:
         raise UsageError("--preserve-fds must not be negative")
+    absent = fill_holes(args.preserve_fds)  # runc's exec passes no LISTEN_FDS
     process = None
     if args.process:
         try:
@@ -69,7 +73,7 @@ def options_from_args(args: argparse.Namespace):
         args=tuple(command), cwd=args.cwd, env=tuple(args.env), user=args.user,
         additional_gids=tuple(args.additional_gids), caps=tuple(args.cap),
         no_new_privs=args.no_new_privs, tty=args.tty, apparmor=args.apparmor,
-        process_label=args.process_label, preserve_fds=args.preserve_fds, process=process,
+        process_label=args.process_label, preserve_fds=args.preserve_fds, absent_fds=absent, process=process,
     )
 
 
@@ -122,7 +126,7 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
         plan = build_exec_plan(process, container_id=record.id, bundle=record.bundle,
                                rootfs=record.rootfs, joins=init_namespaces(record.pid),
                                seccomp=(record.runtime or {}).get("seccomp"),
-                               preserve_fds=opts.preserve_fds)
+                               preserve_fds=opts.preserve_fds, absent_fds=opts.absent_fds)
         cg = cgroup_of(record)
         cgroup_fd = cg.clone_into_fd() if cg is not None else None
 

@@ -284,6 +284,33 @@ def test_pids_limit_stops_a_fork_loop(ocirun, bundle):
     ocirun("delete", "--force", cid)
 
 
+@pytest.mark.parametrize("limit, out, code", [(1, "max=1\n", 2), (0, "max=max\nforked\n", 0)])
+def test_pids_limit_one_and_zero_as_runc(limit, out, code, ocirun, bundle, tmp_path):
+    """pids.limit 1 starts (#11 item 6): stage-1 and the init are both in the cgroup
+    while the init is cloned, so the limit is written once the init is the only task,
+    before it runs anything: the process sees it at once and cannot fork (busybox sh
+    then exits 2). pids.limit 0 is no limit, as runc (it writes nothing)."""
+    pids_dir = "/sys/fs/cgroup" if V2 else "/sys/fs/cgroup/pids"
+    script = f'read m < {pids_dir}/pids.max; echo "max=$m"; /bin/true; echo forked'
+    set_resources(bundle, {"pids": {"limit": limit}}, args=("sh", "-c", script))
+    if V2:  # runc 1.1 shows the container's own v2 cgroup at /sys/fs/cgroup only with a cgroup namespace
+        bundle.edit(lambda c: c["linux"]["namespaces"].append({"type": "cgroup"}))
+    theirs = bundle.copy(tmp_path / "runc-bundle")
+    p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id(), check=False)
+    assert (p.returncode, p.stdout.decode()) == (code, out), p.stderr
+    if limit == 1:
+        assert b"can't fork" in p.stderr
+    if shutil.which("runc") is None:
+        return
+    root, rid = tmp_path / "runc-root", ocirun.new_id("ocitest-runc")
+    try:
+        ref = subprocess.run(["runc", "--root", str(root), "run", "--bundle", str(theirs.path), rid],
+                             capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    finally:
+        subprocess.run(["runc", "--root", str(root), "delete", "--force", rid], capture_output=True)
+    assert (ref.returncode, ref.stdout.decode()) == (code, out), ref.stderr
+
+
 def test_memory_limit_oom_kills_a_hog_and_events_reports_it(ocirun, bundle):
     limit = 32 * 1024 * 1024
     # memory+swap = memory: no swap to escape to; tail buffers /dev/zero (no newline) forever
