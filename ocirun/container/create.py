@@ -17,18 +17,21 @@ from __future__ import annotations
 
 import os
 import pwd
-import sys
 import time
 from contextlib import ExitStack
 
 from ocirun import SPEC_VERSION
 from ocirun.cli import GlobalOptions
-from ocirun.errors import UsageError
+from ocirun.errors import UsageError, warn
 from ocirun.util.record import record
 
 TYPE_CHECKING = False  # argparse is only for annotations (importing it costs a call ~5 ms)
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
+
+    from ocirun.plan.model import LaunchPlan
+    from ocirun.spec.load import LoadedBundle
 
 
 @record
@@ -62,16 +65,30 @@ def options_from_args(args: argparse.Namespace) -> CreateOptions:
     )
 
 
-def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, keep_master=None):
-    """Create the container; return its saved record. The init is our child.
+@record
+class Prepared:
+    """What create has decided before it touches anything (``ocirun explain``
+    shows exactly this, then what the steps below would do with it)."""
 
-    With process.terminal the pty master goes to ``opts.console_socket``, or,
-    for a foreground run, to ``keep_master`` (an ocirun.console.KeepMaster)."""
+    loaded: LoadedBundle
+    config: Any  # ocirun.spec.model.Config
+    cgroup: Any  # a cgroup manager (ocirun.cgroups.manager.Manager); nothing created yet
+    plan: LaunchPlan
+    hooks: dict[str, Any]
+    #: the state document hooks are given (status and pid added per hook)
+    state: dict[str, Any]
+
+
+def prepare_create(g: GlobalOptions, container_id: str, opts: CreateOptions, *,
+                   check_terminal: bool = True) -> Prepared:
+    """Steps 1 and 2: validate the bundle and decide everything (the launch plan,
+    the cgroup's paths, the hooks); nothing is created. Shared with ``explain``
+    (which has no console socket to check: ``check_terminal=False``)."""
     from ocirun.cgroups import new_manager
     from ocirun.plan.build import PlanOptions, build_plan
     from ocirun.plan.support import require_supported
     from ocirun.spec.check import validate_bundle
-    from ocirun.store import Store, validate_id
+    from ocirun.store import validate_id
 
     validate_id(container_id)
     loaded = validate_bundle(opts.bundle)
@@ -79,11 +96,12 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
     require_supported(config)
     for warning in loaded.warnings:
         # stderr only: podman reads the --log file as exactly one JSON object
-        sys.stderr.write(f"warning: {warning}\n")
-    from ocirun.console import check_terminal_flags
+        warn(warning)
+    if check_terminal:
+        from ocirun.console import check_terminal_flags
 
-    terminal = config.process is not None and config.process.terminal
-    check_terminal_flags(terminal, detach=opts.detach, console_socket=opts.console_socket)
+        terminal = config.process is not None and config.process.terminal
+        check_terminal_flags(terminal, detach=opts.detach, console_socket=opts.console_socket)
 
     linux = config.linux
     cgroup = new_manager(linux.cgroups_path if linux else None, container_id, g.systemd_cgroup)
@@ -124,6 +142,22 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
                                 "bundle": loaded.bundle}
     if config.annotations:
         state["annotations"] = dict(config.annotations)  # runtime.md: optional
+    return Prepared(loaded, config, cgroup, plan, hooks, state)
+
+
+def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, keep_master=None,
+                     stdio: tuple[int, int, int] | None = None):
+    """Create the container; return its saved record. The init is our child.
+
+    With process.terminal the pty master goes to ``opts.console_socket``, or,
+    for a foreground run, to ``keep_master`` (an ocirun.console.KeepMaster).
+    ``stdio``: fds to become the init's 0, 1, 2 (-1: ours); None: ours."""
+    from ocirun.store import Store
+
+    prepared = prepare_create(g, container_id, opts)
+    loaded, config, cgroup, plan, hooks, state = (prepared.loaded, prepared.config, prepared.cgroup,
+                                                  prepared.plan, prepared.hooks, prepared.state)
+    terminal = config.process is not None and config.process.terminal
 
     with ExitStack() as console_undo:
         on_console_fd = None
@@ -143,7 +177,7 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
         claim_lock = store.claim_locked(container_id)
         try:
             record = _create_claimed(store, claim_lock, container_id, opts, loaded, config,
-                                     cgroup, plan, hooks, state, on_console_fd)
+                                     cgroup, plan, hooks, state, on_console_fd, stdio)
         except BaseException as err:
             from ocirun.errors import HookError
 
@@ -159,28 +193,33 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
         return record
 
 
-def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgroup, plan, hooks,
-                    state, on_console_fd):
+def configure_cgroup(cgroup, linux) -> None:
+    """Step 5 after the cgroup's mkdir: its device rules and linux.resources
+    (inside ``ocirun.util.dryrun.Recording`` only recorded: explain)."""
     from ocirun.plan.device_rules import device_rules
 
+    rules = device_rules(linux.resources.devices if linux and linux.resources else (),
+                         linux.devices if linux else ())
+    cgroup.apply(linux.resources if linux else None, rules)
+
+
+def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgroup, plan, hooks,
+                    state, on_console_fd, stdio=None):
     linux = config.linux
     with ExitStack() as undo:
         undo.callback(store.remove, container_id)
         with claim_lock:  # held since the claim; released before the undo above runs
             fifo = store.exec_fifo_path(container_id)
-            old = os.umask(0)
-            try:
-                os.mkfifo(fifo, 0o622)
-            finally:
-                os.umask(old)
+            os.mkfifo(fifo, 0o622)
+            # chmod, not umask(0): the umask is the whole process's (the library's callers
+            # may create containers in several threads at once)
+            os.chmod(fifo, 0o622)
             fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
             undo.callback(os.close, fifo_fd)
 
             cgroup.create()
             undo.callback(cgroup.destroy)
-            rules = device_rules(linux.resources.devices if linux and linux.resources else (),
-                                 linux.devices if linux else ())
-            cgroup.apply(linux.resources if linux else None, rules)
+            configure_cgroup(cgroup, linux)
             cgroup_fd = cgroup.clone_into_fd()
             if cgroup_fd is not None:
                 undo.callback(os.close, cgroup_fd)
@@ -201,6 +240,7 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
                 on_seccomp_fd=_seccomp_listener(config, container_id, loaded.bundle),
                 # process.terminal: the pty master, to the console socket or our proxy
                 on_console_fd=on_console_fd,
+                stdio=stdio,
             )
             undo.callback(_kill_init, pid)
 
