@@ -80,10 +80,11 @@ class Prepared:
 
 
 def prepare_create(g: GlobalOptions, container_id: str, opts: CreateOptions, *,
-                   check_terminal: bool = True) -> Prepared:
+                   check_terminal: bool = True, cgroup_host: Any = None) -> Prepared:
     """Steps 1 and 2: validate the bundle and decide everything (the launch plan,
     the cgroup's paths, the hooks); nothing is created. Shared with ``explain``
-    (which has no console socket to check: ``check_terminal=False``)."""
+    (which has no console socket to check: ``check_terminal=False``).
+    ``cgroup_host``: the cgroup hierarchies to use (tests); None: this host's."""
     from ocirun.cgroups import new_manager
     from ocirun.plan.build import PlanOptions, build_plan
     from ocirun.plan.support import require_supported
@@ -104,7 +105,8 @@ def prepare_create(g: GlobalOptions, container_id: str, opts: CreateOptions, *,
         check_terminal_flags(terminal, detach=opts.detach, console_socket=opts.console_socket)
 
     linux = config.linux
-    cgroup = new_manager(linux.cgroups_path if linux else None, container_id, g.systemd_cgroup)
+    cgroup = new_manager(linux.cgroups_path if linux else None, container_id, g.systemd_cgroup,
+                         host=cgroup_host)
     plan = build_plan(
         config,
         PlanOptions(
