@@ -273,6 +273,9 @@ class _Document:
                 "resolvedTarget": resolved,
                 "hostPath": os.path.join(self.rootfs, resolved.lstrip("/")) if under is None else None,
                 "under": under,
+                # False: the init makes the mount point (in the rootfs, or in a fresh filesystem)
+                "targetExists": os.path.lexists(_host_path_of_prefix(self.rootfs, resolved, self.plan.mounts[:i]))
+                if under is None else None,
                 "source": _text_or_none(m.source),
                 "type": _text_or_none(m.fstype),
                 "flags": _names(m.flags, _MS_NAMES),
@@ -669,6 +672,8 @@ class _Document:
             where = f"{entry['destination']} (resolves to {where})"
         if entry["under"] is not None:
             where += f" (inside the {entry['under']['type']} at {entry['under']['mountPoint']})"
+        elif entry["targetExists"] is False:
+            where += f" (the mount point {'file' if m.target_is_file else 'directory'} is created)"
         flags = ",".join(entry["flags"]) or "-"
         data = entry["data"] or "-"
         if m.flags & mo.MS_REMOUNT and not m.flags & mo.MS_BIND:
@@ -678,9 +683,8 @@ class _Document:
             step(INIT, "mount", f"attach the id-mapped clone of {entry['source']} at {where}",
                  target=entry["destination"])
         elif m.flags & mo.MS_BIND:
-            kind = "file" if m.target_is_file else "directory"
-            step(INIT, "mount", f"bind mount {entry['source']} on {where} ({'rbind' if m.flags & mo.MS_REC else 'bind'},"
-                 f" mount point a {kind})", target=entry["destination"])
+            step(INIT, "mount", f"{'rbind' if m.flags & mo.MS_REC else 'bind'} mount {entry['source']} on {where}",
+                 target=entry["destination"])
         else:
             step(INIT, "mount", f"mount {entry['type']} {entry['source']} on {where} flags {flags} data {data}",
                  target=entry["destination"])

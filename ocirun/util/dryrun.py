@@ -95,7 +95,9 @@ class Recording:
     def device_program(self, path: str, default_allow: bool, exceptions: list) -> None:
         self.actions.append({
             "op": "device-program", "path": path, "defaultAllow": default_allow,
-            "exceptions": [{"type": t, "major": major, "minor": minor, "access": access}
+            # -1 (any) as null, as in the document's device rules
+            "exceptions": [{"type": t, "major": None if major < 0 else major,
+                            "minor": None if minor < 0 else minor, "access": access}
                            for (t, major, minor), access in exceptions],
         })
 
