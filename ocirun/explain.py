@@ -319,7 +319,7 @@ class _Document:
         if host is None:
             return "unknown"
         try:
-            st = os.stat(host)
+            st = os.lstat(host)  # resolved inside the rootfs already: never follow a host symlink
         except OSError:
             return None
         return "dir" if stat.S_ISDIR(st.st_mode) else "file"
@@ -339,9 +339,11 @@ class _Document:
 
         c = pr.capabilities
         exe, tried = self._lookup(pr)
+        exe_resolved = _resolve(self.rootfs, exe, self.plan.mounts)[0] if exe is not None else None
         out: dict[str, Any] = {
             "args": [a.decode() for a in pr.args],
             "executable": exe,
+            "executableResolved": exe_resolved,
             "lookup": tried,
             "env": [e.decode() for e in pr.env],
             "cwd": pr.cwd.decode(),
@@ -349,7 +351,10 @@ class _Document:
             "consoleSize": {"height": pr.console_size[0], "width": pr.console_size[1]}
             if pr.console_size else None,
             "user": {"uid": pr.uid, "gid": pr.gid, "additionalGids": list(pr.additional_gids),
-                     "umask": f"{0o022 if pr.umask is None else pr.umask:04o}"},
+                     "umask": f"{0o022 if pr.umask is None else pr.umask:04o}",
+                     # as the host sees them: through a new user namespace's mappings
+                     "hostUid": self._host_id(pr.uid, self.plan.uid_map),
+                     "hostGid": self._host_id(pr.gid, self.plan.gid_map)},
             "capabilities": {k: caps(getattr(c, k)) if c is not None else None
                              for k in ("bounding", "effective", "permitted", "inheritable", "ambient")},
             "noNewPrivileges": pr.no_new_privileges,
@@ -378,9 +383,21 @@ class _Document:
                                    "value": pr.memory_policy.mode}
         return out
 
+    def _host_id(self, cid: int, id_map: bytes | None) -> int | None:
+        """The host's id for container id ``cid``; None if unmapped or unknown (a joined user namespace)."""
+        if id_map is None:
+            joined = any(j.clone_flag == ns_mod.CLONE_NEWUSER for j in self.plan.join_namespaces)
+            return None if joined else cid
+        for line in id_map.decode().splitlines():
+            inside, outside, size = (int(x) for x in line.split())
+            if inside <= cid < inside + size:
+                return outside + cid - inside
+        return None
+
     def _lookup(self, pr: Any) -> tuple[str | None, list[str]]:
-        """args[0] as the init's PATH lookup finds it (the rootfs and the mounts; not
-        the user's permissions beyond the mode bits), and the paths tried."""
+        """args[0] as the init's PATH lookup finds it (the rootfs and the mounts, symlinks
+        followed inside the rootfs; the user's permissions as the mode bits say), and
+        the paths tried."""
         arg0 = pr.args[0].decode() if pr.args else ""
         if not arg0:
             return None, []
@@ -393,7 +410,7 @@ class _Document:
             if host is None:
                 continue
             try:
-                st = os.stat(host)
+                st = os.lstat(host)  # resolved inside the rootfs already
             except OSError:
                 continue
             if stat.S_ISREG(st.st_mode) and _executable_by(st, pr.uid, pr.gid, pr.additional_gids):

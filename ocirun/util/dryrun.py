@@ -19,10 +19,11 @@ exist yet. It answers them as a fresh cgroup would:
   (a new cgroup's defaults: no limits);
 * whether a file exists there (the drivers choose between ``blkio.weight``
   and ``blkio.bfq.weight`` that way, and a missing file is create's error):
-  as in the nearest existing directory above it that has the file's
-  controller (v1: any; v2: not the root, which lacks most controller files),
-  else in one of that directory's subdirectories that has the controller;
-  without any, the file is assumed to exist.
+  as in the nearest existing directory above it, unless that is the
+  hierarchy's root (which lacks files every other cgroup has: v1's pids.max,
+  v2's memory.max), else as in one of that directory's subdirectories (v2:
+  one that has the file's controller); without any, v1 goes by the root and
+  v2 assumes the file exists.
 
 ``Recording(dry_run=False)`` records and also does everything (tests compare
 what create did with what explain said it would do).
@@ -148,19 +149,18 @@ class Recording:
         above = directory
         while above in self._new:
             above = os.path.dirname(above)
-        if not v2:
-            return above
-        if controller not in (self._read(os.path.join(directory, "cgroup.controllers")) or "").split():
-            return None  # not enabled there: create fails on it, as create would
+        if v2 and controller not in (self._read(os.path.join(directory, "cgroup.controllers")) or "").split():
+            return None  # not enabled there: the driver refuses it first, as in create
+        # a hierarchy's root lacks files every other cgroup has (v1 pids.max, v2 memory.max...)
         candidates = [above] if above != root else []
         try:
             candidates += sorted(e.path for e in os.scandir(above) if e.is_dir(follow_symlinks=False))
         except OSError:
             pass
         for d in candidates:
-            if controller in (_read_real(os.path.join(d, "cgroup.controllers")) or "").split():
+            if not v2 or controller in (_read_real(os.path.join(d, "cgroup.controllers")) or "").split():
                 return d
-        return None
+        return None if v2 else root
 
 
 def _read_real(path: str) -> str | None:

@@ -197,7 +197,8 @@ def test_every_section_is_explained(tmp_path, monkeypatch):
         "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
         "effective": ["CAP_NET_BIND_SERVICE"], "permitted": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
         "inheritable": ["CAP_NET_BIND_SERVICE"], "ambient": ["CAP_NET_BIND_SERVICE"]}
-    assert proc["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [5, 100], "umask": "0077"}
+    assert proc["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [5, 100], "umask": "0077",
+                            "hostUid": 101000, "hostGid": 101000}  # through the user namespace
     assert proc["noNewPrivileges"] is True
     assert proc["rlimits"] == [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 4096},
                                {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}]
