@@ -242,8 +242,9 @@ class Container:
     def wait(self, timeout: float | None = None) -> int | None:
         """Wait until the container has stopped; its process's exit status (see
         the module docstring), or None when this process is not the init's parent
-        (a container created elsewhere). ``subprocess.TimeoutExpired`` after
-        ``timeout`` seconds."""
+        (another program made it and is still running; an init orphaned by
+        ``ocirun create`` is reparented to the nearest child subreaper, which may
+        be this process). ``subprocess.TimeoutExpired`` after ``timeout`` seconds."""
         from ocirun.linux.proc import open_pidfd
 
         record = self._record()
