@@ -23,7 +23,8 @@ exist yet. It answers them as a fresh cgroup would:
   hierarchy's root (which lacks files every other cgroup has: v1's pids.max,
   v2's memory.max), else as in one of that directory's subdirectories (v2:
   one that has the file's controller); without any, v1 goes by the root and
-  v2 assumes the file exists.
+  v2 by what the kernel has registered (BFQ's files), else the file is taken
+  to exist.
 
 ``Recording(dry_run=False)`` records and also does everything (tests compare
 what create did with what explain said it would do).
@@ -139,7 +140,9 @@ class Recording:
             return True  # the core files: in every cgroup
         controller = name.split(".", 1)[0]
         template = self._template(directory, controller)
-        return True if template is None else os.path.exists(os.path.join(template, name))
+        if template is None:
+            return _kernel_provides(name)
+        return os.path.exists(os.path.join(template, name))
 
     def _template(self, directory: str, controller: str) -> str | None:
         """An existing cgroup whose files a new ``directory`` would have too (see the
@@ -161,6 +164,24 @@ class Recording:
             if not v2 or controller in (_read_real(os.path.join(d, "cgroup.controllers")) or "").split():
                 return d
         return None if v2 else root
+
+
+def _kernel_provides(name: str) -> bool:
+    """Without an existing cgroup to go by (a bare v2 hierarchy: nothing below the
+    root, which lacks these files): BFQ's files exist once the bfq I/O scheduler is
+    registered (it is then listed in every device's queue/scheduler); any other
+    file is taken to exist (a missing one is create's error when it is written)."""
+    if ".bfq." not in name:
+        return True
+    try:
+        devices = os.listdir("/sys/block")
+    except OSError:
+        return False
+    for dev in devices:
+        text = _read_real(f"/sys/block/{dev}/queue/scheduler") or ""
+        if "bfq" in text.replace("[", " ").replace("]", " ").split():
+            return True
+    return False
 
 
 def _read_real(path: str) -> str | None:
