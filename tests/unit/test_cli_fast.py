@@ -136,9 +136,14 @@ def test_create_path_imports_none_of_the_slow_modules():
         "print(' '.join(m for m in ('argparse', 'typing', 'dataclasses', 'inspect', 'decimal', 'json',\n"
         "                           'gettext', 'locale', 'pyroute2', 'ocirun.linux.netdev') if m in sys.modules))\n"
     )
+    assert _without_site(code).strip() == ""
+
+
+def _without_site(code: str) -> str:
+    """The output of ``code`` in a fresh interpreter without ``site`` (as bin/ocirun runs)."""
     res = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": ":".join(sys.path)})
-    assert res.stdout.strip() == ""
+    return res.stdout
 
 
 def test_the_library_is_imported_only_when_used():
@@ -153,9 +158,7 @@ def test_the_library_is_imported_only_when_used():
         "rt = ocirun.Runtime\n"
         "print(rt.__module__, ocirun.Container.__module__, 'Runtime' in dir(ocirun))\n"
     )
-    res = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": ":".join(sys.path)})
-    assert res.stdout.splitlines() == ["", "ocirun.runtime ocirun.runtime True"]
+    assert _without_site(code).splitlines() == ["", "ocirun.runtime ocirun.runtime True"]
 
 
 def test_explain_command_lines_take_the_fast_path():

@@ -28,6 +28,7 @@ from test_cgroups_drivers import V1_FILES, FakeV1, FakeV2
 from ocirun import explain
 from ocirun.cli import GlobalOptions
 from ocirun.errors import ConfigError
+from ocirun.explain import paths as explain_paths
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -77,9 +78,9 @@ class FakeHost:
             (proc / f).write_text("")
         mountinfo = tmp / "mountinfo"
         mountinfo.write_text("22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n" + fake.host.mountinfo)
-        monkeypatch.setattr(explain, "HOST_PROC", str(proc))
-        monkeypatch.setattr(explain, "HOST_SYS", str(sys_))
-        monkeypatch.setattr(explain, "HOST_MOUNTINFO", str(mountinfo))
+        monkeypatch.setattr(explain_paths, "HOST_PROC", str(proc))
+        monkeypatch.setattr(explain_paths, "HOST_SYS", str(sys_))
+        monkeypatch.setattr(explain_paths, "HOST_MOUNTINFO", str(mountinfo))
         monkeypatch.setattr("ocirun.linux.capabilities.last_cap", lambda: 40)
         monkeypatch.setattr("ocirun.linux.capabilities.own_available", lambda: (1 << 41) - 1)
         monkeypatch.setattr("ocirun.linux.lsm.apparmor_enabled", lambda: True)
