@@ -168,3 +168,24 @@ class SetupError(OcirunError):
 
 class HookError(OcirunError):
     """A lifecycle hook failed or timed out."""
+
+
+
+class OcirunWarning(UserWarning):
+    """What the library (``ocirun.Runtime``) gives ``warnings.warn`` where the CLI
+    prints ``warning: ...`` on stderr (e.g. a capability the host cannot grant)."""
+
+
+def warn(message: str) -> None:
+    """A warning the user should see: ``warning: <message>`` on stderr, or, inside
+    ``with ocirun.util.scoped.WARNINGS.set(fn):``, ``fn(message)`` (this thread only)."""
+    from ocirun.util.scoped import WARNINGS  # imported only when there is a warning
+
+    sink = WARNINGS.get()
+    if sink is not None:
+        sink(message)
+        return
+    import sys
+
+    sys.stderr.write(f"warning: {message}\n")
+    sys.stderr.flush()

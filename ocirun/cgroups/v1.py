@@ -142,7 +142,7 @@ class V1Manager:
                 raise CgroupSettingError(
                     f"rejecting memory limit {limit}: lower than the current usage {usage} (checkBeforeUpdate)"
                 )
-        if limit == -1 and swap == 0 and os.path.exists(os.path.join(d, "memory.memsw.limit_in_bytes")):
+        if limit == -1 and swap == 0 and base.exists(d, "memory.memsw.limit_in_bytes"):
             swap = -1  # unlimited memory means unlimited memory+swap too (runc)
 
         def set_limit() -> None:
@@ -215,7 +215,7 @@ class V1Manager:
         what = "linux.resources.blockIO"
         # blkio.weight (CFQ) or, on newer kernels, blkio.bfq.weight (BFQ), as runc picks
         weight, weight_device = "blkio.weight", "blkio.weight_device"
-        if not os.path.exists(os.path.join(d, weight)) and os.path.exists(os.path.join(d, "blkio.bfq.weight")):
+        if not base.exists(d, weight) and base.exists(d, "blkio.bfq.weight"):
             weight, weight_device = "blkio.bfq.weight", "blkio.bfq.weight_device"
         if b.weight:
             base.set_file(d, weight, str(b.weight), what + ".weight")
@@ -242,7 +242,7 @@ class V1Manager:
             base.set_file(d, f"hugetlb.{h.page_size}.limit_in_bytes", str(h.limit), what)
             rsvd = f"hugetlb.{h.page_size}.rsvd.limit_in_bytes"
             if not skip_rsvd:
-                if os.path.exists(os.path.join(d, rsvd)):
+                if base.exists(d, rsvd):
                     base.set_file(d, rsvd, str(h.limit), what)
                 else:
                     skip_rsvd = True
@@ -367,12 +367,6 @@ def _inherit_cpuset(directory: str) -> None:
     (runc does the same), or no task can join it."""
     parent = os.path.dirname(directory)
     for name in ("cpuset.cpus", "cpuset.mems"):
-        try:
-            with open(os.path.join(directory, name)) as f:
-                if f.read().strip():
-                    continue
-            with open(os.path.join(parent, name)) as f:
-                value = f.read().strip()
-        except OSError as err:
-            raise CgroupError(os.path.join(directory, name), "read", err) from None
-        base.write_file(os.path.join(directory, name), value)
+        if read_file(directory, name):
+            continue
+        base.write_file(os.path.join(directory, name), read_file(parent, name))

@@ -21,18 +21,21 @@ from __future__ import annotations
 
 import os
 import pwd
-import sys
 import time
 from contextlib import ExitStack
 
 from ocirun import SPEC_VERSION
 from ocirun.cli import GlobalOptions
-from ocirun.errors import UsageError
+from ocirun.errors import UsageError, warn
 from ocirun.util.record import record
 
 TYPE_CHECKING = False  # argparse is only for annotations (importing it costs a call ~5 ms)
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
+
+    from ocirun.plan.model import LaunchPlan
+    from ocirun.spec.load import LoadedBundle
 
 
 @record
@@ -77,16 +80,31 @@ def options_from_args(args: argparse.Namespace) -> CreateOptions:
     )
 
 
-def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, keep_master=None):
-    """Create the container; return its saved record. The init is our child.
+@record
+class Prepared:
+    """What create has decided before it touches anything (``ocirun explain``
+    shows exactly this, then what the steps below would do with it)."""
 
-    With process.terminal the pty master goes to ``opts.console_socket``, or,
-    for a foreground run, to ``keep_master`` (an ocirun.console.KeepMaster)."""
+    loaded: LoadedBundle
+    config: Any  # ocirun.spec.model.Config
+    cgroup: Any  # a cgroup manager (ocirun.cgroups.manager.Manager); nothing created yet
+    plan: LaunchPlan
+    hooks: dict[str, Any]
+    #: the state document hooks are given (status and pid added per hook)
+    state: dict[str, Any]
+
+
+def prepare_create(g: GlobalOptions, container_id: str, opts: CreateOptions, *,
+                   check_terminal: bool = True, cgroup_host: Any = None) -> Prepared:
+    """Steps 1 and 2: validate the bundle and decide everything (the launch plan,
+    the cgroup's paths, the hooks); nothing is created. Shared with ``explain``
+    (which has no console socket to check: ``check_terminal=False``).
+    ``cgroup_host``: the cgroup hierarchies to use (tests); None: this host's."""
     from ocirun.cgroups import new_manager
     from ocirun.plan.build import PlanOptions, build_plan
     from ocirun.plan.support import require_supported
     from ocirun.spec.check import validate_bundle
-    from ocirun.store import Store, validate_id
+    from ocirun.store import validate_id
 
     validate_id(container_id)
     loaded = validate_bundle(opts.bundle)
@@ -94,14 +112,16 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
     require_supported(config)
     for warning in loaded.warnings:
         # stderr only: podman reads the --log file as exactly one JSON object
-        sys.stderr.write(f"warning: {warning}\n")
-    from ocirun.console import check_terminal_flags
+        warn(warning)
+    if check_terminal:
+        from ocirun.console import check_terminal_flags
 
-    terminal = config.process is not None and config.process.terminal
-    check_terminal_flags(terminal, detach=opts.detach, console_socket=opts.console_socket)
+        terminal = config.process is not None and config.process.terminal
+        check_terminal_flags(terminal, detach=opts.detach, console_socket=opts.console_socket)
 
     linux = config.linux
-    cgroup = new_manager(linux.cgroups_path if linux else None, container_id, g.systemd_cgroup)
+    cgroup = new_manager(linux.cgroups_path if linux else None, container_id, g.systemd_cgroup,
+                         host=cgroup_host)
     plan = build_plan(
         config,
         PlanOptions(
@@ -141,6 +161,22 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
                                 "bundle": loaded.bundle}
     if config.annotations:
         state["annotations"] = dict(config.annotations)  # runtime.md: optional
+    return Prepared(loaded, config, cgroup, plan, hooks, state)
+
+
+def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, keep_master=None,
+                     stdio: tuple[int, int, int] | None = None):
+    """Create the container; return its saved record. The init is our child.
+
+    With process.terminal the pty master goes to ``opts.console_socket``, or,
+    for a foreground run, to ``keep_master`` (an ocirun.console.KeepMaster).
+    ``stdio``: fds to become the init's 0, 1, 2 (-1: ours); None: ours."""
+    from ocirun.store import Store
+
+    prepared = prepare_create(g, container_id, opts)
+    loaded, config, cgroup, plan, hooks, state = (prepared.loaded, prepared.config, prepared.cgroup,
+                                                  prepared.plan, prepared.hooks, prepared.state)
+    terminal = config.process is not None and config.process.terminal
 
     with ExitStack() as console_undo:
         on_console_fd = None
@@ -160,7 +196,7 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
         claim_lock = store.claim_locked(container_id)
         try:
             record = _create_claimed(store, claim_lock, container_id, opts, loaded, config,
-                                     cgroup, plan, hooks, state, on_console_fd)
+                                     cgroup, plan, hooks, state, on_console_fd, stdio)
         except BaseException as err:
             from ocirun.errors import HookError
 
@@ -176,10 +212,23 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
         return record
 
 
-def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgroup, plan, hooks,
-                    state, on_console_fd):
+def configure_cgroup(cgroup, linux):
+    """Step 5 after the cgroup's mkdir: its device rules and linux.resources
+    (inside ``ocirun.util.dryrun.Recording`` only recorded: explain). Returns
+    the pids limit, applied once the init exists (see _split_pids), or None."""
     from ocirun.plan.device_rules import device_rules
 
+    rules = device_rules(linux.resources.devices if linux and linux.resources else (),
+                         linux.devices if linux else ())
+    # Every limit before any process of ours is in the cgroup, but the pids
+    # limit: stage-1 and the init are both in it while the init is cloned.
+    now, pids_limit = _split_pids(linux.resources if linux else None, cgroup.version)
+    cgroup.apply(now, rules)
+    return pids_limit
+
+
+def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgroup, plan, hooks,
+                    state, on_console_fd, stdio=None):
     linux = config.linux
     from ocirun.linux.proc import start_time
     from ocirun.shim import _test_kill_point
@@ -196,23 +245,17 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
             })
             _test_kill_point("CLAIMED")
             fifo = store.exec_fifo_path(container_id)
-            old = os.umask(0)
-            try:
-                os.mkfifo(fifo, 0o622)
-            finally:
-                os.umask(old)
+            os.mkfifo(fifo, 0o622)
+            # chmod, not umask(0): the umask is the whole process's (the library's callers
+            # may create containers in several threads at once)
+            os.chmod(fifo, 0o622)
             fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
             undo.callback(os.close, fifo_fd)
 
             cgroup.create()
             undo.callback(cgroup.destroy)
             _test_kill_point("CGROUP_CREATED")
-            rules = device_rules(linux.resources.devices if linux and linux.resources else (),
-                                 linux.devices if linux else ())
-            # Every limit before any process of ours is in the cgroup, but the pids
-            # limit: stage-1 and the init are both in it while the init is cloned.
-            now, pids_limit = _split_pids(linux.resources if linux else None, cgroup.version)
-            cgroup.apply(now, rules)
+            pids_limit = configure_cgroup(cgroup, linux)
             cgroup_fd = cgroup.clone_into_fd()
             if cgroup_fd is not None:
                 undo.callback(os.close, cgroup_fd)
@@ -250,6 +293,7 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
                 on_init_created=(lambda pid: cgroup.apply(pids_limit)) if pids_limit is not None else None,
                 # state.json and the pid file, then the init is committed
                 on_ready=commit,
+                stdio=stdio,
             )
             undo.callback(_kill_init, pid)
             record = saved[0]

@@ -78,25 +78,63 @@ def options_from_args(args: argparse.Namespace):
 
 
 def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
-    from ocirun.container.common import cgroup_of, open_store, status_of
+    from ocirun.container.foreground import SignalForwarder, proxy_and_wait, wait_forwarding_signals
     from ocirun.errors import NotImplementedYet
-    from ocirun.linux.proc import open_pidfd
-    from ocirun.plan.exec_plan import build_exec_plan, exec_process_dict, init_namespaces
-    from ocirun.state import require
 
     opts = options_from_args(args)
     if args.cgroup:
         raise NotImplementedYet("exec --cgroup")
+    # Before the process exists: a signal sent to us meanwhile is queued and
+    # forwarded once it runs (the shim blocks signals around clone itself).
+    forwarder = None if args.detach else SignalForwarder()
+    try:
+        pid, console = start_exec(g, args.id, opts, ignore_paused=args.ignore_paused,
+                                  detach=args.detach, console_socket=args.console_socket)
+    except BaseException:
+        if forwarder is not None:
+            forwarder.restore()
+        raise
+    if args.pid_file:
+        from ocirun.container.create import write_pid_file
+
+        write_pid_file(os.path.abspath(args.pid_file), pid)
+    if console is not None:
+        from ocirun.console import KeepMaster
+
+        if isinstance(console, KeepMaster):  # no console socket: we proxy the pty
+            try:
+                if console.fd is not None:
+                    return proxy_and_wait(pid, console, forwarder or SignalForwarder())
+            finally:
+                console.close()
+    if args.detach:
+        return 0
+    return wait_forwarding_signals(pid, forwarder)
+
+
+def start_exec(g: GlobalOptions, container_id: str, opts: Any, *, ignore_paused: bool = False,
+               detach: bool = True, console_socket: str | None = None,
+               stdio: tuple[int, int, int] = (-1, -1, -1)) -> tuple[int, Any]:
+    """Start ``opts`` (an ExecOptions) in the container; return the process's pid
+    (our child, exec'd) and where its pty master went: None without a terminal,
+    else a ConsoleSocket or, when ``detach`` is false and there is no console
+    socket, a KeepMaster holding it (the caller proxies and closes it).
+    ``stdio``: fds to become its 0, 1, 2 (-1: ours). Shared by the CLI and the library."""
+    from ocirun.container.common import cgroup_of, open_store, status_of
+    from ocirun.linux.proc import open_pidfd
+    from ocirun.plan.exec_plan import build_exec_plan, exec_process_dict, init_namespaces
+    from ocirun.state import require
+
     store = open_store(g)
-    record = store.load(args.id)
-    require(status_of(store, record), "exec-ignore-paused" if args.ignore_paused else "exec")
+    record = store.load(container_id)
+    require(status_of(store, record), "exec-ignore-paused" if ignore_paused else "exec")
     process = exec_process_dict((record.runtime or {}).get("process"), opts)
     terminal = bool(process.get("terminal"))
     from ocirun.console import check_terminal_flags
 
     # runc's checkTerminal, inside execProcess: "exec failed: ...", exit 255
     try:
-        check_terminal_flags(terminal, detach=args.detach, console_socket=args.console_socket)
+        check_terminal_flags(terminal, detach=detach, console_socket=console_socket)
     except UsageError as e:
         raise ExecFailed(f"exec failed: {e.message}") from None
     if process.get("apparmorProfile") or process.get("selinuxLabel"):
@@ -117,8 +155,8 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
         if terminal:
             from ocirun.console import ConsoleSocket, KeepMaster
 
-            if args.console_socket:
-                console = ConsoleSocket(args.console_socket)
+            if console_socket:
+                console = ConsoleSocket(console_socket)
             else:
                 keep = KeepMaster()
                 console = keep
@@ -138,20 +176,12 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
             if cg is not None and cgroup_fd is None:
                 cg.place(stage1)
 
-        from ocirun.container.foreground import SignalForwarder
         from ocirun.shim import exec_process
 
-        # Before the process exists: a signal sent to us meanwhile is queued and
-        # forwarded once it runs (the shim blocks signals around clone itself).
-        forwarder = None if args.detach else SignalForwarder()
         try:
-            pid = exec_process(plan, cgroup_fd=cgroup_fd, on_child_created=placed,
+            pid = exec_process(plan, cgroup_fd=cgroup_fd, on_child_created=placed, stdio=stdio,
                                on_console_fd=console.deliver if console is not None else None,
                                on_seccomp_fd=_seccomp_listener(record) if plan.seccomp_notify else None)
-        except BaseException:
-            if forwarder is not None:
-                forwarder.restore()
-            raise
         finally:
             if cgroup_fd is not None:
                 os.close(cgroup_fd)
@@ -161,24 +191,7 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
         raise
     finally:
         os.close(pidfd)
-    if args.pid_file:
-        from ocirun.container.create import write_pid_file
-
-        write_pid_file(os.path.abspath(args.pid_file), pid)
-    from ocirun.container.foreground import SignalForwarder, proxy_and_wait, wait_forwarding_signals
-
-    if console is not None:
-        from ocirun.console import KeepMaster
-
-        if isinstance(console, KeepMaster):  # no console socket: we proxy the pty
-            try:
-                if console.fd is not None:
-                    return proxy_and_wait(pid, console, forwarder or SignalForwarder())
-            finally:
-                console.close()
-    if args.detach:
-        return 0
-    return wait_forwarding_signals(pid, forwarder)
+    return pid, console
 
 
 def _exited(pidfd: int) -> bool:

@@ -509,9 +509,9 @@ def _raisable_ambient(caps: Capabilities) -> Capabilities:
 def _warn(message: str) -> None:
     """A warning on stderr, like the loader's (podman reads --log as one JSON object:
     the log file gets errors only)."""
-    import sys
+    from ocirun.errors import warn
 
-    sys.stderr.write(f"warning: {message}\n")
+    warn(message)
 
 
 def _console_dim(value: int) -> int:

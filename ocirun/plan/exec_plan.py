@@ -73,10 +73,10 @@ def exec_process_dict(config_process: dict[str, Any] | None, opts: ExecOptions) 
         names = [_cap_name(c) for c in opts.caps]
         unknown = [c for c, n in zip(opts.caps, names, strict=True) if n not in CAPABILITIES]
         if unknown:
-            import sys
+            from ocirun.errors import warn
 
             # runc's warning, and like runc the exec goes on without them
-            sys.stderr.write(f"warning: ignoring unknown or unavailable capabilities: [{' '.join(unknown)}]\n")
+            warn(f"ignoring unknown or unavailable capabilities: [{' '.join(unknown)}]")
             names = [n for n in names if n in CAPABILITIES]
         # runc 1.1: bounding, effective, permitted (not inheritable or ambient)
         for kind in ("bounding", "effective", "permitted"):

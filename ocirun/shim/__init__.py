@@ -485,7 +485,8 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
           on_seccomp_fd: Callable[[int, int], None] | None = None,
           on_console_fd: Callable[[int, int], None] | None = None,
           on_init_created: Callable[[int], None] | None = None,
-          on_ready: Callable[[int], None] | None = None) -> int:
+          on_ready: Callable[[int], None] | None = None,
+          stdio: tuple[int, int, int] | None = None) -> int:
     """Clone the container init per the plan; return its host pid once it is READY
     (setup done, blocked on the exec fifo).
 
@@ -504,8 +505,8 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
     does anything (it waits for INIT_ACK). ``on_ready`` gets it at READY: what
     makes the container exist for others (state.json) is written there; only
     then is the init told to outlive us (COMMIT), and spawn returns once it has
-    (until then stage-1 and the init die with this process). The init is this
-    process's child.
+    (until then stage-1 and the init die with this process). ``stdio``: fds to
+    become the init's 0, 1, 2 (-1: ours); None: ours. The init is this process's child.
 
     Raises SetupError(step, errno, detail) on failure, after killing and
     reaping every process it made. An exception from a callback propagates
@@ -519,7 +520,7 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
     cg = -1 if cgroup_fd is None else cgroup_fd
     try:
         stage1, sock = _launch(plan, lambda cplan, res: lib.ocirun_spawn(cplan, exec_fifo_fd, cg, res),
-                               cgroup_fd, on_child_created)
+                               cgroup_fd, on_child_created, stdio)
         last = "clone"
         while True:
             listener: int | None = None
@@ -609,7 +610,8 @@ def _test_kill_point(point: str) -> None:
 
 
 def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
-            on_child_created: Callable[[int], None]) -> tuple[int, int]:
+            on_child_created: Callable[[int], None],
+            stdio: tuple[int, int, int] | None = None) -> tuple[int, int]:
     """What spawn and exec_process share: open the namespaces to join (above the
     preserved fds, which the container keeps), start the first child through
     ``start_c(cplan, res)`` (ocirun_spawn or ocirun_exec), place it in its
@@ -639,6 +641,8 @@ def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
                 fd = high
             ns_fds.append(fd)
         cplan = _CPlan(plan, ns_fds, tree_fds)
+        if stdio is not None:
+            cplan.plan.stdio = cplan.new("int[3]", list(stdio))
         res = ffi.new("struct ocirun_spawn_result *")
         if start_c(cplan.plan, res) < 0:
             raise _step_error(res.step, res.err, -1, plan)

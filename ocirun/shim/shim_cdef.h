@@ -306,6 +306,9 @@ struct ocirun_plan {
     const char **sysctl_keys;
     const char **sysctl_values;
     int n_sysctl;
+    /* create: NULL (the init keeps the caller's 0-2), or the fds that become the
+     * init's 0, 1, 2 (-1: keep that one); the library's stdout=PIPE and the like */
+    const int *stdio;
 };
 
 struct ocirun_spawn_result {

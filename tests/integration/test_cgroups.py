@@ -177,23 +177,22 @@ def resources_for_host() -> tuple[dict, dict]:
     return r, want
 
 
-def test_every_resource_is_read_back_from_the_cgroup(ocirun, bundle):
+def test_every_resource_is_read_back_from_the_cgroup(api, ocirun, bundle):
     resources, want = resources_for_host()
     set_resources(bundle, resources)
     cid = ocirun.new_id()
-    detached(ocirun, "create", "--bundle", str(bundle.path), cid)
-    cg = Cgroup.of(ocirun, cid)
-    got = {name: cg.read(name) for name in want}
-    if "memory.oom_control" in got:  # also "under_oom 0", "oom_kill N" lines
-        got["memory.oom_control"] = got["memory.oom_control"].splitlines()[0]
-    assert got == want
-    if "weight" in resources.get("blockIO", {}) and not V2:
-        assert cg.read(v1_blkio_weight_file()).split()[-1] == "500"
-    # the init is in the container's cgroup of every hierarchy before it runs
-    pid = ocirun.state(cid)["pid"]
-    for d in cg.dirs():
-        assert str(pid) in Path(d, "cgroup.procs").read_text().split()
-    ocirun("delete", "--force", cid)
+    with api.create(cid, bundle.path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL) as c:
+        cg = Cgroup.of(ocirun, cid)
+        got = {name: cg.read(name) for name in want}
+        if "memory.oom_control" in got:  # also "under_oom 0", "oom_kill N" lines
+            got["memory.oom_control"] = got["memory.oom_control"].splitlines()[0]
+        assert got == want
+        if "weight" in resources.get("blockIO", {}) and not V2:
+            assert cg.read(v1_blkio_weight_file()).split()[-1] == "500"
+        # the init is in the container's cgroup of every hierarchy before it runs
+        for d in cg.dirs():
+            assert str(c.pid) in Path(d, "cgroup.procs").read_text().split()
 
 
 def test_resources_match_runc(ocirun, bundle, tmp_path):
@@ -261,13 +260,14 @@ def test_cgroup_mount_inside_shows_the_containers_own_cgroup(ocirun, bundle, cgr
 # --------------------------------------------------------------------------- enforcement
 
 
-def test_pids_limit_stops_a_fork_loop(ocirun, bundle):
+def test_pids_limit_stops_a_fork_loop(api, ocirun, bundle):
     # the subshell forks 40 sleeps; busybox sh gives up at the first refused fork
     script = ("(i=0; while [ $i -lt 40 ]; do sleep 30 & i=$((i+1)); echo $i > /tmp/forked; done) 2>/dev/null;"
               "exec sleep 30")
     set_resources(bundle, {"pids": {"limit": 10}}, args=("sh", "-c", script))
     cid = ocirun.new_id()
-    detached(ocirun, "run", "-d", "--bundle", str(bundle.path), cid)
+    api.create(cid, bundle.path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+               stderr=subprocess.DEVNULL).start()
     cg = Cgroup.of(ocirun, cid)
     end = time.monotonic() + 10
     while time.monotonic() < end and not (bundle.rootfs / "tmp/forked").exists():

@@ -17,7 +17,6 @@ import shutil
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -335,23 +334,19 @@ def test_log_flag_reaches_the_kernel(ocirun, bundle, flag):
     assert bool(logged()) == flag, logged()
 
 
-def test_filter_is_in_place_in_a_created_container(ocirun, bundle):
+def test_filter_is_in_place_in_a_created_container(api, ocirun, bundle):
     prepare(bundle, allow_but({"names": MKDIR, "action": "SCMP_ACT_ERRNO"}), "sleep", "10")
-    cid = ocirun.new_id()
-    # stdio not piped to us: the created init keeps it open until it exits
-    subprocess.run([sys.executable, "-m", "ocirun", "--root", str(ocirun.root), "create", "--bundle",
-                    str(bundle.path), cid], check=True, stdin=subprocess.DEVNULL,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
-    pid = ocirun.state(cid)["pid"]
-    ocirun("start", cid)
-    deadline = time.time() + 5
-    while time.time() < deadline:
-        status = Path(f"/proc/{pid}/status").read_text()
-        if "sleep" in Path(f"/proc/{pid}/comm").read_text():
-            break
-        time.sleep(0.02)
-    assert "Seccomp:\t2" in status
-    ocirun("kill", cid, "KILL")
+    with api.create(ocirun.new_id(), bundle.path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL) as c:
+        pid = c.pid
+        c.start()
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            status = Path(f"/proc/{pid}/status").read_text()
+            if "sleep" in Path(f"/proc/{pid}/comm").read_text():
+                break
+            time.sleep(0.02)
+        assert "Seccomp:\t2" in status
 
 
 @pytest.mark.parametrize(("seccomp", "json_path", "words"), [

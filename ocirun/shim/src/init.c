@@ -213,6 +213,12 @@ __attribute__((noreturn)) static void stage1_main(const struct ocirun_plan *plan
      * when we exit with that message unread (the socket is reset). */
     if (aff < 0)
         fail(&c, OCIRUN_STEP_AFFINITY_INITIAL, -aff, -1);
+    /* The stdio the caller asked for (ocirun.Runtime), while the fds given are
+     * still the caller's; the init inherits them, closes every other one. */
+    for (int i = 0; plan->stdio != NULL && i < 3; i++) {
+        if (plan->stdio[i] >= 0 && plan->stdio[i] != i && dup2(plan->stdio[i], i) < 0)
+            fail(&c, OCIRUN_STEP_EXEC_STDIO, errno, i);
+    }
     /* Before joining or creating any namespace (see there). */
     enter_rootfs(&c);
     join_namespaces(&c);
