@@ -24,6 +24,7 @@ from contextlib import ExitStack
 from ocirun import SPEC_VERSION
 from ocirun.cli import GlobalOptions
 from ocirun.errors import UsageError
+from ocirun.testhooks import reached
 from ocirun.util.record import record
 
 TYPE_CHECKING = False  # argparse is only for annotations (importing it costs a call ~5 ms)
@@ -141,6 +142,7 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
         store = Store(g.root)
         # claimed and locked in one step: nothing can lock (and remove) the half-made dir
         claim_lock = store.claim_locked(container_id)
+        reached("create:claimed")
         try:
             record = _create_claimed(store, claim_lock, container_id, opts, loaded, config,
                                      cgroup, plan, hooks, state, on_console_fd)
@@ -175,12 +177,15 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
                 os.umask(old)
             fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
             undo.callback(os.close, fifo_fd)
+            reached("create:fifo")
 
             cgroup.create()
             undo.callback(cgroup.destroy)
+            reached("create:cgroup")
             rules = device_rules(linux.resources.devices if linux and linux.resources else (),
                                  linux.devices if linux else ())
             cgroup.apply(linux.resources if linux else None, rules)
+            reached("create:cgroup-applied")
             cgroup_fd = cgroup.clone_into_fd()
             if cgroup_fd is not None:
                 undo.callback(os.close, cgroup_fd)
@@ -206,8 +211,10 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
 
             record = _record(container_id, pid, loaded, config, cgroup, hooks)
             store.save(record)
+            reached("create:saved")
             if opts.pid_file:
                 write_pid_file(opts.pid_file, pid)
+                reached("create:pid-file")
             undo.pop_all()  # success: keep everything
     _close_all(held_fds)
     os.close(fifo_fd)

@@ -151,6 +151,9 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
         finally:
             if cgroup_fd is not None:
                 os.close(cgroup_fd)
+        from ocirun.testhooks import reached
+
+        reached("exec:execed")
     except BaseException:
         if console is not None:
             console.close()

@@ -54,6 +54,7 @@ from collections.abc import Callable
 
 from ocirun.errors import SetupError
 from ocirun.plan.model import LaunchPlan
+from ocirun.testhooks import reached
 
 _MSG = struct.Struct("=5i")
 
@@ -492,7 +493,7 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
     cg = -1 if cgroup_fd is None else cgroup_fd
     try:
         stage1, sock = _launch(plan, lambda cplan, res: lib.ocirun_spawn(cplan, exec_fifo_fd, cg, res),
-                               cgroup_fd, on_child_created)
+                               cgroup_fd, on_child_created, "create")
         last = "clone"
         while True:
             listener: int | None = None
@@ -508,6 +509,7 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
             if mtype == 0:
                 raise SetupError(f"container init exited before it was ready (last: {last})")
             last = _msg_name(mtype)
+            reached("create:" + last)
             if mtype == lib.OCIRUN_MSG_ERROR:
                 raise _step_error(step, err, index, plan)
             if mtype == lib.OCIRUN_MSG_NS_READY and stage1 is not None:
@@ -550,7 +552,7 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
 
 
 def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
-            on_child_created: Callable[[int], None]) -> tuple[int, int]:
+            on_child_created: Callable[[int], None], verb: str) -> tuple[int, int]:
     """What spawn and exec_process share: open the namespaces to join (above the
     preserved fds, which the container keeps), start the first child through
     ``start_c(cplan, res)`` (ocirun_spawn or ocirun_exec), place it in its
@@ -589,6 +591,7 @@ def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
                 os.close(fd)
     child, sock = res.pid, res.sock
     try:
+        reached(verb + ":clone")
         if cgroup_fd is not None and not res.used_clone3:
             _write_cgroup_procs(cgroup_fd, child)
         on_child_created(child)
@@ -716,7 +719,7 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
     cg = -1 if cgroup_fd is None else cgroup_fd
     try:
         stage1, sock = _launch(plan, lambda cplan, res: lib.ocirun_exec(cplan, cstdio, cg, res),
-                               cgroup_fd, on_child_created)
+                               cgroup_fd, on_child_created, "exec")
         while True:
             master: int | None = None
             if plan.process.terminal or plan.seccomp_notify:  # CONSOLE_FD, SECCOMP_FD carry an fd
@@ -745,6 +748,7 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
                 proc = pid
                 _reap(stage1)
                 stage1 = None
+                reached("exec:EXEC_PID")
                 _send(sock, lib.OCIRUN_MSG_EXEC_ACK)
             else:
                 raise SetupError("sync with exec process", detail=f"unexpected message {_msg_name(mtype)}")
