@@ -88,14 +88,6 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
 
     linux = config.linux
     cgroup = new_manager(linux.cgroups_path if linux else None, container_id, g.systemd_cgroup)
-    # Before anything exists: a cgroup that already holds processes (another
-    # container's, or a host cgroup named by cgroupsPath) is not the container's
-    # own; kill --all and delete --force would kill everything in it (runc 1.2's check).
-    busy = cgroup.all_pids()
-    if busy:
-        from ocirun.cgroups import CgroupSettingError
-
-        raise CgroupSettingError(f"container's cgroup is not empty: {len(busy)} process(es) found")
     plan = build_plan(
         config,
         PlanOptions(
@@ -187,6 +179,16 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
             undo.callback(os.close, fifo_fd)
             reached("create:fifo")
 
+            # After the claim (a second create of this id says "exists", not this),
+            # before anything is made: a cgroup that already holds processes
+            # (another container's, or a host cgroup named by cgroupsPath) is not the
+            # container's own, and kill --all and delete --force would kill
+            # everything in it (runc 1.2's check and words).
+            busy = cgroup.all_pids()
+            if busy:
+                from ocirun.cgroups import CgroupSettingError
+
+                raise CgroupSettingError(f"container's cgroup is not empty: {len(busy)} process(es) found")
             cgroup.create()
             undo.callback(cgroup.destroy)
             reached("create:cgroup")
