@@ -149,6 +149,24 @@ def _kill(pid: int) -> None:
         pass
 
 
+def delete_force(rt, cid: str) -> tuple[int, bytes]:
+    """`delete --force`, reaping meanwhile as a shim would: a pid namespace's init
+    finishes exiting only once its other processes are reaped, and the orphans of
+    a killed `exec` are ours. (exit status, stderr)"""
+    import subprocess
+    import tempfile
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCIRUN_TEST_")}
+    with tempfile.TemporaryFile() as err:
+        d = subprocess.Popen([*OCIRUN, "--root", str(rt.root), "delete", "--force", cid], env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        while d.poll() is None:
+            reap_orphans()
+            time.sleep(0.01)
+        err.seek(0)
+        return d.returncode, err.read()
+
+
 def wait_until(predicate, timeout: float = 10.0, step: float = 0.01) -> bool:
     end = time.monotonic() + timeout
     while True:

@@ -356,7 +356,7 @@ def check_started(pid: int, doc: dict) -> None:
         assert int(_status(pid)["Umask"], 8) == umask & 0o777
 
 
-@settings(max_examples=scale(40, 1000), phases=NO_SHRINK_IN_CI)
+@settings(max_examples=scale(30, 1000), phases=NO_SHRINK_IN_CI)
 @given(case=create_case(), data=st.data())
 def test_create_hostile_configs(ocirun, bundle_image, tmp_path_factory, case, data):
     seed, n_mutations = case

@@ -70,7 +70,7 @@ def assert_validate_outcome(bundle: Path, rc: int, out: str, err: str) -> None:
     assert LOCATION.search(message[len(prefix):]), f"no JSON path or location in: {message}"
 
 
-@settings(max_examples=scale(1500, 30000))
+@settings(max_examples=scale(400, 30000))
 @given(case=hostile_config())
 def test_validate_hostile_configs(vbundle, case):
     seed, doc, done = case
@@ -78,7 +78,7 @@ def test_validate_hostile_configs(vbundle, case):
     assert_validate_outcome(vbundle, rc, out, err)
 
 
-@settings(max_examples=scale(1000, 30000))
+@settings(max_examples=scale(800, 30000))
 @given(case=byte_mutation())
 def test_validate_byte_mutations_of_real_configs(vbundle, case):
     seed, data, kind = case

@@ -16,7 +16,7 @@ import subprocess
 import time
 
 import pytest
-from robust import OCIRUN, leftovers, live_children, scale, scrub, wait_until
+from robust import OCIRUN, delete_force, leftovers, live_children, scale, scrub, wait_until
 
 ITEM7 = pytest.mark.xfail(strict=True, reason="#11 item 7")
 
@@ -53,11 +53,11 @@ def status(rt, cid: str) -> str:
 def force_delete_leaves_nothing(rt, cid: str, bundle) -> None:
     """delete --force exits 0 and nothing is left; anything left is removed (so one
     failure does not spill into the next case) and reported."""
-    d = rt("delete", "--force", cid, check=False)
+    rc, stderr = delete_force(rt, cid)
     wait_until(lambda: not leftovers(rt, cid, bundle=bundle.path), timeout=2)
     left = leftovers(rt, cid, bundle=bundle.path)
     scrub(rt, cid)
-    assert d.returncode == 0 and not left, (d.returncode, d.stderr, left)
+    assert rc == 0 and not left, (rc, stderr, left)
     assert status(rt, cid) == "absent"
 
 
@@ -233,7 +233,9 @@ def _timed(cmd: list[str]) -> float:
 def test_killed_after_random_delays(ocirun, bundle, verb):
     """SIGKILL `verb` after a delay drawn (seeded) from 0 to 1.2 times how long an
     undisturbed call takes here: what is left must be a consistent container that
-    delete --force removes entirely."""
+    delete --force removes entirely. For create, more trials and delays from 0.3
+    times on (its first third is the interpreter starting): with #11 item 7 open,
+    some of them always land in the window that leaks."""
     bundle.set_args("sleep", "60")
     rng = random.Random(f"kill-{verb}")
     base = [*OCIRUN, "--root", str(ocirun.root)]
@@ -255,18 +257,19 @@ def test_killed_after_random_delays(ocirun, bundle, verb):
     prepare(cid)
     undisturbed = _timed(command(cid))
     ocirun("delete", "--force", cid)
-    for trial in range(scale(12, 200)):
+    trials, low = (scale(20, 200), 0.3) if verb == "create" else (scale(8, 200), 0.0)
+    for trial in range(trials):
         cid = ocirun.new_id()
         prepare(cid)
-        delay = rng.uniform(0, 1.2 * undisturbed)
+        delay = rng.uniform(low * undisturbed, 1.2 * undisturbed)
         _kill_after(command(cid), delay)
         st = status(ocirun, cid)
         if st not in ("absent", "created", "running", "stopped"):
             failures.append((trial, delay, f"status {st}"))
-        d = ocirun("delete", "--force", cid, check=False)
+        rc, _ = delete_force(ocirun, cid)
         wait_until(lambda c=cid: not leftovers(ocirun, c, bundle=bundle.path), timeout=2)
         left = leftovers(ocirun, cid, bundle=bundle.path)
         scrub(ocirun, cid)
-        if d.returncode != 0 or left:
-            failures.append((trial, round(delay, 4), d.returncode, left))
-    assert not failures, f"{len(failures)} of {scale(12, 200)} trials (undisturbed {undisturbed:.3f}s): {failures}"
+        if rc != 0 or left:
+            failures.append((trial, round(delay, 4), rc, left))
+    assert not failures, f"{len(failures)} of {trials} trials (undisturbed {undisturbed:.3f}s): {failures}"
