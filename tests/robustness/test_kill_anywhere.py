@@ -126,7 +126,7 @@ def test_create_killed_while_delete_force_runs(ocirun, bundle):
     try:
         assert wait_until(lambda: _stopped(create.pid), timeout=30)
         delete = subprocess.Popen([*OCIRUN, "--root", str(ocirun.root), "delete", "--force", cid],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.3)
         assert delete.poll() is None, "delete --force did not wait for the create holding the lock"
     finally:
@@ -229,13 +229,28 @@ def _timed(cmd: list[str]) -> float:
     return time.monotonic() - t
 
 
+def _time_to(cmd: list[str], point: str) -> float:
+    """Seconds from starting ``cmd`` until it reaches test point ``point`` (it is
+    stopped there, then killed)."""
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         env=_env(OCIRUN_TEST_STOP_AT=point))
+    t = time.monotonic()
+    try:
+        assert wait_until(lambda: _stopped(p.pid), timeout=60, step=0.001), point
+        return time.monotonic() - t
+    finally:
+        p.kill()
+        p.wait()
+
+
 @pytest.mark.parametrize("verb", [pytest.param("create", marks=ITEM7), "start", "exec", "delete"])
 def test_killed_after_random_delays(ocirun, bundle, verb):
     """SIGKILL `verb` after a delay drawn (seeded) from 0 to 1.2 times how long an
     undisturbed call takes here: what is left must be a consistent container that
-    delete --force removes entirely. For create, more trials and delays from 0.3
-    times on (its first third is the interpreter starting): with #11 item 7 open,
-    some of them always land in the window that leaks."""
+    delete --force removes entirely. For create the delays are drawn from its
+    working window instead, measured first with the test points: from making the
+    cgroup to saving the state (before it, the interpreter starts and validates;
+    after it, the container is complete)."""
     bundle.set_args("sleep", "60")
     rng = random.Random(f"kill-{verb}")
     base = [*OCIRUN, "--root", str(ocirun.root)]
@@ -253,15 +268,27 @@ def test_killed_after_random_delays(ocirun, bundle, verb):
                 "exec": [*base, "exec", "-d", cid, "true"],
                 "delete": [*base, "delete", "--force", cid]}[verb]
 
+    def clean(cid: str) -> None:
+        delete_force(ocirun, cid)
+        scrub(ocirun, cid)
+
     cid = ocirun.new_id()
     prepare(cid)
     undisturbed = _timed(command(cid))
-    ocirun("delete", "--force", cid)
-    trials, low = (scale(20, 200), 0.3) if verb == "create" else (scale(8, 200), 0.0)
+    clean(cid)
+    low, high = 0.0, 1.2 * undisturbed
+    if verb == "create":
+        low, high = [], []
+        for point, into in (("create:cgroup", low), ("create:saved", high)):
+            cid = ocirun.new_id()
+            into.append(_time_to(command(cid), point))
+            clean(cid)
+        low, high = low[0], max(high[0], low[0] + 0.001)
+    trials = scale(12 if verb == "create" else 8, 200)
     for trial in range(trials):
         cid = ocirun.new_id()
         prepare(cid)
-        delay = rng.uniform(low * undisturbed, 1.2 * undisturbed)
+        delay = rng.uniform(low, high)
         _kill_after(command(cid), delay)
         st = status(ocirun, cid)
         if st not in ("absent", "created", "running", "stopped"):
@@ -272,4 +299,5 @@ def test_killed_after_random_delays(ocirun, bundle, verb):
         scrub(ocirun, cid)
         if rc != 0 or left:
             failures.append((trial, round(delay, 4), rc, left))
-    assert not failures, f"{len(failures)} of {trials} trials (undisturbed {undisturbed:.3f}s): {failures}"
+    assert not failures, (f"{len(failures)} of {trials} trials (delays {low:.3f}-{high:.3f}s): "
+                          f"{failures}")
