@@ -27,6 +27,7 @@ from contextlib import ExitStack
 from ocirun import SPEC_VERSION
 from ocirun.cli import GlobalOptions
 from ocirun.errors import UsageError, warn
+from ocirun.testhooks import reached
 from ocirun.util.record import record
 
 TYPE_CHECKING = False  # argparse is only for annotations (importing it costs a call ~5 ms)
@@ -194,6 +195,7 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
         store = Store(g.root)
         # claimed and locked in one step: nothing can lock (and remove) the half-made dir
         claim_lock = store.claim_locked(container_id)
+        reached("create:claimed")
         try:
             record = _create_claimed(store, claim_lock, container_id, opts, loaded, config,
                                      cgroup, plan, hooks, state, on_console_fd, stdio)
@@ -231,7 +233,6 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
                     state, on_console_fd, stdio=None):
     linux = config.linux
     from ocirun.linux.proc import start_time
-    from ocirun.shim import _test_kill_point
 
     with ExitStack() as undo:
         undo.callback(store.remove, container_id)
@@ -243,7 +244,7 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
                 "creator": {"pid": os.getpid(), "startTime": start_time(os.getpid())},
                 "cgroup": cgroup.planned_record(),
             })
-            _test_kill_point("CLAIMED")
+            reached("create:intent")
             fifo = store.exec_fifo_path(container_id)
             os.mkfifo(fifo, 0o622)
             # chmod, not umask(0): the umask is the whole process's (the library's callers
@@ -251,11 +252,23 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
             os.chmod(fifo, 0o622)
             fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
             undo.callback(os.close, fifo_fd)
+            reached("create:fifo")
 
+            # After the claim (a second create of this id says "exists", not this),
+            # before anything is made: a cgroup that already holds processes
+            # (another container's, or a host cgroup named by cgroupsPath) is not the
+            # container's own, and kill --all and delete --force would kill
+            # everything in it (runc 1.2's check and words).
+            busy = cgroup.all_pids()
+            if busy:
+                from ocirun.cgroups import CgroupSettingError
+
+                raise CgroupSettingError(f"container's cgroup is not empty: {len(busy)} process(es) found")
             cgroup.create()
             undo.callback(cgroup.destroy)
-            _test_kill_point("CGROUP_CREATED")
+            reached("create:cgroup")
             pids_limit = configure_cgroup(cgroup, linux)
+            reached("create:cgroup-applied")
             cgroup_fd = cgroup.clone_into_fd()
             if cgroup_fd is not None:
                 undo.callback(os.close, cgroup_fd)
@@ -271,9 +284,11 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
                 # here on the container exists for others.
                 rec = _record(container_id, init_pid, loaded, config, cgroup, hooks)
                 store.save(rec)
+                reached("create:saved")
                 if opts.pid_file:
                     write_pid_file(opts.pid_file, init_pid)
                     undo.callback(_unlink_quiet, opts.pid_file)
+                    reached("create:pid-file")
                 saved.append(rec)
 
             pid = spawn(

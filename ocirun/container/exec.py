@@ -185,6 +185,9 @@ def start_exec(g: GlobalOptions, container_id: str, opts: Any, *, ignore_paused:
         finally:
             if cgroup_fd is not None:
                 os.close(cgroup_fd)
+        from ocirun.testhooks import reached
+
+        reached("exec:execed")
     except BaseException:
         if console is not None:
             console.close()

@@ -9,6 +9,7 @@ import select
 from ocirun.cli import GlobalOptions
 from ocirun.container.common import open_store, status_of
 from ocirun.errors import InvalidStateError, OcirunError
+from ocirun.testhooks import reached
 
 TYPE_CHECKING = False  # argparse is only for annotations (importing it costs a call ~5 ms)
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ def start_container(g: GlobalOptions, container_id: str) -> None:
 
     store = open_store(g)
     with store.lock(container_id):
+        reached("start:locked")
         record = store.load(container_id)
         require(status_of(store, record), "start")
         if not record.has_process:
@@ -40,9 +42,11 @@ def start_container(g: GlobalOptions, container_id: str) -> None:
             if hooks.get("startContainer"):
                 _hooks_or_teardown(store, record, "startContainer")
             _release(store.exec_fifo_path(container_id), pidfd)
+            reached("start:released")
         finally:
             os.close(pidfd)
         store.save(record.replace(status_hint="running"))
+        reached("start:saved")
         if hooks.get("poststart"):
             # after the user process exec'd (its fifo byte is read), before start returns
             _hooks_or_teardown(store, record, "poststart")

@@ -554,7 +554,7 @@ def net_devices(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
 
 @rule("config-linux.md#configLinuxCgroupsPath")
 def cgroups_path(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
-    """cgroupsPath values ocirun considers invalid: NUL bytes, '..' components."""
+    """cgroupsPath values ocirun considers invalid: NUL bytes, '..' components, the root cgroup."""
     path = _linux(doc).get("cgroupsPath")
     if not isinstance(path, str):
         return
@@ -562,6 +562,10 @@ def cgroups_path(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
         yield _p(["linux", "cgroupsPath"], "contains a NUL byte")
     elif ".." in re.split(r"[/:]", path):
         yield _p(["linux", "cgroupsPath"], f"{path!r} must not contain '..' components")
+    elif path.startswith("/") and all(c in ("", ".") for c in path.split("/")):
+        # "/" (or "//", "/."): the root of every hierarchy, which holds every process
+        # of the host; the container's cgroup is killed and removed with it.
+        yield _p(["linux", "cgroupsPath"], f"{path!r} names the root cgroup, not a cgroup of the container")
 
 
 @rule("config-linux.md#configLinuxDeviceAllowedlist")

@@ -128,6 +128,10 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
     if (setsid() < 0)
         fail(c, OCIRUN_STEP_CONSOLE_SETSID, errno, -1);
     close_inherited_fds(c);
+    /* Before any mount and after the fds we inherited are gone: our fds are
+     * named through a procfs of our own from now on, never the container's
+     * /proc (src/selffd.c). Above the preserved fds, which the container gets. */
+    open_selffd(c, 3 + (p->process ? (unsigned int)p->process->preserve_fds : 0));
     /* umask 0 during setup: device modes and mount points exactly as planned;
      * the process's own umask is set just before exec. */
     umask(0);
@@ -184,6 +188,7 @@ static void begin_child(struct ctx *c, const struct ocirun_plan *plan, int sock,
     c->sock = sock;
     c->fifo = fifo;
     c->rootfd = -1;
+    c->selffd = -1;
     c->rootfs_via_cwd = 0;
     c->exe[0] = '\0';
     /* First: no Python handler or ignored signal may reach the container. */

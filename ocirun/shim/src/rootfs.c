@@ -237,10 +237,10 @@ static void set_rootfs_propagation(struct ctx *c)
         fail(c, OCIRUN_STEP_ROOTFS_PROPAGATION, errno, -1);
 }
 
-/* The remaining mounts go through /proc/self/fd/N and so need the container's /proc. */
+/* The remaining mounts are made on fds, named through our own procfs (src/selffd.c):
+ * a /proc the config mounted cannot redirect them. */
 static void make_readonly_paths(struct ctx *c)
 {
-    char p[32];
     for (int i = 0; i < c->plan->n_readonly_paths; i++) {
         const char *path = c->plan->readonly_paths[i];
         int fd = open_in_root(c->rootfd, path, O_PATH);
@@ -248,16 +248,15 @@ static void make_readonly_paths(struct ctx *c)
             continue;
         if (fd < 0)
             fail(c, OCIRUN_STEP_READONLY_PATH, -fd, i);
-        fdpath(p, fd);
-        if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0)
+        if (mount_fd(c, NULL, fd, fd, NULL, MS_BIND | MS_REC, NULL) < 0)
             fail(c, OCIRUN_STEP_READONLY_PATH, errno, i);
         close(fd);
         fd = open_in_root(c->rootfd, path, O_PATH); /* now the bind mount itself */
         if (fd < 0)
             fail(c, OCIRUN_STEP_READONLY_PATH, -fd, i);
         /* Keep nosuid/nodev/noexec/atime as they are (locked in a user namespace). */
-        if (mount(NULL, fdpath(p, fd), NULL,
-                  MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC | locked_flags(fd), NULL) < 0)
+        if (mount_fd(c, NULL, -1, fd, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC | locked_flags(fd),
+                     NULL) < 0)
             fail(c, OCIRUN_STEP_READONLY_PATH, errno, i);
         close(fd);
     }
@@ -265,7 +264,6 @@ static void make_readonly_paths(struct ctx *c)
 
 static void make_masked_paths(struct ctx *c)
 {
-    char p[32], nullp[32];
     int devnull = -1;
     for (int i = 0; i < c->plan->n_masked_paths; i++) {
         struct stat st;
@@ -274,9 +272,8 @@ static void make_masked_paths(struct ctx *c)
             continue;
         if (fd < 0 || fstat(fd, &st) < 0)
             fail(c, OCIRUN_STEP_MASKED_PATH, fd < 0 ? -fd : errno, i);
-        fdpath(p, fd);
         if (S_ISDIR(st.st_mode)) {
-            if (mount("tmpfs", p, "tmpfs", MS_RDONLY, NULL) < 0)
+            if (mount_fd(c, "tmpfs", -1, fd, "tmpfs", MS_RDONLY, NULL) < 0)
                 fail(c, OCIRUN_STEP_MASKED_PATH, errno, i);
         } else {
             if (devnull < 0) {
@@ -290,9 +287,8 @@ static void make_masked_paths(struct ctx *c)
                     fail(c, OCIRUN_STEP_MASK_DEVNULL, errno, i);
                 if (!S_ISCHR(ns.st_mode) || ns.st_rdev != makedev(1, 3))
                     fail(c, OCIRUN_STEP_MASK_DEVNULL, ENODEV, i);
-                fdpath(nullp, devnull);
             }
-            if (mount(nullp, p, NULL, MS_BIND, NULL) < 0)
+            if (mount_fd(c, NULL, devnull, fd, NULL, MS_BIND, NULL) < 0)
                 fail(c, OCIRUN_STEP_MASKED_PATH, errno, i);
         }
         close(fd);
