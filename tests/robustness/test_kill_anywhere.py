@@ -18,6 +18,7 @@ import time
 import pytest
 from robust import OCIRUN, delete_force, leftovers, live_children, scale, scrub, wait_until
 
+
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCIRUN_TEST_")}
     env.update(extra)
@@ -60,14 +61,15 @@ def force_delete_leaves_nothing(rt, cid: str, bundle) -> None:
 
 # --- create -----------------------------------------------------------------------------
 CREATE_POINTS = [
-    "create:claimed", "create:fifo",
+    "create:claimed", "create:intent", "create:fifo",
     "create:cgroup",
     "create:cgroup-applied",
     "create:clone",
+    "create:placed",
     "create:NS_READY",
     "create:INIT_PID",
     "create:READY",
-    "create:saved", "create:pid-file",
+    "create:saved", "create:pid-file", "create:COMMIT",
 ]
 
 
