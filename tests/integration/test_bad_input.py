@@ -1,0 +1,126 @@
+"""Bad input, given to the real CLI: one clear message naming what is wrong, exit
+status 1 (255 for exec, as runc), and nothing left behind (the conftest's leak
+check). Where runc refuses the same input it is run too, as the oracle of the
+verdict (not of the wording, which names the JSON path in ocirun)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+needs_runc = pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed")
+
+
+def _refused(p: subprocess.CompletedProcess, *texts: str, status: int = 1) -> str:
+    """The one error line of a refused command, checked for ``texts``."""
+    err = p.stderr.decode()
+    assert p.returncode == status, (p.returncode, err)
+    assert "internal error" not in err and "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    for text in texts:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+def _runc(tmp_path, *args: str, cwd=None) -> subprocess.CompletedProcess:
+    # Files, not pipes: a detached init inherits them and would hold a pipe open.
+    import tempfile
+
+    root = tmp_path / "runc-root"
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.run(["runc", "--root", str(root), *args], stdout=out, stderr=err,
+                           stdin=subprocess.DEVNULL, timeout=60, cwd=cwd)
+        out.seek(0)
+        err.seek(0)
+        p.stdout, p.stderr = out.read(), err.read()
+    return p
+
+
+def _runc_run(tmp_path, bundle) -> subprocess.CompletedProcess:
+    cid = f"runc-{uuid.uuid4().hex[:8]}"
+    try:
+        return _runc(tmp_path, "run", "--bundle", str(bundle.path), cid)
+    finally:
+        _runc(tmp_path, "delete", "--force", cid)
+
+
+# --------------------------------------------------------------------------- #11 item 3: ids
+
+
+@pytest.mark.parametrize("where, value", [
+    ("uid", 4294967295),  # (uid_t)-1: setresuid would leave the process root
+    ("uid", 2147483648),
+    ("gid", 4294967295),
+    ("additionalGids", 4294967295),
+])
+@needs_runc
+def test_ids_above_runcs_range_are_refused(ocirun, bundle, tmp_path, where, value):
+    bundle.set_args("id")
+
+    def edit(c):
+        user = c["process"]["user"]
+        if where == "additionalGids":
+            user[where] = [value]
+        else:
+            user[where] = value
+
+    bundle.edit(edit)
+    theirs = bundle.copy(tmp_path / "runc-bundle")
+    p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id(), check=False)
+    path = "$.process.user." + (f"{where}[0]" if where == "additionalGids" else where)
+    _refused(p, path, "uids and gids must be in range 0-2147483647")
+    assert p.stdout == b""  # the container never ran (it would have printed uid=0)
+    r = _runc_run(tmp_path, theirs)
+    assert r.returncode == 1 and b"uids and gids must be in range 0-2147483647" in r.stderr
+
+
+def test_device_owner_above_the_range_is_refused(ocirun, bundle):
+    bundle.edit(lambda c: c["linux"].__setitem__("devices", [
+        {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "uid": 4294967295, "gid": 0}]))
+    p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id(), check=False)
+    _refused(p, "$.linux.devices[0].uid", "must be in range 0-2147483647")
+
+
+def test_mount_uid_option_above_the_range_is_refused(ocirun, bundle):
+    bundle.edit(lambda c: c["mounts"].append(
+        {"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["uid=2147483648"]}))
+    p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id(), check=False)
+    _refused(p, "$.mounts[", ".options[0]", "'uid=2147483648'")
+
+
+def test_overlapping_id_mappings_are_refused_before_anything_exists(ocirun, bundle):
+    bundle.add_user_namespace()
+    bundle.edit(lambda c: c["linux"]["uidMappings"].append(
+        {"containerID": 100, "hostID": 300000, "size": 10}))
+    p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id(), check=False)
+    _refused(p, "$.linux.uidMappings[1]", "container ids 100-109 overlap those of [0]")
+
+
+@needs_runc
+def test_exec_user_above_the_range_is_refused_as_runc_does(ocirun, bundle, tmp_path):
+    bundle.set_args("sleep", "1000")
+    theirs = bundle.copy(tmp_path / "runc-bundle")
+    cid = ocirun.new_id()
+    ocirun("run", "-d", "--bundle", str(bundle.path), cid)
+    rid = f"runc-{uuid.uuid4().hex[:8]}"
+    assert _runc(tmp_path, "run", "-d", "--bundle", str(theirs.path), rid).returncode == 0
+    try:
+        for flags, path in ((["--user", "4294967295"], "$.process.user.uid"),
+                            (["--user", "0:2147483648"], "$.process.user.gid"),
+                            (["--additional-gids", "4294967295"], "$.process.user.additionalGids[0]")):
+            p = ocirun("exec", *flags, cid, "id", check=False)
+            _refused(p, "exec failed: ", path, "uids and gids must be in range", status=255)
+            assert p.stdout == b""
+            r = _runc(tmp_path, "exec", *flags, rid, "id")
+            assert r.returncode == 255 and b"uids and gids must be in range 0-2147483647" in r.stderr
+        proc = tmp_path / "p.json"
+        proc.write_text(json.dumps({"args": ["id"], "cwd": "/", "user": {"uid": 0, "gid": 4294967295}}))
+        p = ocirun("exec", "--process", str(proc), cid, check=False)
+        _refused(p, "$.process.user.gid", status=255)
+    finally:
+        _runc(tmp_path, "delete", "--force", rid)
