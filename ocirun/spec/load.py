@@ -86,7 +86,9 @@ def load_bundle(bundle: str) -> LoadedBundle:
     or unreadable, ConfigError for anything wrong inside config.json
     (including a missing rootfs directory, reported at ``$.root.path``).
     """
-    bundle_abs = os.path.abspath(bundle)
+    # Resolved, as runc resolves it (its state's "bundle" is the real path): symlinks
+    # in the bundle's own path are the caller's choice; the rootfs is checked below.
+    bundle_abs = os.path.realpath(bundle)
     if not os.path.isdir(bundle_abs):
         what = "is not a directory" if os.path.exists(bundle_abs) else "does not exist"
         raise BundleError(f"bundle {bundle_abs} {what}")

@@ -203,6 +203,21 @@ def rootfs_exists(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
         yield _p(["root", "path"], f"rootfs {full} is not a directory")
 
 
+@rule("runc")
+def rootfs_not_symlink(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
+    """root.path is no symlink and passes through none (runc's check and words): a rootfs
+    that is a link to "/" would run the container on the host's root filesystem. The
+    bundle directory itself may be reached through one (it is resolved first, as runc does)."""
+    path = _obj(doc.get("root")).get("path")
+    if ctx.bundle is None or not isinstance(path, str) or not path or "\0" in path:
+        return
+    full = os.path.normpath(os.path.join(os.path.realpath(ctx.bundle), path))
+    real = os.path.realpath(full)
+    if real != full and os.path.exists(full):
+        yield _p(["root", "path"], f"invalid rootfs: not an absolute path, or a symlink: {full} "
+                                   f"resolves to {real}")
+
+
 @rule("config.md#configMounts")
 def mount_destination(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
     """A mount destination names a path (relative ones are deprecated, see warnings())."""

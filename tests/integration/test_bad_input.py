@@ -124,3 +124,60 @@ def test_exec_user_above_the_range_is_refused_as_runc_does(ocirun, bundle, tmp_p
         _refused(p, "$.process.user.gid", status=255)
     finally:
         _runc(tmp_path, "delete", "--force", rid)
+
+
+# --------------------------------------------------------------------------- #11 item 4: rootfs symlinks
+
+
+@pytest.mark.parametrize("how", ["rootfs-to-host-root", "rootfs-to-dir", "component", "absolute-through-link"])
+@needs_runc
+def test_rootfs_through_a_symlink_is_refused_as_runc_does(ocirun, bundle, tmp_path, how):
+    marker = f"ocirun-test-{uuid.uuid4().hex[:8]}"
+    # were the link followed to the host's /, this would create /<marker> on the host
+    bundle.set_args("touch", f"/{marker}")
+    theirs = bundle.copy(tmp_path / "runc-bundle")
+    for b in (bundle, theirs):
+        if how == "rootfs-to-host-root":
+            b.edit(lambda c: c["root"].__setitem__("path", "hostroot"))
+            (b.path / "hostroot").symlink_to("/")
+        elif how == "rootfs-to-dir":
+            (b.path / "rootfs").rename(b.path / "real")
+            (b.path / "rootfs").symlink_to("real")
+        elif how == "component":
+            (b.path / "d").mkdir()
+            (b.path / "rootfs").rename(b.path / "d" / "rootfs")
+            (b.path / "via").symlink_to("d")
+            b.edit(lambda c: c["root"].__setitem__("path", "via/rootfs"))
+        else:
+            (b.path / "link").symlink_to(b.path)
+            b.edit(lambda c, b=b: c["root"].__setitem__("path", f"{b.path}/link/rootfs"))
+    try:
+        p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id(), check=False)
+        _refused(p, "$.root.path: invalid rootfs: not an absolute path, or a symlink")
+        r = _runc_run(tmp_path, theirs)
+        assert r.returncode == 1 and b"invalid rootfs: not an absolute path, or a symlink" in r.stderr
+    finally:
+        import os
+
+        assert not os.path.exists(f"/{marker}")
+
+
+@needs_runc
+def test_bundle_reached_through_a_symlink_runs_and_is_recorded_resolved(ocirun, bundle, tmp_path):
+    """As `runc create --bundle LINK`: the state's bundle is the real directory."""
+    bundle.set_args("sleep", "30")
+    theirs = bundle.copy(tmp_path / "runc-bundle")
+    (tmp_path / "ours-link").symlink_to(bundle.path)
+    (tmp_path / "theirs-link").symlink_to(theirs.path)
+    cid = ocirun.new_id()
+    ocirun("create", "--bundle", str(tmp_path / "ours-link"), cid)
+    rid = f"runc-{uuid.uuid4().hex[:8]}"
+    try:
+        assert _runc(tmp_path, "create", "--bundle", str(tmp_path / "theirs-link"), rid).returncode == 0
+        runc_state = json.loads(_runc(tmp_path, "state", rid).stdout)
+    finally:
+        _runc(tmp_path, "delete", "--force", rid)
+    state = ocirun.state(cid)
+    assert runc_state["bundle"] == str(theirs.path)
+    assert state["bundle"] == str(bundle.path)
+    ocirun("delete", "--force", cid)

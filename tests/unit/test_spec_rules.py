@@ -215,3 +215,26 @@ def test_every_rule_is_exercised_by_a_bad_config(tmp_path: Path) -> None:
         ctx = rules.Context(str(bundle))
         hit.update(r.name for r in rules.RULES if list(r.check(doc, ctx)))
     assert sorted(r.name for r in rules.RULES if r.name not in hit) == []
+
+
+def test_rootfs_through_a_symlink_is_refused(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, default_spec())
+    (bundle / "rootfs").rename(bundle / "real")
+    (bundle / "rootfs").symlink_to("real")  # the rootfs itself
+    with pytest.raises(ConfigError, match=r"\$\.root\.path: invalid rootfs: not an absolute path, or a symlink"):
+        load_bundle(str(bundle))
+    (bundle / "rootfs").unlink()
+    (bundle / "dir").mkdir()
+    (bundle / "real").rename(bundle / "dir" / "rootfs")
+    (bundle / "link").symlink_to("dir")  # a component on the way
+    config = merge(default_spec(), {"root": {"path": "link/rootfs"}})
+    (bundle / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=f"resolves to {bundle}/dir/rootfs"):
+        load_bundle(str(bundle))
+
+
+def test_bundle_reached_through_a_symlink_is_resolved(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, default_spec())
+    (tmp_path / "link").symlink_to(bundle)
+    loaded = load_bundle(str(tmp_path / "link"))
+    assert loaded.bundle == str(bundle) and loaded.rootfs == str(bundle / "rootfs")
