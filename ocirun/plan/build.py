@@ -221,7 +221,8 @@ def _plan_mounts(
             # ours to populate, never the image's directory).
             steps.append(_DEV_TMPFS)
             has_dev = True
-        steps.extend(_plan_one_mount(m, dest, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_net_ns,
+        steps.extend(replace(step, json_path=f"$.mounts[{index}]") for step in
+                     _plan_one_mount(m, dest, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_net_ns,
                                      _mount_idmap(m, index, container_idmap)))
     if not has_dev:
         steps.append(_DEV_TMPFS)

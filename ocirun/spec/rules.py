@@ -220,13 +220,18 @@ def rootfs_not_symlink(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem
 
 @rule("config.md#configMounts")
 def mount_destination(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
-    """A mount destination names a path (relative ones are deprecated, see warnings())."""
+    """A mount destination names a path (relative ones are deprecated, see warnings()) other
+    than the container's root: "/", "/..", ".", "//" would cover the rootfs itself."""
     for i, m in _items(doc.get("mounts")):
         dest = m.get("destination")
         if dest == "":
             yield _p(["mounts", i, "destination"], "must not be empty")
         elif isinstance(dest, str) and "\0" in dest:
             yield _p(["mounts", i, "destination"], "contains a NUL byte")
+        elif isinstance(dest, str) and os.path.normpath("/" + dest.lstrip("/")) == "/":
+            yield _p(["mounts", i, "destination"],
+                     f"{dest!r} is the container's root directory: a mount cannot replace the "
+                     "rootfs (root.path names it)")
 
 
 _IDMAP_OPTIONS = ("idmap", "ridmap")

@@ -181,3 +181,41 @@ def test_bundle_reached_through_a_symlink_runs_and_is_recorded_resolved(ocirun, 
     assert runc_state["bundle"] == str(theirs.path)
     assert state["bundle"] == str(bundle.path)
     ocirun("delete", "--force", cid)
+
+
+# --------------------------------------------------------------------------- #11 item 5: mounts on "/"
+
+
+@pytest.mark.parametrize("dest", ["/", "/..", ".", "//", "/proc/.."])
+def test_mount_on_the_root_is_refused(ocirun, bundle, dest):
+    bundle.set_args("touch", "/written-by-the-container")
+    bundle.edit(lambda c: c["mounts"].append({"destination": dest, "type": "tmpfs", "source": "tmpfs"}))
+    p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id(), check=False)
+    index = len(bundle.config()["mounts"]) - 1
+    _refused(p, f"$.mounts[{index}].destination: {dest!r} is the container's root directory")
+    assert not (bundle.rootfs / "written-by-the-container").exists()
+
+
+@pytest.mark.parametrize("link", ["/", "..", "/proc/.."])
+def test_mount_on_a_symlink_to_the_root_is_refused(ocirun, bundle, link):
+    """The validator cannot see the rootfs's symlinks: the shim refuses a mount point that
+    resolves to the root itself."""
+    bundle.set_args("touch", "/written-by-the-container")
+    (bundle.rootfs / "up").symlink_to(link)
+    bundle.edit(lambda c: c["mounts"].append({"destination": "/up", "type": "tmpfs", "source": "tmpfs"}))
+    p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id(), check=False)
+    index = len(bundle.config()["mounts"]) - 1
+    _refused(p, "mount tmpfs to /up: create mount point /up:",
+             f"$.mounts[{index}].destination '/up' resolves to the container's root directory")
+    assert not (bundle.rootfs / "written-by-the-container").exists()
+
+
+def test_a_mount_on_a_bind_of_the_rootfs_is_not_the_root(ocirun, bundle):
+    """The same directory as the root, but another mount: allowed (the check compares mounts)."""
+    bundle.set_args("sh", "-c", "touch /mnt/x && ls /mnt")
+    bundle.edit(lambda c: c["mounts"].extend([
+        {"destination": "/mnt", "type": "bind", "source": str(bundle.rootfs), "options": ["bind"]},
+        {"destination": "/mnt", "type": "tmpfs", "source": "tmpfs"}]))
+    p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id())
+    assert p.stdout == b"x\n"
+    assert not (bundle.rootfs / "x").exists()
