@@ -487,6 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             systemd_cgroup=ns.systemd_cgroup,
             rootless=ns.rootless,
         )
+        if g.log:
+            _check_log(g)
         if ns.version:
             sys.stdout.write(version_text())
             return 0
@@ -508,6 +510,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         _report(g, f"internal error: {type(exc).__name__}: {exc}")
         return 1
+
+
+def _check_log(g: GlobalOptions) -> None:
+    """runc opens --log first thing: a file that cannot be opened is the one error
+    (on stderr only), and nothing else is done."""
+    try:
+        os.close(os.open(g.log or "", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    except OSError as err:
+        from ocirun.errors import OutputFileError
+
+        bad, g.log = g.log or "", None
+        raise OutputFileError(bad, err) from None
 
 
 def exit_now(code: Any) -> None:

@@ -23,7 +23,7 @@ from contextlib import ExitStack
 
 from ocirun import SPEC_VERSION
 from ocirun.cli import GlobalOptions
-from ocirun.errors import UsageError
+from ocirun.errors import OutputFileError, UsageError
 from ocirun.util.record import record
 
 TYPE_CHECKING = False  # argparse is only for annotations (importing it costs a call ~5 ms)
@@ -74,6 +74,7 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
     from ocirun.store import Store, validate_id
 
     validate_id(container_id)
+    check_pid_file(opts.pid_file)
     loaded = validate_bundle(opts.bundle)
     config = loaded.config
     require_supported(config)
@@ -340,12 +341,32 @@ def _rfc3339_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now // 10**9)) + f".{now % 10**9:09d}Z"
 
 
+def check_pid_file(path: str | None) -> None:
+    """Before anything exists: the pid file's directory must be there (runc finds out
+    only after creating the container, and tears it down)."""
+    if path is None:
+        return
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        import errno
+
+        code = errno.ENOTDIR if os.path.exists(directory) else errno.ENOENT
+        raise OutputFileError(path, OSError(code, os.strerror(code)))
+
+
 def write_pid_file(path: str, pid: int) -> None:
     """Atomically, as runc does: a reader never sees an empty pid file."""
     tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+    except OSError as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OutputFileError(path, err) from None
 
 
 def _kill_init(pid: int) -> None:

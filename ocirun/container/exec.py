@@ -19,7 +19,6 @@ import os
 
 from ocirun.cli import GlobalOptions
 from ocirun.errors import InvalidStateError, OcirunError, UsageError
-from ocirun.util import jsonio as json
 
 TYPE_CHECKING = False  # argparse and typing are for annotations only (~8 ms to import)
 if TYPE_CHECKING:
@@ -55,13 +54,12 @@ def options_from_args(args: argparse.Namespace):
         raise UsageError("--preserve-fds must not be negative")
     process = None
     if args.process:
-        try:
-            with open(args.process, "rb") as f:
-                process = json.loads(f.read())
-        except OSError as e:
-            raise UsageError(f"open {args.process}: {os.strerror(e.errno or 0).lower()}") from None
-        except ValueError as e:
-            raise UsageError(f"{args.process}: invalid JSON: {e}") from None
+        from ocirun.spec.load import parse_config, read_config_file, with_depth
+
+        # config.json's reading rules: never waits on a fifo, lone surrogates and
+        # nesting deeper than runc's limit refused; errors are "exec failed: ..." (255)
+        data = read_config_file(args.process, f"open {args.process}: no such file or directory")
+        process = with_depth(parse_config, data, args.process)
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
@@ -83,10 +81,16 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
     opts = options_from_args(args)
     if args.cgroup:
         raise NotImplementedYet("exec --cgroup")
+    pid_file = os.path.abspath(args.pid_file) if args.pid_file else None
+    from ocirun.container.create import check_pid_file
+
+    check_pid_file(pid_file)
     store = open_store(g)
     record = store.load(args.id)
     require(status_of(store, record), "exec-ignore-paused" if args.ignore_paused else "exec")
-    process = exec_process_dict((record.runtime or {}).get("process"), opts)
+    from ocirun.spec.load import with_depth
+
+    process = with_depth(exec_process_dict, (record.runtime or {}).get("process"), opts)
     terminal = bool(process.get("terminal"))
     from ocirun.console import check_terminal_flags
 
@@ -157,10 +161,19 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
         raise
     finally:
         os.close(pidfd)
-    if args.pid_file:
+    if pid_file:
         from ocirun.container.create import write_pid_file
 
-        write_pid_file(os.path.abspath(args.pid_file), pid)
+        try:
+            write_pid_file(pid_file, pid)
+        except OcirunError:
+            # as runc: a process whose pid could not be recorded is not left running
+            _kill_and_reap(pid)
+            if forwarder is not None:
+                forwarder.restore()
+            if console is not None:
+                console.close()
+            raise
     from ocirun.container.foreground import SignalForwarder, proxy_and_wait, wait_forwarding_signals
 
     if console is not None:
@@ -175,6 +188,14 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
     if args.detach:
         return 0
     return wait_forwarding_signals(pid, forwarder)
+
+
+def _kill_and_reap(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
 
 
 def _exited(pidfd: int) -> bool:

@@ -219,3 +219,94 @@ def test_a_mount_on_a_bind_of_the_rootfs_is_not_the_root(ocirun, bundle):
     p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id())
     assert p.stdout == b"x\n"
     assert not (bundle.rootfs / "x").exists()
+
+
+# --------------------------------------------------------------------------- #11 item 8: never "internal error"
+
+
+def test_hostname_with_a_lone_surrogate(ocirun, bundle):
+    text = json.dumps(bundle.config()).replace('"hostname": "', '"hostname": "a\\ud800')
+    bundle.config_path.write_text(text)
+    p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id(), check=False)
+    _refused(p, "$.hostname: contains a lone UTF-16 surrogate (\\ud800 at character 1): not valid UTF-8")
+
+
+@pytest.mark.parametrize("levels, runs", [(1000, True), (9999, True), (10_000, False)])
+@needs_runc
+def test_deep_nesting_as_runc(ocirun, bundle, tmp_path, levels, runs):
+    """An unknown key nested `levels` deep: runc's limit (Go's encoding/json) is ocirun's."""
+    text = json.dumps(bundle.config())
+    text = text[:-1] + ', "x-deep": ' + '{"k":' * (levels - 1) + "{}" + "}" * (levels - 1) + "}"
+    bundle.config_path.write_text(text)
+    theirs = bundle.copy(tmp_path / "runc-bundle")
+    p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id(), check=False)
+    r = _runc_run(tmp_path, theirs)
+    if runs:
+        assert p.returncode == 0 == r.returncode, (p.stderr, r.stderr)
+    else:
+        _refused(p, "invalid JSON: nested 10001 levels deep, more than the 10000 runc accepts")
+        assert r.returncode == 1 and b"exceeded max depth" in r.stderr
+
+
+def test_config_json_that_is_a_fifo_is_refused_at_once(ocirun, bundle):
+    import os
+
+    os.unlink(bundle.config_path)
+    os.mkfifo(bundle.config_path)
+    for verb in ("create", "run"):
+        p = ocirun(verb, "--bundle", str(bundle.path), ocirun.new_id(), check=False, timeout=20)
+        _refused(p, f"cannot read {bundle.config_path}: not a regular file")
+
+
+@pytest.mark.parametrize("verb", ["create", "run"])
+@needs_runc
+def test_pid_file_in_a_missing_directory(ocirun, bundle, tmp_path, verb):
+    """runc creates the container, fails writing the pid file and tears it down; ocirun
+    checks first. Either way: exit 1, the same words, nothing left."""
+    theirs = bundle.copy(tmp_path / "runc-bundle")
+    pid_file = tmp_path / "missing" / "pid"
+    cid = ocirun.new_id()
+    p = ocirun(verb, "--bundle", str(bundle.path), "--pid-file", str(pid_file), cid, check=False)
+    _refused(p, f"open {pid_file}: no such file or directory")
+    assert ocirun("state", cid, check=False).returncode == 1
+    rid = f"runc-{uuid.uuid4().hex[:8]}"
+    r = _runc(tmp_path, verb, "--bundle", str(theirs.path), "--pid-file", str(pid_file), rid)
+    _runc(tmp_path, "delete", "--force", rid)
+    assert r.returncode == 1 and b"no such file or directory" in r.stderr
+
+
+def test_exec_pid_file_in_a_missing_directory(ocirun, bundle, tmp_path):
+    bundle.set_args("sleep", "1000")
+    cid = ocirun.new_id()
+    ocirun("run", "-d", "--bundle", str(bundle.path), cid)
+    before = ocirun("ps", "-f", "json", cid).stdout
+    pid_file = tmp_path / "missing" / "pid"
+    for detach in ((), ("-d",)):
+        p = ocirun("exec", *detach, "--pid-file", str(pid_file), cid, "sleep", "1000", check=False)
+        _refused(p, f"exec failed: open {pid_file}: no such file or directory", status=255)
+    assert ocirun("ps", "-f", "json", cid).stdout == before  # no process was started
+
+
+@needs_runc
+def test_log_in_a_missing_directory_is_the_one_error(ocirun, bundle, tmp_path):
+    log = tmp_path / "missing" / "log"
+    cid = ocirun.new_id()
+    p = ocirun("run", "--bundle", str(bundle.path), cid, check=False, global_args=("--log", str(log)))
+    _refused(p)
+    assert p.stderr.decode() == f"open {log}: no such file or directory\n"
+    assert ocirun("state", cid, check=False).returncode == 1
+    r = subprocess.run(["runc", "--root", str(tmp_path / "runc-root"), "--log", str(log), "state", "x"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 1 and f"open {log}: no such file or directory".encode() in r.stderr
+
+
+def test_exec_passes_argv_bytes_that_are_not_utf8(ocirun, bundle):
+    """Go passes argv bytes through; so does ocirun (they were an internal error)."""
+    bundle.set_args("sleep", "1000")
+    cid = ocirun.new_id()
+    ocirun("run", "-d", "--bundle", str(bundle.path), cid)
+    import os
+
+    arg = os.fsdecode(b"caf\xe9")
+    p = ocirun("exec", "--env", os.fsdecode(b"X=\xff"), cid, "sh", "-c", 'printf "%s|%s" "$1" "$X"', "sh", arg)
+    assert p.stdout == b"caf\xe9|\xff"

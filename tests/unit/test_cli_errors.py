@@ -103,3 +103,12 @@ def test_version_as_runc_prints_it() -> None:
         r = ocirun(flag)
         assert r.returncode == 0 and r.stderr == ""
         assert re.fullmatch(r"ocirun version \d+\.\d+\.\d+\S*\nspec: 1\.3\.0\n", r.stdout)
+
+
+def test_a_log_file_that_cannot_be_opened_is_the_one_error(tmp_path: Path) -> None:
+    """As runc: --log is opened first; failing that, nothing else is done."""
+    for log, why in ((tmp_path / "missing" / "log", "no such file or directory"), (tmp_path, "is a directory")):
+        r = ocirun("--root", str(tmp_path / "root"), "--log", str(log), "spec", "--bundle", str(tmp_path))
+        assert (r.returncode, r.stdout, r.stderr) == (1, "", f"open {log}: {why}\n")
+        assert not (tmp_path / "config.json").exists()  # spec did not run
+    assert not (tmp_path / "root").exists()
