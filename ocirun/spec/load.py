@@ -178,10 +178,10 @@ def config_problems(doc: Any, bundle: str | None = None) -> list[Problem]:
 
     A field the schema already rejected is not reported again by a rule.
     """
-    from ocirun.spec.rules import check_rules
+    from ocirun.spec.rules import check_rules, schema_view
     from ocirun.spec.schema import schema_problems
 
-    found = schema_problems(doc)
+    found = schema_problems(schema_view(doc))
     seen = {p.path for p in found}
     return found + [p for p in check_rules(doc, bundle) if p.path not in seen]
 

@@ -879,6 +879,27 @@ def memory_policy(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
         yield _p([*base, "flags"], f"{what} takes neither MPOL_F_STATIC_NODES nor MPOL_F_RELATIVE_NODES")
 
 
+# --------------------------------------------------------------------------- beyond the schema
+
+#: rootfsPropagation values runc and crun accept beyond the schema's enum (private,
+#: shared, slave, unbindable): the recursive forms, mapped as runc maps them
+#: (ocirun.plan.mount_options.PROPAGATION_OPTIONS: rprivate = MS_PRIVATE|MS_REC, ...).
+RECURSIVE_ROOTFS_PROPAGATION = {"rprivate": "private", "rshared": "shared", "rslave": "slave",
+                                "runbindable": "unbindable"}
+
+
+def schema_view(doc: Any) -> Any:
+    """``doc`` as the schema check sees it: what ocirun accepts beyond the upstream
+    schema (which stays byte-identical) replaced by its schema-valid counterpart, in
+    a shallow copy; ``doc`` itself is returned when there is nothing to replace.
+    warnings() says what was accepted."""
+    linux = _obj(doc.get("linux")) if isinstance(doc, dict) else {}
+    plain = RECURSIVE_ROOTFS_PROPAGATION.get(linux.get("rootfsPropagation"))  # type: ignore[arg-type]
+    if plain is None:
+        return doc
+    return dict(doc, linux=dict(linux, rootfsPropagation=plain))
+
+
 # --------------------------------------------------------------------------- warnings
 
 
@@ -887,6 +908,11 @@ def warnings(doc: Any) -> list[str]:
     if not isinstance(doc, dict):
         return []
     out = []
+    propagation = _linux(doc).get("rootfsPropagation")
+    if propagation in RECURSIVE_ROOTFS_PROPAGATION:
+        out.append(f"{json_path(['linux', 'rootfsPropagation'])}: {propagation!r} is not one of the "
+                   "values the spec lists (private, shared, slave, unbindable); accepted as runc and "
+                   f"crun accept it: {RECURSIVE_ROOTFS_PROPAGATION[propagation]}, recursively")
     memory = _obj(_obj(_linux(doc).get("resources")).get("memory"))
     if memory.get("kernel") is not None:
         # runc 1.1 ignores it with a warning too: Linux >= 5.16 accepts

@@ -310,3 +310,38 @@ def test_exec_passes_argv_bytes_that_are_not_utf8(ocirun, bundle):
     arg = os.fsdecode(b"caf\xe9")
     p = ocirun("exec", "--env", os.fsdecode(b"X=\xff"), cid, "sh", "-c", 'printf "%s|%s" "$1" "$X"', "sh", arg)
     assert p.stdout == b"caf\xe9|\xff"
+
+
+# --------------------------------------------------------------------------- #11 item 12: rootfsPropagation
+
+
+_PROPAGATION = "awk '$5 == \"/\" || $5 == \"/proc\" {print $5, $7}' /proc/self/mountinfo"
+
+
+@pytest.mark.parametrize("value, root, proc", [
+    ("rprivate", "-", "-"),
+    ("rslave", "-", "-"),  # a slave of a private mount is private
+    ("rshared", "shared:", "shared:"),
+    ("runbindable", "unbindable", "unbindable"),
+    ("unbindable", "unbindable", "-"),  # not recursive: /proc keeps its own
+])
+def test_rootfs_propagation_recursive_forms(ocirun, bundle, value, root, proc):
+    bundle.set_args("sh", "-c", _PROPAGATION)
+    bundle.edit(lambda c: c["linux"].__setitem__("rootfsPropagation", value))
+    v = ocirun("validate", "--bundle", str(bundle.path))
+    if value.startswith("r"):
+        assert f"$.linux.rootfsPropagation: {value!r} is not one of the values the spec lists".encode() in v.stderr
+    p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id())
+    fields = dict(line.split(" ", 1) for line in p.stdout.decode().splitlines())
+    assert fields["/"].startswith(root) and fields["/proc"].startswith(proc), fields
+
+
+@pytest.mark.parametrize("value", ["rprivate", "rslave"])
+@needs_runc
+def test_rootfs_propagation_as_runc_shows_it(ocirun, bundle, tmp_path, value):
+    bundle.set_args("sh", "-c", _PROPAGATION)
+    bundle.edit(lambda c: c["linux"].__setitem__("rootfsPropagation", value))
+    theirs = bundle.copy(tmp_path / "runc-bundle")
+    ours = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id()).stdout
+    r = _runc_run(tmp_path, theirs)
+    assert r.returncode == 0 and ours == r.stdout

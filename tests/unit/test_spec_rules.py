@@ -293,3 +293,22 @@ def test_config_json_that_is_not_a_readable_file(tmp_path: Path, kind: str,
             "huge": "bytes, more than the 1000 ocirun reads"}[kind]
     with pytest.raises(BundleError, match=f"cannot read {config}: .*{want}"):
         load_bundle(str(bundle))
+
+
+@pytest.mark.parametrize("value, plain", sorted(rules.RECURSIVE_ROOTFS_PROPAGATION.items()))
+def test_recursive_rootfs_propagation_is_accepted_with_a_warning(tmp_path: Path, value: str, plain: str) -> None:
+    """runc and crun take rprivate/rshared/rslave/runbindable; the schema's enum does not
+    (schemas/ stay upstream's): accepted in ocirun's validation layer, with a warning."""
+    config = merge(default_spec(), {"linux": {"rootfsPropagation": value}})
+    loaded = load_bundle(str(make_bundle(tmp_path, config)))
+    assert loaded.config.linux is not None and loaded.config.linux.rootfs_propagation == value
+    assert loaded.warnings == (
+        f"$.linux.rootfsPropagation: {value!r} is not one of the values the spec lists (private, shared, "
+        f"slave, unbindable); accepted as runc and crun accept it: {plain}, recursively",)
+    assert config["linux"]["rootfsPropagation"] == value  # the document itself is not changed
+
+
+def test_other_rootfs_propagation_values_are_still_refused(tmp_path: Path) -> None:
+    config = merge(default_spec(), {"linux": {"rootfsPropagation": "rbogus"}})
+    with pytest.raises(ConfigError, match=r"\$\.linux\.rootfsPropagation: 'rbogus' is not one of"):
+        load_bundle(str(make_bundle(tmp_path, config)))
