@@ -3,10 +3,10 @@
 =================  ==========  ====================================  ===========  =======================
 kind               namespace   when (ocirun)                         state status failure
 =================  ==========  ====================================  ===========  =======================
-prestart           runtime     create, init's mounts done, before    creating     create fails, torn down
+prestart           runtime     create, init's mounts done, before    created      create fails, torn down
                                pivot_root (BEFORE_PIVOT sync)
-createRuntime      runtime     same point, after prestart            creating     create fails, torn down
-createContainer    container   same point, after createRuntime:      creating     create fails, torn down
+createRuntime      runtime     same point, after prestart            created      create fails, torn down
+createContainer    container   same point, after createRuntime:      created      create fails, torn down
                                joins the init's namespaces (its
                                mount ns still has the host's root,
                                so the path resolves as on the host)
@@ -23,9 +23,12 @@ the poststop hooks run (their failures are warnings). A failed create or
 start therefore leaves nothing behind; a later ``delete`` says "does not
 exist" (``delete --force`` succeeds, as clients call it).
 
-Choices: prestart, createRuntime and createContainer get ``creating`` (as
-runc), startContainer ``created`` (as runc: the user process has not started),
-poststart ``running``, poststop ``stopped`` (no pid). Where runc differs:
+Status (runtime.md "State" and "Lifecycle"; docs/hooks.md has the table):
+prestart, createRuntime and createContainer are lifecycle steps 3-5, after
+step 2 ("created: the runtime has finished the create operation (after step
+2)"), so they get ``created``, as crun passes (runc 1.1 passes ``creating``);
+startContainer ``created`` (step 7: the user program has not run), poststart
+``running`` (step 9, after it started), poststop ``stopped`` (step 13, no pid). Where runc differs:
 poststart runs after the user process has exec'd (the exec fifo byte is read),
 not before it as in runc; a failing poststart tears the container down (spec
 1.3), where runc only reports it.
@@ -57,9 +60,9 @@ CONTAINER_NS = ("createContainer", "startContainer")
 KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 #: The status in the state a hook of each kind is given.
 STATUS = {
-    "prestart": "creating",
-    "createRuntime": "creating",
-    "createContainer": "creating",
+    "prestart": "created",  # lifecycle steps 3-5 come "after step 2": created
+    "createRuntime": "created",
+    "createContainer": "created",
     "startContainer": "created",
     "poststart": "running",
     "poststop": "stopped",

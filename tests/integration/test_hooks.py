@@ -92,7 +92,9 @@ def test_every_hook_runs_once_in_order_with_its_state_and_namespace(ocirun, bund
         assert st["id"] == cid and st["bundle"] == str(bundle.path) and st["ociVersion"]
         assert e["env"] == "HOOKVAR=" + kind  # exactly the hook's env
         assert e["argc"] == 3
-    want_status = {"prestart": "creating", "createRuntime": "creating", "createContainer": "creating",
+    # runtime.md: "created" is "after step 2" of the lifecycle; the create-time hooks are
+    # steps 3-5 (crun passes created; runc 1.1 creating)
+    want_status = {"prestart": "created", "createRuntime": "created", "createContainer": "created",
                    "startContainer": "created", "poststart": "running", "poststop": "stopped"}
     assert {k: e["state"]["status"] for k, e in entries.items()} == want_status
     for kind in ("prestart", "createRuntime", "poststart", "poststop"):  # runtime namespace
