@@ -34,8 +34,11 @@ not before it as in runc; a failing poststart tears the container down (spec
 1.3), where runc only reports it.
 
 Each hook gets the state JSON on stdin (a memfd: readable to EOF, no pipe to
-fill), exactly its ``env`` (nothing inherited), ``args`` as argv (``[path]``
-when empty). Its stdout and stderr are captured (memfds, so nothing of the
+fill), ``args`` as argv (``[path]`` when empty), and exactly its ``env``; a
+hook without ``env`` gets what runc gives it (Go's exec.Cmd with a nil Env):
+in the runtime namespace, ocirun's own environment; in the container
+namespace, the container process's ``env`` (runc runs those hooks from its
+init, whose environment is already the process's). Its stdout and stderr are captured (memfds, so nothing of the
 host's is handed into a container namespace); on failure both are in the
 error message (truncated to the last 4 KiB each), on success they are
 discarded, as runc does. ``timeout``: the hook is SIGKILLed at the deadline
@@ -158,7 +161,10 @@ def _run_one(kind: str, index: int, hook: Mapping[str, Any], state: bytes,
 def _spawn_here(hook: Mapping[str, Any], stdin: int, out: int, err: int, where: str) -> int:
     """A hook in the runtime namespace: our child, exactly its env, stdio the memfds."""
     args = list(hook.get("args") or [hook["path"]])
-    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in hook.get("env") or ())
+    if hook.get("env") is None:
+        env: Mapping[str, str] = os.environ  # no env: ours, as runc's (Go's nil Env)
+    else:
+        env = dict(e.split("=", 1) if "=" in e else (e, "") for e in hook["env"])
     actions: list[tuple[int, ...]] = [(os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, out, 1),
                                       (os.POSIX_SPAWN_DUP2, err, 2)]
     # fds our caller left us without CLOEXEC (a shim's, --preserve-fds) are not the hook's
@@ -219,15 +225,19 @@ def _output(out: int, err: int) -> str:
     return ", " + ", ".join(parts)
 
 
-def container_ns_runner(init_pid: int, rootfs: str, cgroup) -> Callable[[Mapping[str, Any], int, int, int], int]:
+def container_ns_runner(init_pid: int, rootfs: str, cgroup,
+                        process_env: Sequence[str] = ()) -> Callable[[Mapping[str, Any], int, int, int], int]:
     """Start a hook in the init's namespaces and cgroup through the shim's exec
-    path (root, cwd "/", none of the container process's restrictions)."""
+    path (root, cwd "/", none of the container process's restrictions). A hook
+    without ``env`` gets ``process_env``, the container process's (as in runc)."""
 
     def start(hook: Mapping[str, Any], stdin: int, out: int, err: int) -> int:
-        from ocirun.plan.exec_plan import hook_plan, init_namespaces
+        from ocirun.plan.exec_plan import dedup_env, hook_plan, init_namespaces
         from ocirun.shim import exec_process
 
-        plan = hook_plan(hook["path"], tuple(hook.get("args") or ()), tuple(hook.get("env") or ()),
+        env = hook.get("env")
+        env = dedup_env(list(process_env)) if env is None else env
+        plan = hook_plan(hook["path"], tuple(hook.get("args") or ()), tuple(env),
                          rootfs=rootfs, joins=init_namespaces(init_pid))
         cgroup_fd = cgroup.clone_into_fd() if cgroup is not None else None
         try:  # an OcirunError becomes this hook's failure in _run_one

@@ -197,7 +197,8 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
                 # v1: the parent moves the first child into every hierarchy before it goes on
                 on_child_created=cgroup.place if cgroup_fd is None else (lambda pid: None),
                 on_namespaces_ready=_net_devices_mover(plan, undo, held_fds),
-                on_before_pivot=_create_hooks(hooks, state, loaded.rootfs, cgroup),
+                on_before_pivot=_create_hooks(hooks, state, loaded.rootfs, cgroup,
+                                              config.process.env if config.process else ()),
                 # SCMP_ACT_NOTIFY: the listener fd + state to listenerPath, before READY
                 on_seccomp_fd=_seccomp_listener(config, container_id, loaded.bundle),
                 # process.terminal: the pty master, to the console socket or our proxy
@@ -276,7 +277,7 @@ def cgroup_view(cgroup):
     return CgroupView(1, tuple(binds))
 
 
-def _create_hooks(hooks, state, rootfs, cgroup):
+def _create_hooks(hooks, state, rootfs, cgroup, process_env):
     """prestart, createRuntime (runtime namespace), createContainer (the init's
     namespaces, before pivot_root), at the init's BEFORE_PIVOT stop."""
     if not any(k in hooks for k in ("prestart", "createRuntime", "createContainer")):
@@ -290,7 +291,7 @@ def _create_hooks(hooks, state, rootfs, cgroup):
         run_hooks("createRuntime", hooks.get("createRuntime", ()), host_state)
         run_hooks("createContainer", hooks.get("createContainer", ()),
                   dict(state, pid=container_pid(init_pid)),
-                  in_container=container_ns_runner(init_pid, rootfs, cgroup))
+                  in_container=container_ns_runner(init_pid, rootfs, cgroup, process_env))
 
     return run
 
