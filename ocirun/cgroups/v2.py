@@ -260,7 +260,8 @@ class V2Manager:
 
         default_allow, exceptions = evaluate(rules)
         old = self.device_prog
-        self.device_prog = ebpf.install(self.path, default_allow, exceptions)
+        # sorted as runc's program is built: the same verdicts in any order
+        self.device_prog = ebpf.install(self.path, default_allow, sorted(exceptions))
         if old:
             self._detach(old)
 

@@ -341,6 +341,56 @@ def test_device_rules_are_enforced(ocirun, bundle):
     assert "Operation not permitted" not in out  # opens (or ENODEV without the fuse module)
 
 
+# config-linux.md: "The runtime MUST apply entries in the listed order" (#11 item 10)
+_ORDERED_RULES = [
+    {"allow": False, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"},  # /dev/fuse
+    {"allow": True, "type": "c", "major": 4, "minor": 64, "access": "r"},     # /dev/ttyS0
+    {"allow": True, "type": "b", "major": 7, "minor": 0, "access": "r"},      # /dev/loop0
+]
+# mknod needs CAP_MKNOD; every "c/b *:* m" is among the devices always allowed
+_OPEN = ("mknod /dev/t-fuse c 10 229; mknod /dev/t-ttys0 c 4 64; mknod /dev/t-hpet c 10 228; "
+         "for t in 'fuse <' 'fuse >' 'ttys0 <' 'ttys0 >' 'hpet <'; do set -- $t; "
+         "if [ $2 = '<' ]; then (exec 3</dev/t-$1) 2>/dev/err; else (exec 3>/dev/t-$1) 2>/dev/err; fi; "
+         "grep -q 'not permitted' /dev/err && echo \"$1 $2 denied\" || echo \"$1 $2 allowed\"; done")
+
+
+def _with_mknod(c):
+    for caps in c["process"]["capabilities"].values():
+        caps.append("CAP_MKNOD")
+
+
+@pytest.mark.skipif(V2, reason="devices.list is cgroup v1's")
+def test_device_rules_appear_in_the_listed_order(ocirun, bundle):
+    """v1: the configured allow rules come first in devices.list, in their order (the
+    kernel keeps the order of the writes), then the devices always allowed."""
+    set_resources(bundle, {"devices": _ORDERED_RULES})
+    cid = ocirun.new_id()
+    detached(ocirun, "run", "-d", "--bundle", str(bundle.path), cid)
+    listed = Cgroup.of(ocirun, cid).read("devices.list").splitlines()
+    assert listed[:3] == ["c 10:229 rw", "c 4:64 r", "b 7:0 r"], listed
+    assert "c 1:3 rwm" in listed[3:] and "c *:* m" in listed[3:]  # the defaults, after them
+
+
+def test_device_rules_are_applied_in_the_listed_order(ocirun, bundle):
+    """What the rules allow, by behaviour (mknod, then open for reading and writing),
+    and a later rule wins over an earlier one: deny after allow removes the access,
+    allow after deny grants it."""
+    set_resources(bundle, {"devices": _ORDERED_RULES}, args=("sh", "-c", _OPEN))
+    bundle.edit(_with_mknod)
+    out = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id()).stdout.decode().splitlines()
+    assert out == ["fuse < allowed", "fuse > allowed", "ttys0 < allowed", "ttys0 > denied", "hpet < denied"]
+
+    fuse_write = {"type": "c", "major": 10, "minor": 229, "access": "w"}
+    for later, want in ((False, "fuse > denied"), (True, "fuse > allowed")):
+        rules = [{"allow": False, "access": "rwm"}]
+        pair = [dict(fuse_write, allow=True, access="rw"), dict(fuse_write, allow=False)]
+        rules += pair if not later else pair[::-1]  # deny last, or allow last
+        bundle.edit(lambda c, rules=rules: c["linux"]["resources"].__setitem__("devices", rules))
+        out = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id()).stdout.decode().splitlines()
+        assert want in out, out
+
+
 # --------------------------------------------------------------------------- verbs
 
 
