@@ -313,9 +313,12 @@ def test_memory_limit_oom_kills_a_hog_and_events_reports_it(ocirun, bundle):
     events = subprocess.Popen([*ocirun_cmd(ocirun), "events", "--interval", "100ms", cid],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        time.sleep(0.5)  # events has registered its OOM watch
+        # the first stats line comes after the OOM watch is registered (no sleep: a loaded
+        # machine, or the TCG guest, can take longer than any fixed delay to start events)
+        first = events.stdout.readline()
         ocirun("start", cid)
         out, err = events.communicate(timeout=60)
+        out = first + out
     finally:
         if events.poll() is None:
             events.kill()
@@ -594,9 +597,10 @@ def test_events_stats_in_runcs_format(ocirun, bundle):
     assert data["cpu"]["usage"]["total"] > 0
     # streaming: a stats line per interval, and the stream ends when the container stops
     proc = subprocess.Popen([*ocirun_cmd(ocirun), "events", "--interval", "200ms", cid], stdout=subprocess.PIPE)
-    time.sleep(1.0)
+    first = b"".join(proc.stdout.readline() for _ in range(3))  # three intervals, however slow the start
     ocirun("kill", cid, "KILL")
     out, _ = proc.communicate(timeout=10)
+    out = first + out
     lines = [json.loads(x) for x in out.decode().splitlines()]
     assert len(lines) >= 3 and all(x["type"] == "stats" and x["id"] == cid for x in lines)
     ocirun.wait_status(cid, "stopped")
