@@ -173,6 +173,12 @@ def _build_parser(parser_class: Any = None) -> Any:
     p = cmd("validate", "ocirun.spec.check:cmd_validate", "check a bundle, print every problem")
     p.add_argument("--bundle", "-b", default=".")
 
+    p = cmd("explain", "ocirun.explain:cmd_explain", "say everything create would do, doing none of it")
+    p.add_argument("--bundle", "-b", default=".")
+    p.add_argument("--format", "-f", default="text", choices=("text", "json"))
+    p.add_argument("id", nargs="?", default=None, help="the container id create would get "
+                   "(default: the bundle directory's name)")
+
     cmd("features", "ocirun.features:cmd_features", "print the features document")
 
     p = cmd("exec", "ocirun.container.exec:cmd_exec", "run a process in a running container")

@@ -113,6 +113,21 @@ class ContainerNotFound(OcirunError):
         super().__init__(f"container does not exist: {container_id}")
 
 
+class ContainerIncomplete(ContainerNotFound):
+    """A container directory without state.json: a create still in progress, or one
+    that was interrupted (killed) before it finished."""
+
+    def __init__(self, container_id: str, *, creating: bool) -> None:
+        self.container_id = container_id
+        self.creating = creating
+        if creating:
+            text = f"container {container_id} is still being created (no state yet)"
+        else:
+            text = (f"container {container_id} was not fully created (its create was interrupted); "
+                    f"`delete --force {container_id}` removes what it left")
+        OcirunError.__init__(self, text)
+
+
 class ContainerExists(OcirunError):
     def __init__(self, container_id: str) -> None:
         self.container_id = container_id
@@ -161,3 +176,24 @@ class SetupError(OcirunError):
 
 class HookError(OcirunError):
     """A lifecycle hook failed or timed out."""
+
+
+
+class OcirunWarning(UserWarning):
+    """What the library (``ocirun.Runtime``) gives ``warnings.warn`` where the CLI
+    prints ``warning: ...`` on stderr (e.g. a capability the host cannot grant)."""
+
+
+def warn(message: str) -> None:
+    """A warning the user should see: ``warning: <message>`` on stderr, or, inside
+    ``with ocirun.util.scoped.WARNINGS.set(fn):``, ``fn(message)`` (this thread only)."""
+    from ocirun.util.scoped import WARNINGS  # imported only when there is a warning
+
+    sink = WARNINGS.get()
+    if sink is not None:
+        sink(message)
+        return
+    import sys
+
+    sys.stderr.write(f"warning: {message}\n")
+    sys.stderr.flush()

@@ -51,7 +51,6 @@ import json
 import os
 import select
 import signal
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -128,8 +127,9 @@ def run_poststop(hooks: Sequence[Mapping[str, Any]], state: Mapping[str, Any]) -
         try:
             _run_one("poststop", i, hook, json.dumps(dict(state, status="stopped")).encode(), None)
         except HookError as err:
-            sys.stderr.write(f"warning: {err.message}\n")
-            sys.stderr.flush()
+            from ocirun.errors import warn
+
+            warn(err.message)
 
 
 def _run_one(kind: str, index: int, hook: Mapping[str, Any], state: bytes,

@@ -38,6 +38,8 @@ class ExecOptions:
     apparmor: str | None = None
     process_label: str | None = None
     preserve_fds: int = 0
+    #: numbers among 3..3+preserve_fds-1 the caller left free (ocirun.linux.fds)
+    absent_fds: tuple[int, ...] = ()
     #: the parsed --process file; replaces the config's process entirely
     process: dict[str, Any] | None = None
 
@@ -71,10 +73,10 @@ def exec_process_dict(config_process: dict[str, Any] | None, opts: ExecOptions) 
         names = [_cap_name(c) for c in opts.caps]
         unknown = [c for c, n in zip(opts.caps, names, strict=True) if n not in CAPABILITIES]
         if unknown:
-            import sys
+            from ocirun.errors import warn
 
             # runc's warning, and like runc the exec goes on without them
-            sys.stderr.write(f"warning: ignoring unknown or unavailable capabilities: [{' '.join(unknown)}]\n")
+            warn(f"ignoring unknown or unavailable capabilities: [{' '.join(unknown)}]")
             names = [n for n in names if n in CAPABILITIES]
         # runc 1.1: bounding, effective, permitted (not inheritable or ambient)
         for kind in ("bounding", "effective", "permitted"):
@@ -136,7 +138,7 @@ def init_namespaces(init_pid: int) -> tuple[NamespaceJoin, ...]:
 
 def build_exec_plan(process: dict[str, Any], *, container_id: str, bundle: str, rootfs: str,
                     joins: tuple[NamespaceJoin, ...], seccomp: dict[str, Any] | None,
-                    preserve_fds: int = 0) -> LaunchPlan:
+                    preserve_fds: int = 0, absent_fds: tuple[int, ...] = ()) -> LaunchPlan:
     """The LaunchPlan the shim's ocirun_exec runs: joins, the process, seccomp."""
     from ocirun.plan.build import PlanOptions, _plan_process
     from ocirun.spec.model import Process
@@ -147,7 +149,8 @@ def build_exec_plan(process: dict[str, Any], *, container_id: str, bundle: str, 
     # In a joined user namespace every capability can be granted: no host check.
     in_user_ns = any(j.clone_flag == namespaces.CLONE_NEWUSER for j in joins)
     proc = _plan_process(model, PlanOptions(container_id=container_id, bundle=bundle, rootfs=rootfs,
-                                            preserve_fds=preserve_fds), in_user_ns=in_user_ns)
+                                            preserve_fds=preserve_fds, absent_fds=absent_fds),
+                         in_user_ns=in_user_ns)
     if model.exec_cpu_affinity is not None:
         # config.md: for exec'd processes only (the init never gets it)
         from ocirun.plan.process_attrs import cpu_mask

@@ -18,19 +18,28 @@ NS_READY           stage-1 → parent  –               namespaces joined/creat
                                                      on_namespaces_ready(stage-1 pid)
 NS_ACK             parent → stage-1  –               done; become root in the user ns, clone init
 INIT_PID           stage-1 → parent  pid             the init's pid (host pid ns); stage-1 exits and
-                                                     is reaped; the parent writes oom_score_adj
+                                                     is reaped; the parent writes oom_score_adj and
+                                                     calls on_init_created(init pid): the pids limit,
+                                                     now that the init is the cgroup's only task
 INIT_ACK           parent → init     –               the parent knows the init: it may start (and
                                                      fail) now
 BEFORE_PIVOT       init → parent     –               (sync_before_pivot only) mounts done, before
                                                      pivot_root: on_before_pivot(init pid)
 BEFORE_PIVOT_ACK   parent → init     –               hooks done; pivot_root
-READY              init → parent     –               setup done; the init blocks on the exec fifo;
-                                                     spawn returns the init's pid
+READY              init → parent     –               setup done; the parent calls on_ready(init pid):
+                                                     state.json is saved there
+COMMIT             parent → init     –               the container exists for others now: the init
+                                                     stops dying with the parent (PR_SET_PDEATHSIG,
+                                                     armed in stage-1 and the init until now), closes
+                                                     its end (the EOF tells the parent) and blocks on
+                                                     the exec fifo; spawn returns the init's pid
 ERROR              child → parent    step,errno,idx  a step failed (the child exits); spawn kills
                                                      and reaps every child and raises SetupError
 SECCOMP_FD         init → parent     fd (SCM_RIGHTS) seccomp filter loaded with NEW_LISTENER:
-                                                     on_seccomp_fd(init pid, fd) hands it to the
-                                                     agent at listenerPath
+                                     or idx          on_seccomp_fd(init pid, fd) hands it to the
+                                                     agent at listenerPath. When the filter refuses
+                                                     sendmsg(2), no fd comes: idx is its number in
+                                                     the init, taken with pidfd_getfd(2)
 SECCOMP_ACK        parent → init     –               the agent has it; go on
 CONSOLE_FD         init → parent     fd (SCM_RIGHTS) process.terminal: the pty master, made in the
                                                      container's devpts; on_console_fd(init pid, fd)
@@ -38,7 +47,10 @@ CONSOLE_FD         init → parent     fd (SCM_RIGHTS) process.terminal: the pty
 =================  ================  ==============  ==============================================
 
 EOF before READY means a child died without a word (killed): SetupError naming
-the last message received.
+the last message received. A killed parent (`ocirun create`): stage-1 and the
+init die with it (the parent-death signal, and the EOF at their next wait) until
+COMMIT, so nothing of the container outlives a create that did not finish;
+``delete --force`` removes what it left (ocirun.container.delete).
 
 After READY the init reopens the exec fifo (``/proc/self/fd/N``, O_WRONLY: it
 blocks until ``ocirun start`` opens it for reading), writes ``0`` and execs.
@@ -171,6 +183,10 @@ STEPS: dict[str, str] = {
     "IDMAP_SETATTR": "mount_setattr(MOUNT_ATTR_IDMAP)",
     "IDMAP_MOVE_MOUNT": "{idmap_path}: {mount}: move_mount of the id-mapped mount",
     "IDMAP_DUP_FD": "move the id-mapped mount's fd above the preserved fds",
+    "BIND_TREE_HELPER": "start the helper that opens bind mount sources with the runtime's privileges",
+    "BIND_TREE_OPEN": "open_tree(OPEN_TREE_CLONE) of the source",
+    "PDEATHSIG": "prctl PR_SET_PDEATHSIG",
+    "LOOPBACK": "bring up the loopback interface lo in the new network namespace",
 }
 
 
@@ -235,6 +251,8 @@ def _step_error(step: int, err: int, index: int, plan: LaunchPlan) -> SetupError
     arg0 = _dec(proc.exe or proc.args[0]) if proc and (proc.exe or proc.args) else ""
     fields["arg0"] = arg0
     text = STEPS.get(name, name).format_map(_Missing(fields))
+    if name == "IDMAP_MOVE_MOUNT" and m is not None and m.idmap is None:
+        text = f"{fields['mount']}: move_mount of the bind opened by the runtime"
 
     detail = None
     if name == "EXEC_LOOKUP":
@@ -371,6 +389,8 @@ class _CPlan:
         c.rlimits, c.n_rlimits = rls, len(pr.rlimits)
         c.no_new_privileges = int(pr.no_new_privileges)
         c.preserve_fds = pr.preserve_fds
+        c.absent_fds = self.new("int[]", list(pr.absent_fds) or [-1])
+        c.n_absent_fds = len(pr.absent_fds)
         self._process_attrs(c, pr)
         c.terminal = int(pr.terminal)
         if pr.console_size is not None:
@@ -468,7 +488,10 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
           on_namespaces_ready: Callable[[int], None],
           on_before_pivot: Callable[[int], None] | None = None,
           on_seccomp_fd: Callable[[int, int], None] | None = None,
-          on_console_fd: Callable[[int, int], None] | None = None) -> int:
+          on_console_fd: Callable[[int, int], None] | None = None,
+          on_init_created: Callable[[int], None] | None = None,
+          on_ready: Callable[[int], None] | None = None,
+          stdio: tuple[int, int, int] | None = None) -> int:
     """Clone the container init per the plan; return its host pid once it is READY
     (setup done, blocked on the exec fifo).
 
@@ -483,7 +506,12 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
     init's pid and the seccomp listener fd before READY; the fd is closed after.
     ``on_console_fd`` (needed when the process has ``terminal``) gets the init's
     pid and the pty master before READY; the fd is closed after (dup it to keep it).
-    The init is this process's child.
+    ``on_init_created`` gets the init's pid once stage-1 is reaped, before the init
+    does anything (it waits for INIT_ACK). ``on_ready`` gets it at READY: what
+    makes the container exist for others (state.json) is written there; only
+    then is the init told to outlive us (COMMIT), and spawn returns once it has
+    (until then stage-1 and the init die with this process). ``stdio``: fds to
+    become the init's 0, 1, 2 (-1: ours); None: ours. The init is this process's child.
 
     Raises SetupError(step, errno, detail) on failure, after killing and
     reaping every process it made. An exception from a callback propagates
@@ -497,7 +525,7 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
     cg = -1 if cgroup_fd is None else cgroup_fd
     try:
         stage1, sock = _launch(plan, lambda cplan, res: lib.ocirun_spawn(cplan, exec_fifo_fd, cg, res),
-                               cgroup_fd, on_child_created)
+                               cgroup_fd, on_child_created, stdio)
         last = "clone"
         while True:
             listener: int | None = None
@@ -510,9 +538,12 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
                     mtype not in (lib.OCIRUN_MSG_SECCOMP_FD, lib.OCIRUN_MSG_CONSOLE_FD) or init is None):
                 os.close(listener)
                 listener = None
+            if mtype == lib.OCIRUN_MSG_SECCOMP_FD and listener is None and init is not None:
+                listener = _take_fd(init, index)
             if mtype == 0:
                 raise SetupError(f"container init exited before it was ready (last: {last})")
             last = _msg_name(mtype)
+            _test_kill_point(last)
             if mtype == lib.OCIRUN_MSG_ERROR:
                 raise _step_error(step, err, index, plan)
             if mtype == lib.OCIRUN_MSG_NS_READY and stage1 is not None:
@@ -531,6 +562,8 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
                 stage1 = None
                 if plan.oom_score_adj is not None:
                     _write_proc(init, "oom_score_adj", str(plan.oom_score_adj).encode())
+                if on_init_created is not None:
+                    on_init_created(init)
                 _send(sock, lib.OCIRUN_MSG_INIT_ACK)
             elif mtype == lib.OCIRUN_MSG_BEFORE_PIVOT and init is not None:
                 if on_before_pivot is not None:
@@ -542,6 +575,10 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
             elif mtype == lib.OCIRUN_MSG_CONSOLE_FD and init is not None and listener is not None:
                 _hand_over(listener, on_console_fd, init, "process.terminal", "no receiver for the pty master")
             elif mtype == lib.OCIRUN_MSG_READY and init is not None:
+                if on_ready is not None:
+                    on_ready(init)
+                _test_kill_point("STATE_SAVED")
+                _commit(sock, plan)
                 return init
             else:
                 raise SetupError("sync with container init", detail=f"unexpected message {last}")
@@ -554,8 +591,32 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
             os.close(sock)
 
 
+def _commit(sock: int, plan: LaunchPlan) -> None:
+    """COMMIT, then wait for the init to say it has stopped dying with us (it
+    closes its end: EOF); an ERROR instead raises."""
+    _, lib = _load()
+    _send(sock, lib.OCIRUN_MSG_COMMIT)
+    _test_kill_point("COMMIT")
+    mtype, step, err, index, _ = _recv(sock)
+    if mtype == lib.OCIRUN_MSG_ERROR:
+        raise _step_error(step, err, index, plan)
+    if mtype != 0:
+        raise SetupError("sync with container init", detail=f"unexpected message {_msg_name(mtype)} after COMMIT")
+
+
+def _test_kill_point(point: str) -> None:
+    """Test-only: with OCIRUN_TEST_KILL_AT=POINT[,POINT...] in the environment this
+    process SIGKILLs itself at that point of create (a sync message received, or
+    CGROUP_PLACED, STATE_SAVED, COMMIT, CLAIMED, CGROUP_CREATED), so tests can kill
+    `create` at every step (tests/integration/test_killed_create.py). Unset: nothing."""
+    points = os.environ.get("OCIRUN_TEST_KILL_AT")
+    if points and point in points.split(","):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
-            on_child_created: Callable[[int], None]) -> tuple[int, int]:
+            on_child_created: Callable[[int], None],
+            stdio: tuple[int, int, int] | None = None) -> tuple[int, int]:
     """What spawn and exec_process share: open the namespaces to join (above the
     preserved fds, which the container keeps), start the first child through
     ``start_c(cplan, res)`` (ocirun_spawn or ocirun_exec), place it in its
@@ -566,7 +627,7 @@ def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
     ns_fds: list[int] = []
     tree_fds: list[int] = []
     try:
-        if any(m.idmap is not None for m in plan.mounts):
+        if any(m.idmap is not None or m.open_by_parent for m in plan.mounts):
             from ocirun.shim.idmap import make_trees
 
             # Before the clone, so that a mapping or filesystem the kernel refuses
@@ -585,6 +646,8 @@ def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
                 fd = high
             ns_fds.append(fd)
         cplan = _CPlan(plan, ns_fds, tree_fds)
+        if stdio is not None:
+            cplan.plan.stdio = cplan.new("int[3]", list(stdio))
         res = ffi.new("struct ocirun_spawn_result *")
         if start_c(cplan.plan, res) < 0:
             raise _step_error(res.step, res.err, -1, plan)
@@ -598,11 +661,25 @@ def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
             _write_cgroup_procs(cgroup_fd, child)
         on_child_created(child)
         _send(sock, lib.OCIRUN_MSG_CGROUP_PLACED)
+        _test_kill_point("CGROUP_PLACED")
     except BaseException:
         os.close(sock)
         _kill_and_reap(child)
         raise
     return child, sock
+
+
+def _take_fd(pid: int, fd: int) -> int | None:
+    """A child's fd by number (pidfd_getfd(2)): the seccomp listener when the
+    filter it just loaded refuses sendmsg(2). The child waits for our ACK, and
+    is ours to reap, so the pid is its."""
+    if fd < 0:
+        return None
+    _, lib = _load()
+    got = lib.ocirun_pidfd_getfd(pid, fd)
+    if got < 0:
+        raise SetupError("take the seccomp listener fd from the container (pidfd_getfd)", -got)
+    return got
 
 
 def _hand_over(fd: int, receiver: Callable[[int, int], None] | None, pid: int,
@@ -732,6 +809,8 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
                     master = None
             else:
                 mtype, step, err, index, pid = _recv(sock)
+            if mtype == lib.OCIRUN_MSG_SECCOMP_FD and master is None and proc is not None:
+                master = _take_fd(proc, index)
             if mtype == lib.OCIRUN_MSG_CONSOLE_FD and master is not None:
                 _hand_over(master, on_console_fd, proc or 0, "exec --tty", "no receiver for the pty master")
                 continue

@@ -919,6 +919,16 @@ def warnings(doc: Any) -> list[str]:
         # memory.kmem.limit_in_bytes and ignores it, and cgroup v2 has no such limit
         out.append(f"{json_path(['linux', 'resources', 'memory', 'kernel'])}: kernel memory limits are "
                    "deprecated and ignored (not enforced by Linux since 5.16, absent from cgroup v2)")
+    caps = _obj(_obj(doc.get("process")).get("capabilities"))
+    if caps.get("ambient"):
+        # PR_CAP_AMBIENT_RAISE needs the capability permitted and inheritable; runc
+        # and crun ignore the kernel's EPERM (`runc spec` writes ambient without inheritable)
+        have = {c for _, c in _strings(caps.get("permitted"))} & {c for _, c in _strings(caps.get("inheritable"))}
+        lost = [c for _, c in _strings(caps.get("ambient")) if c not in have]
+        if lost:
+            out.append(f"{json_path(['process', 'capabilities', 'ambient'])}: {', '.join(lost)} not also in "
+                       "inheritable and permitted: the kernel refuses to raise them, the process runs "
+                       "without them (as with runc and crun)")
     for i, m in _items(doc.get("mounts")):
         dest = m.get("destination")
         if isinstance(dest, str) and dest and not dest.startswith("/"):

@@ -191,23 +191,22 @@ def resources_for_host() -> tuple[dict, dict]:
     return r, want
 
 
-def test_every_resource_is_read_back_from_the_cgroup(ocirun, bundle):
+def test_every_resource_is_read_back_from_the_cgroup(api, ocirun, bundle):
     resources, want = resources_for_host()
     set_resources(bundle, resources)
     cid = ocirun.new_id()
-    detached(ocirun, "create", "--bundle", str(bundle.path), cid)
-    cg = Cgroup.of(ocirun, cid)
-    got = {name: cg.read(name) for name in want}
-    if "memory.oom_control" in got:  # also "under_oom 0", "oom_kill N" lines
-        got["memory.oom_control"] = got["memory.oom_control"].splitlines()[0]
-    assert got == want
-    if "weight" in resources.get("blockIO", {}) and not V2:
-        assert cg.read(v1_blkio_weight_file()).split()[-1] == "500"
-    # the init is in the container's cgroup of every hierarchy before it runs
-    pid = ocirun.state(cid)["pid"]
-    for d in cg.dirs():
-        assert str(pid) in Path(d, "cgroup.procs").read_text().split()
-    ocirun("delete", "--force", cid)
+    with api.create(cid, bundle.path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL) as c:
+        cg = Cgroup.of(ocirun, cid)
+        got = {name: cg.read(name) for name in want}
+        if "memory.oom_control" in got:  # also "under_oom 0", "oom_kill N" lines
+            got["memory.oom_control"] = got["memory.oom_control"].splitlines()[0]
+        assert got == want
+        if "weight" in resources.get("blockIO", {}) and not V2:
+            assert cg.read(v1_blkio_weight_file()).split()[-1] == "500"
+        # the init is in the container's cgroup of every hierarchy before it runs
+        for d in cg.dirs():
+            assert str(c.pid) in Path(d, "cgroup.procs").read_text().split()
 
 
 def test_resources_match_runc(ocirun, bundle, tmp_path):
@@ -275,13 +274,14 @@ def test_cgroup_mount_inside_shows_the_containers_own_cgroup(ocirun, bundle, cgr
 # --------------------------------------------------------------------------- enforcement
 
 
-def test_pids_limit_stops_a_fork_loop(ocirun, bundle):
+def test_pids_limit_stops_a_fork_loop(api, ocirun, bundle):
     # the subshell forks 40 sleeps; busybox sh gives up at the first refused fork
     script = ("(i=0; while [ $i -lt 40 ]; do sleep 30 & i=$((i+1)); echo $i > /tmp/forked; done) 2>/dev/null;"
               "exec sleep 30")
     set_resources(bundle, {"pids": {"limit": 10}}, args=("sh", "-c", script))
     cid = ocirun.new_id()
-    detached(ocirun, "run", "-d", "--bundle", str(bundle.path), cid)
+    api.create(cid, bundle.path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+               stderr=subprocess.DEVNULL).start()
     cg = Cgroup.of(ocirun, cid)
     end = time.monotonic() + 10
     while time.monotonic() < end and not (bundle.rootfs / "tmp/forked").exists():
@@ -296,6 +296,33 @@ def test_pids_limit_stops_a_fork_loop(ocirun, bundle):
     pids = json.loads(ocirun("ps", "--format", "json", cid).stdout)
     assert len(pids) == 9
     ocirun("delete", "--force", cid)
+
+
+@pytest.mark.parametrize("limit, out, code", [(1, "max=1\n", 2), (0, "max=max\nforked\n", 0)])
+def test_pids_limit_one_and_zero_as_runc(limit, out, code, ocirun, bundle, tmp_path):
+    """pids.limit 1 starts (#11 item 6): stage-1 and the init are both in the cgroup
+    while the init is cloned, so the limit is written once the init is the only task,
+    before it runs anything: the process sees it at once and cannot fork (busybox sh
+    then exits 2). pids.limit 0 is no limit, as runc (it writes nothing)."""
+    pids_dir = "/sys/fs/cgroup" if V2 else "/sys/fs/cgroup/pids"
+    script = f'read m < {pids_dir}/pids.max; echo "max=$m"; /bin/true; echo forked'
+    set_resources(bundle, {"pids": {"limit": limit}}, args=("sh", "-c", script))
+    if V2:  # runc 1.1 shows the container's own v2 cgroup at /sys/fs/cgroup only with a cgroup namespace
+        bundle.edit(lambda c: c["linux"]["namespaces"].append({"type": "cgroup"}))
+    theirs = bundle.copy(tmp_path / "runc-bundle")
+    p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id(), check=False)
+    assert (p.returncode, p.stdout.decode()) == (code, out), p.stderr
+    if limit == 1:
+        assert b"can't fork" in p.stderr
+    if shutil.which("runc") is None:
+        return
+    root, rid = tmp_path / "runc-root", ocirun.new_id("ocitest-runc")
+    try:
+        ref = subprocess.run(["runc", "--root", str(root), "run", "--bundle", str(theirs.path), rid],
+                             capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    finally:
+        subprocess.run(["runc", "--root", str(root), "delete", "--force", rid], capture_output=True)
+    assert (ref.returncode, ref.stdout.decode()) == (code, out), ref.stderr
 
 
 def test_memory_limit_oom_kills_a_hog_and_events_reports_it(ocirun, bundle):

@@ -96,7 +96,8 @@ def test_relative_mount_destination_is_a_warning(tmp_path: Path) -> None:
     config["mounts"].append({"destination": "data", "type": "tmpfs", "source": "tmpfs"})
     loaded = load_bundle(str(make_bundle(tmp_path, config)))
     assert loaded.config.mounts[-1].destination == "/data"
-    assert len(loaded.warnings) == 1 and "$.mounts[7].destination" in loaded.warnings[0]
+    mounts = [w for w in loaded.warnings if w.startswith("$.mounts")]
+    assert len(mounts) == 1 and "$.mounts[7].destination" in mounts[0]
 
 
 def test_kernel_memory_is_a_warning_as_in_runc() -> None:
@@ -105,6 +106,19 @@ def test_kernel_memory_is_a_warning_as_in_runc() -> None:
         "$.linux.resources.memory.kernel: kernel memory limits are deprecated and ignored "
         "(not enforced by Linux since 5.16, absent from cgroup v2)"]
     assert rules.warnings({"linux": {"resources": {"memory": {"kernelTCP": 1}}}}) == []
+
+
+def test_ambient_without_inheritable_and_permitted_is_a_warning() -> None:
+    """runc and crun run such a process with CapAmb empty (the kernel's EPERM is
+    ignored); `runc spec` writes ambient without inheritable (#11 item 1)."""
+    caps = {"bounding": ["CAP_KILL", "CAP_CHOWN"], "permitted": ["CAP_KILL", "CAP_CHOWN"],
+            "inheritable": ["CAP_KILL", "CAP_NET_RAW"], "ambient": ["CAP_KILL", "CAP_CHOWN", "CAP_NET_RAW"]}
+    assert rules.warnings({"process": {"capabilities": caps}}) == [
+        "$.process.capabilities.ambient: CAP_CHOWN, CAP_NET_RAW not also in inheritable and permitted: "
+        "the kernel refuses to raise them, the process runs without them (as with runc and crun)"]
+    caps["inheritable"] = caps["permitted"] = caps["ambient"]
+    assert rules.warnings({"process": {"capabilities": caps}}) == []
+    assert rules.warnings({"process": {"capabilities": {"ambient": []}}}) == []
 
 
 def test_joined_user_namespace_needs_no_mappings() -> None:

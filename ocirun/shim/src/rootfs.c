@@ -107,9 +107,10 @@ static void do_mount(struct ctx *c, int i)
     if (m->copy_up && (lower = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
         fail(c, OCIRUN_STEP_MOUNT_COPYUP, errno, i);
     /* By fd: what we mount on is the file we resolved inside the root. An
-     * id-mapped bind comes ready-made from the parent (src/idmap.c). */
+     * id-mapped bind, and any bind in a user namespace, comes ready-made from
+     * the parent (src/idmap.c). */
     if (m->tree_fd >= 0)
-        attach_idmapped(c, i, fd);
+        attach_tree(c, i, fd);
     else if (mount(m->source, fdpath(p, fd), m->fstype, m->flags, m->data) < 0)
         fail(c, OCIRUN_STEP_MOUNT, errno, i);
     close(fd);
