@@ -14,7 +14,7 @@ a console socket, as conmon and containerd's shim drive them.
 The rootless configs (`runc spec --rootless`, `crun spec --rootless`) are run
 as root here: a user namespace config run by root works (root maps to root),
 but what makes them rootless-specific (no mappings in crun's, an unprivileged
-caller) needs the rootless support another change builds; see the markers.
+caller) needs the rootless support another change builds; see the marker.
 """
 
 from __future__ import annotations
@@ -38,21 +38,17 @@ PROBE = ("id; hostname; pwd; umask; ulimit -n; "
          "awk '{print $5, $6}' /proc/self/mountinfo | sort; ls /dev | sort | tr '\\n' ' '; echo; "
          "cat /proc/self/uid_map /proc/self/gid_map; env | sort")
 
-#: #11 item 1 (fix-shim): `runc spec` and `crun spec` write ambient capabilities
-#: without inheritable ones; ocirun fails "raise ambient capability 5: operation
-#: not permitted" where runc and crun run the process without them.
-ITEM_1 = pytest.mark.xfail(strict=True, reason="#11 item 1, branch fix-shim")
-
 CASES = [
-    pytest.param("runc-spec", marks=ITEM_1),
-    pytest.param("crun-spec", marks=ITEM_1),
-    pytest.param("runc-spec-rootless", marks=ITEM_1),
+    # `runc spec` and `crun spec` write ambient capabilities without inheritable ones:
+    # the kernel cannot raise them; runc, crun and ocirun (#11 item 1) run without them
+    "runc-spec",
+    "crun-spec",
+    "runc-spec-rootless",
     # runc 1.1 refuses it too ("User namespaces enabled, but no uid mappings found");
     # crun derives the mappings from its caller: rootless support, built later
-    # (stays after item 1: it also needs that mapping)
     pytest.param("crun-spec-rootless", marks=pytest.mark.xfail(
         strict=True, reason="a user namespace without mappings: crun's rootless default mapping "
-                            "(rootless support, later); also #11 item 1")),
+                            "(rootless support, later)")),
     "podman-run",
     "podman-privileged-tty-limits",
     "containerd-run",
