@@ -257,14 +257,14 @@ class V2Manager:
         from ocirun.cgroups.devices import evaluate
 
         default_allow, exceptions = evaluate(rules)
+        exceptions = sorted(exceptions)  # as runc's program is built: the same verdicts in any order
         rec = base._recording()
         if rec is not None:
             rec.device_program(self.path, default_allow, exceptions)
             if rec.dry_run:
                 return
         old = self.device_prog
-        # sorted as runc's program is built: the same verdicts in any order
-        self.device_prog = ebpf.install(self.path, default_allow, sorted(exceptions))
+        self.device_prog = ebpf.install(self.path, default_allow, exceptions)
         if old:
             self._detach(old)
 

@@ -316,9 +316,8 @@ def test_recursive_rootfs_propagation_is_accepted_with_a_warning(tmp_path: Path,
     config = merge(default_spec(), {"linux": {"rootfsPropagation": value}})
     loaded = load_bundle(str(make_bundle(tmp_path, config)))
     assert loaded.config.linux is not None and loaded.config.linux.rootfs_propagation == value
-    assert loaded.warnings == (
-        f"$.linux.rootfsPropagation: {value!r} is not one of the values the spec lists (private, shared, "
-        f"slave, unbindable); accepted as runc and crun accept it: {plain}, recursively",)
+    assert (f"$.linux.rootfsPropagation: {value!r} is not one of the values the spec lists (private, shared, "
+            f"slave, unbindable); accepted as runc and crun accept it: {plain}, recursively") in loaded.warnings
     assert config["linux"]["rootfsPropagation"] == value  # the document itself is not changed
 
 
