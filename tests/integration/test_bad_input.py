@@ -345,3 +345,20 @@ def test_rootfs_propagation_as_runc_shows_it(ocirun, bundle, tmp_path, value):
     ours = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id()).stdout
     r = _runc_run(tmp_path, theirs)
     assert r.returncode == 0 and ours == r.stdout
+
+
+def test_preserve_fds_beyond_the_open_files_limit(ocirun, bundle):
+    """A number no fd can have (dup2: EBADF, was an internal error): one message, nothing made."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY or soft >= 100_000:
+        pytest.skip("the open-files limit here allows 100000 fds")
+    bundle.set_args("sleep", "1000")
+    cid = ocirun.new_id()
+    p = ocirun("create", "--preserve-fds", "100000", "--bundle", str(bundle.path), cid, check=False)
+    _refused(p, "--preserve-fds: fd 100002 is beyond this process's limit of")
+    assert ocirun("state", cid, check=False).returncode == 1
+    ocirun("run", "-d", "--bundle", str(bundle.path), cid)
+    p = ocirun("exec", "--preserve-fds", "100000", cid, "true", check=False)
+    _refused(p, "--preserve-fds: fd 100002 is beyond")
