@@ -88,6 +88,14 @@ class UnknownCommand(UsageError):
         super().__init__(f"No help topic for '{name}'")
 
 
+class OutputFileError(OcirunError):
+    """A file named on the command line to be written (--pid-file, --log) cannot be."""
+
+    def __init__(self, path: str, err: OSError) -> None:
+        self.path = path
+        super().__init__(f"open {path}: {os.strerror(err.errno or 0).lower()}")
+
+
 class NotImplementedYet(OcirunError):
     """A runc subcommand or feature that ocirun does not implement (yet)."""
 

@@ -26,7 +26,7 @@ from contextlib import ExitStack
 
 from ocirun import SPEC_VERSION
 from ocirun.cli import GlobalOptions
-from ocirun.errors import UsageError, warn
+from ocirun.errors import OutputFileError, UsageError, warn
 from ocirun.testhooks import reached
 from ocirun.util.record import record
 
@@ -108,6 +108,7 @@ def prepare_create(g: GlobalOptions, container_id: str, opts: CreateOptions, *,
     from ocirun.store import validate_id
 
     validate_id(container_id)
+    check_pid_file(opts.pid_file)
     loaded = validate_bundle(opts.bundle)
     config = loaded.config
     require_supported(config)
@@ -298,7 +299,8 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
                 # v1: the parent moves the first child into every hierarchy before it goes on
                 on_child_created=cgroup.place if cgroup_fd is None else (lambda pid: None),
                 on_namespaces_ready=_net_devices_mover(plan, undo, held_fds),
-                on_before_pivot=_create_hooks(hooks, state, loaded.rootfs, cgroup),
+                on_before_pivot=_create_hooks(hooks, state, loaded.rootfs, cgroup,
+                                              config.process.env if config.process else ()),
                 # SCMP_ACT_NOTIFY: the listener fd + state to listenerPath, before READY
                 on_seccomp_fd=_seccomp_listener(config, container_id, loaded.bundle),
                 # process.terminal: the pty master, to the console socket or our proxy
@@ -404,7 +406,7 @@ def cgroup_view(cgroup):
     return CgroupView(1, tuple(binds))
 
 
-def _create_hooks(hooks, state, rootfs, cgroup):
+def _create_hooks(hooks, state, rootfs, cgroup, process_env):
     """prestart, createRuntime (runtime namespace), createContainer (the init's
     namespaces, before pivot_root), at the init's BEFORE_PIVOT stop."""
     if not any(k in hooks for k in ("prestart", "createRuntime", "createContainer")):
@@ -418,7 +420,7 @@ def _create_hooks(hooks, state, rootfs, cgroup):
         run_hooks("createRuntime", hooks.get("createRuntime", ()), host_state)
         run_hooks("createContainer", hooks.get("createContainer", ()),
                   dict(state, pid=container_pid(init_pid)),
-                  in_container=container_ns_runner(init_pid, rootfs, cgroup))
+                  in_container=container_ns_runner(init_pid, rootfs, cgroup, process_env))
 
     return run
 
@@ -469,12 +471,32 @@ def _rfc3339_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now // 10**9)) + f".{now % 10**9:09d}Z"
 
 
+def check_pid_file(path: str | None) -> None:
+    """Before anything exists: the pid file's directory must be there (runc finds out
+    only after creating the container, and tears it down)."""
+    if path is None:
+        return
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        import errno
+
+        code = errno.ENOTDIR if os.path.exists(directory) else errno.ENOENT
+        raise OutputFileError(path, OSError(code, os.strerror(code)))
+
+
 def write_pid_file(path: str, pid: int) -> None:
     """Atomically, as runc does: a reader never sees an empty pid file."""
     tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+    except OSError as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OutputFileError(path, err) from None
 
 
 def _unlink_quiet(path: str) -> None:

@@ -60,6 +60,18 @@ def hook_state(record) -> dict:
     return state
 
 
+def _process_env(record) -> list[str]:
+    """The container process's env as runc's init has it when it runs startContainer
+    hooks: config's process.env, with HOME from the container's passwd if absent."""
+    process = (record.runtime or {}).get("process") or {}
+    env = list(process.get("env") or ())
+    if not any(e.startswith("HOME=") for e in env):
+        from ocirun.plan.build import _home_of
+
+        env.append("HOME=" + _home_of(record.rootfs, (process.get("user") or {}).get("uid", 0)))
+    return env
+
+
 def _hooks_or_teardown(store, record, kind: str) -> None:
     """Run the hooks of ``kind``; if one fails, stop the container and continue at
     runtime.md's step 12: destroy it (init, cgroup, state), run poststop, raise."""
@@ -72,7 +84,8 @@ def _hooks_or_teardown(store, record, kind: str) -> None:
     try:
         if kind == "startContainer":
             run_hooks(kind, hooks[kind], dict(state, pid=container_pid(record.pid)),
-                      in_container=container_ns_runner(record.pid, record.rootfs, cgroup_of(record)))
+                      in_container=container_ns_runner(record.pid, record.rootfs, cgroup_of(record),
+                                                       _process_env(record)))
         else:
             run_hooks(kind, hooks[kind], dict(state, pid=record.pid))
     except HookError:

@@ -262,6 +262,11 @@ def _step_error(step: int, err: int, index: int, plan: LaunchPlan) -> SetupError
             detail = "executable file not found in $PATH"
         elif err == _errno.ENOENT:
             detail = f"stat {arg0}: no such file or directory"
+    elif name == "MOUNT_MKDIR" and err == _errno.EBUSY and m is not None:
+        # rootfs.c refuses it: a mount there would cover the rootfs itself
+        where = f"{m.json_path}.destination " if m.json_path else ""
+        detail = (f"{where}{_dec(m.target)!r} resolves to the container's root directory (through "
+                  "a symlink in the rootfs): a mount there would hide the rootfs")
     elif name == "MASK_DEVNULL" and err == _errno.ENODEV:
         detail = "refusing to bind /dev/null over it: /dev/null in the container is not the null device (char 1:3)"
     elif name == "SCHEDULER" and err == _errno.EPERM and proc and proc.scheduler and proc.scheduler.policy in (1, 2):

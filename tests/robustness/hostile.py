@@ -8,10 +8,10 @@ surrogates and path tricks, duplicated and unknown namespaces, values of the
 wrong type, bad enums, unknown keys nested deep, mount destinations and
 root.path that try to leave the rootfs.
 
-Values that hit a defect another branch is fixing (issue #11) are left out of
-the general strategies by the flags below and exercised by dedicated tests
-marked xfail(strict=True) instead, so that the general property tests keep
-guarding everything else meanwhile.
+The flags below (surrogates, big_ids) can leave out values that hit an open
+defect, so that the general property tests keep guarding everything else while
+a dedicated xfail(strict=True) test tracks it; none is open now (the #11
+defects they once excluded are fixed).
 """
 
 from __future__ import annotations
@@ -38,8 +38,7 @@ SEEDS = {name: load_seed(name) for name in SEED_NAMES}
 # --- values ---------------------------------------------------------------------------
 INT_EDGES = [0, 1, -1, 255, 256, 65535, 65536, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**53 + 1,
              2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**31), -(2**63), -(2**64), 10**40]
-#: #11 item 3: uids/gids above 2147483647 are accepted (4294967295 runs as root).
-#: Ids past that are for test_fuzz_create.py's dedicated xfail test.
+#: The largest uid/gid runc accepts (#11 item 3: above it, refused).
 ID_MAX_OK = 2**31 - 1
 
 
@@ -61,7 +60,7 @@ WEIRD_STRINGS = [
     "e\u0301", "\u202e", "%s%n%x", "$(reboot)", "`id`", "-1", "0x10", "1e400", "NaN", "null",
     "x" * 4097, "x" * 70000, "=", "A=B=C", "/" * 4100,
 ]
-#: #11 item 8: a lone surrogate in a string is an internal error at create.
+#: #11 item 8: a lone surrogate in a string must be refused with its JSON path.
 #: Kept out of what test_fuzz_create.py runs; validate must cope with them already.
 SURROGATES = ["\ud800", "a\udfffb", "\udc80\udc80"]
 

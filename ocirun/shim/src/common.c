@@ -30,6 +30,9 @@
 #ifndef SYS_move_mount
 #define SYS_move_mount 429
 #endif
+#ifndef STATX_MNT_ID
+#define STATX_MNT_ID 0x00001000U
+#endif
 #define OCI_OPEN_TREE_CLONE 1
 #define OCI_MOVE_MOUNT_F_EMPTY_PATH 0x00000004
 #define OCI_CLONE_INTO_CGROUP 0x200000000ULL

@@ -159,7 +159,6 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
         wait_for(c, OCIRUN_MSG_BEFORE_PIVOT_ACK);
     }
     pivot_to_rootfs(c);
-    set_rootfs_propagation(c);
     /* The pty comes from the container's devpts, so after pivot_root (and after
      * every config mount, /dev/pts among them); before the read-only root and
      * masks, which could hide /dev/console's mount point (runc's order). */
@@ -168,6 +167,9 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
     /* After pivot_root: these are container paths, resolved in the new "/". */
     make_readonly_paths(c);
     make_masked_paths(c);
+    /* rootfsPropagation after the binds above (console, read-only and masked paths):
+     * "runbindable" makes every mount unbindable, and a bind from one fails (EINVAL). */
+    set_rootfs_propagation(c);
     /* Last of the mounts: a read-only root must not stop anything above. */
     make_root_readonly(c);
     if (p->process)

@@ -72,6 +72,22 @@ static int remount_fd(int fd, unsigned long flags)
     return mount(NULL, p, NULL, flags | locked_flags(fd), NULL);
 }
 
+/* Whether fd is the rootfs's own root: the same inode on the same mount (statx's
+ * mount id, Linux 5.8; a bind of the rootfs elsewhere is another mount). Without
+ * mount ids, the same inode and device. */
+static int is_root_of(int fd, int rootfd)
+{
+    struct statx a, b;
+    unsigned mask = STATX_INO | STATX_MNT_ID;
+    if (statx(fd, "", AT_EMPTY_PATH, mask, &a) < 0 || statx(rootfd, "", AT_EMPTY_PATH, mask, &b) < 0)
+        return 0;
+    if (a.stx_ino != b.stx_ino || a.stx_dev_major != b.stx_dev_major || a.stx_dev_minor != b.stx_dev_minor)
+        return 0;
+    if ((a.stx_mask & b.stx_mask & STATX_MNT_ID) == 0)
+        return 1;
+    return a.stx_mnt_id == b.stx_mnt_id;
+}
+
 static void do_mount(struct ctx *c, int i)
 {
     const struct ocirun_mount *m = &c->plan->mounts[i];
@@ -80,6 +96,12 @@ static void do_mount(struct ctx *c, int i)
     int fd = mkdirall_in_root(c->rootfd, m->target, m->target_is_file);
     if (fd < 0)
         fail(c, OCIRUN_STEP_MOUNT_MKDIR, -fd, i);
+    /* A destination that resolves to the root itself (a symlink in the rootfs to
+     * "/" or ".."; the validator refuses "/", "/..", "." as written): a mount
+     * there would cover the rootfs bind and the container would run on what it
+     * hid, its writes landing in the bundle. */
+    if (is_root_of(fd, c->rootfd))
+        fail(c, OCIRUN_STEP_MOUNT_MKDIR, EBUSY, i);
     /* tmpcopyup: opened before the mount hides it, this fd keeps reading the
      * directory underneath (src/copyup.c). */
     if (m->copy_up && (lower = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
