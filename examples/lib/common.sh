@@ -44,9 +44,21 @@ ex_abbrev() {
     [ -z "$ex_work" ] || text="${text//$ex_work/\$work}"
     printf '%s' "$text"
 }
+# ARGS as a shell would need them typed (quoted only where needed).
+ex_quote() {
+    local a out=()
+    for a in "$@"; do
+        if [[ -n "$a" && "$a" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
+            out+=("$a")
+        else
+            out+=("'${a//\'/\'\\\'\'}'")
+        fi
+    done
+    printf '%s' "${out[*]}"
+}
 # Shows a command (abbreviated), runs it, indents its output.
 show() {
-    printf '    $ %s\n' "$(ex_abbrev "$*")"
+    printf '    $ %s\n' "$(ex_abbrev "$(ex_quote "$@")")"
     "$@" 2>&1 | sed 's/^/      /'
 }
 
@@ -299,9 +311,23 @@ sys.exit(0 if json.load(sys.stdin).get("linux", {}).get("netDevices", {}).get("e
     fi
 }
 
-ex_make_veth() {
-    ex_pick_subnet
+# The veth pair goes with the container's network namespace; the kernel frees that
+# asynchronously after the last process is gone: wait for it (5 s at most).
+ex_wait_veth_gone() {
+    local i
+    for ((i = 0; i < 50; i++)); do
+        ip link show dev "$ex_veth_host" >/dev/null 2>&1 || ip link show dev "$ex_veth_ctr" >/dev/null 2>&1 ||
+            return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+ex_subnet=""
+ex_make_veth() {  # a new pair (again after a container is deleted: the same names and subnet)
+    [ -n "$ex_subnet" ] || ex_pick_subnet
     ex_netdev="$(ex_netdev_mode)"
+    ex_wait_veth_gone || die "the previous veth pair $ex_veth_host is still there"
     ip link add "$ex_veth_host" type veth peer name "$ex_veth_ctr" || die "ip link add $ex_veth_host failed"
     ip addr add "$ex_host_ip/30" dev "$ex_veth_host"
     ip link set "$ex_veth_host" up
@@ -319,6 +345,29 @@ ex_move_veth_manually() {  # PID
     local pid="$1"
     ip link set dev "$ex_veth_ctr" netns "$pid" name eth0
     nsenter --net="/proc/$pid/ns/net" sh -c "ip addr add $ex_ctr_ip/30 dev eth0 && ip link set eth0 up && ip link set lo up"
+}
+
+# A summary of what the service's config.json says.
+ex_describe_config() {  # CONFIG
+    python3 - "$1" <<'EOF' | indent
+import json, sys
+c = json.load(open(sys.argv[1]))
+p, l = c["process"], c["linux"]
+print(f"process: {' '.join(p['args'])}")
+print(f"  as {p['user']['uid']}:{p['user']['gid']}, capabilities: {p['capabilities']['bounding'] or 'none'}, "
+      f"noNewPrivileges: {p['noNewPrivileges']}")
+writable = [f"{m['destination']} ({m['type']})" for m in c["mounts"]
+            if m["type"] in ("tmpfs", "bind") and "ro" not in m.get("options", [])
+            and not m["destination"].startswith("/dev")]
+print(f"root: read-only: {c['root']['readonly']}; writable: {', '.join(writable)}")
+print(f"limits: memory {l['resources']['memory']['limit'] // 2**20} MiB, pids {l['resources']['pids']['limit']}, "
+      f"nofile {p['rlimits'][0]['hard']}; cgroupsPath {l['cgroupsPath']}")
+s = l["seccomp"]
+print(f"seccomp: default {s['defaultAction']} (errno {s.get('defaultErrnoRet')}), {len(s['syscalls'])} rules, "
+      f"{sum(len(r['names']) for r in s['syscalls'] if r['action'] == 'SCMP_ACT_ALLOW')} syscall names allowed, "
+      f"architectures {', '.join(s['architectures'])}")
+print(f"netDevices: {l.get('netDevices', 'none (the script moves the device)')}")
+EOF
 }
 
 # --- the container ----------------------------------------------------------------------------
@@ -380,17 +429,19 @@ print(f"      cpu:    {data['cpu']['usage']['total'] / 1e9:.2f} s")
 EOF
 }
 
-# ex_stop ID LOG CLEAN_LINE: SIGTERM, wait for stopped, the clean shutdown line in LOG, delete.
+# ex_stop ID LOG TERM_LINE CLEAN_LINE: SIGTERM, wait for stopped; in LOG the service must
+# say it got SIGTERM (TERM_LINE) and that it shut down cleanly (CLEAN_LINE, after it); delete.
 ex_stop() {
-    local id="$1" log="$2" clean="$3" start=$SECONDS
+    local id="$1" log="$2" term="$3" clean="$4" start=$SECONDS
     show "$ocirun" kill "$id" TERM || die "kill TERM failed"
     while [ "$(ex_status "$id")" != stopped ]; do
         [ $((SECONDS - start)) -lt 60 ] || die "still $(ex_status "$id") 60 s after SIGTERM"
         sleep 0.2
     done
-    say "stopped after $((SECONDS - start)) s; the service's last words:"
-    tail -n 4 "$log" | indent
-    grep -qF "$clean" "$log" || die "no clean shutdown in the log ('$clean' missing)"
+    say "stopped after $((SECONDS - start)) s; its log from the signal on:"
+    awk -v t="$term" 'index($0, t) { on = 1 } on' "$log" | cut -c1-150 | indent
+    awk -v t="$term" -v c="$clean" 'index($0, t) { on = 1 } on && index($0, c) { ok = 1 } END { exit !ok }' "$log" ||
+        die "no clean shutdown in the log: '$term' then '$clean' expected"
     show "$ocirun" delete "$id" || die "delete failed"
     [ "$(ex_status "$id")" = gone ] || die "the container is still known after delete"
 }
@@ -404,16 +455,11 @@ ex_cgroup_dirs() {  # every directory named after one of our cgroups, in any hie
 }
 
 ex_cleanup() {
-    local id i d
+    local id d
     for id in "${ex_containers[@]}"; do
         [ "$(ex_status "$id")" = gone ] || "$ocirun" delete --force "$id" >/dev/null 2>&1 || true
     done
-    # The veth pair goes with the container's network namespace; the kernel frees that
-    # asynchronously, so give it a moment before deleting the pair ourselves.
-    for ((i = 0; i < 50; i++)); do
-        ip link show dev "$ex_veth_host" >/dev/null 2>&1 || ip link show dev "$ex_veth_ctr" >/dev/null 2>&1 || break
-        sleep 0.1
-    done
+    ex_wait_veth_gone || true
     ip link del "$ex_veth_host" >/dev/null 2>&1 || true
     ip link del "$ex_veth_ctr" >/dev/null 2>&1 || true
     while read -r d; do [ -z "$d" ] || rmdir "$d" 2>/dev/null || true; done < <(ex_cgroup_dirs | sort -r)
