@@ -6,8 +6,12 @@
 #
 # The caller sets, before sourcing: ex_name (redis, postgres: the image tag and
 # the prefix of every name), ex_letter (one letter for interface names).
+# shellcheck disable=SC2154  # ex_name, ex_letter: set by the run script
+# shellcheck disable=SC2016  # '$1' in mmdebstrap hooks and '$(...)' in apt formats are theirs to expand
 
+: "${ex_name:?}" "${ex_letter:?}"
 ex_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck disable=SC2034  # used by the run scripts
 ex_lib="$ex_repo/examples/lib"
 prog="examples/$ex_name/run"
 
@@ -62,12 +66,17 @@ show() {
     "$@" 2>&1 | sed 's/^/      /'
 }
 
+# The last command that failed outside a condition (set -E: in functions too), for the report.
+ex_failed=""
+trap 'ex_failed="$BASH_COMMAND (${BASH_SOURCE[0]##*/} line $LINENO, status $?)"' ERR
+
 ex_on_exit() {
     local rc=$?
-    trap - EXIT INT TERM
+    trap - EXIT INT TERM ERR
     if [ "$rc" != 0 ]; then
         echo >&2
         echo "$prog: FAILED at step $step_no ($step_name), exit status $rc" >&2
+        [ -z "$ex_failed" ] || echo "$prog: the command that failed: $ex_failed" >&2
         ex_show_logs >&2
         echo "$prog: cleaning up" >&2
     fi
@@ -273,15 +282,16 @@ ex_ip2int() { local IFS=.; read -r a b c d <<<"$1"; echo $(((a << 24) | (b << 16
 ex_int2ip() { echo "$((($1 >> 24) & 255)).$((($1 >> 16) & 255)).$((($1 >> 8) & 255)).$(($1 & 255))"; }
 ex_subnet_free() {  # NETWORK/30: nothing on the host has an address or a route in it
     [ -z "$(ip -4 -o addr show to "$1")" ] && [ -z "$(ip -4 route show root "$1")" ] &&
-        [ -z "$(ip -4 route show match "$1" | grep -v '^default')" ]
+        ! ip -4 route show match "$1" | grep -qv '^default'   # only the default route covers it
 }
 ex_pick_subnet() {
     local spec="${EXAMPLE_SUBNET:-10.213.0.0/16}" net plen base size count i start cand
     net="${spec%/*}"
     plen="${spec#*/}"
-    [[ "$spec" == */* && "$net" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ && "$plen" =~ ^[0-9]+$ ]] &&
-        [ "$plen" -ge 8 ] && [ "$plen" -le 30 ] ||
+    if ! [[ "$spec" == */* && "$net" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ && "$plen" =~ ^[0-9]+$ ]] ||
+        [ "$plen" -lt 8 ] || [ "$plen" -gt 30 ]; then
         die "EXAMPLE_SUBNET=$spec: want an IPv4 network with a prefix length from 8 to 30"
+    fi
     size=$((1 << (32 - plen)))
     base=$(( $(ex_ip2int "$net") & ~(size - 1) & 0xffffffff ))
     count=$((size / 4))

@@ -61,6 +61,12 @@ def cgroups_named(name: str) -> list[str]:
         [str(p) for p in Path("/sys/fs/cgroup").glob(f"{name}")]
 
 
+def check(ok: bool, r: Run, what: str = "") -> None:
+    """Fail with the whole (tail of the) output: pytest shortens a long assertion message."""
+    if not ok:
+        pytest.fail(f"{what}\n{r!r}" if what else repr(r), pytrace=False)
+
+
 def assert_nothing_left(name: str, r: Run, runtime: Path) -> None:
     """What the script's own leftovers check checks, checked from outside."""
     m = re.search(rf"veth (ex{name[0]}(\d+)h)", r.stdout)
@@ -102,12 +108,12 @@ EXPECTED = {
 def test_run_script(name, runtime_binary):
     env = {**os.environ, "OCIRUN": str(runtime_binary)}
     r = run([str(EXAMPLES / name / "run")], env=env)
-    assert r.returncode == 0, r
+    check(r.returncode == 0, r)
     last = r.stdout.rstrip("\n").splitlines()[-1]
-    assert last.startswith(f"OK examples/{name}/run: "), r
-    assert f"under {runtime_binary.name} " in last, r
+    check(last.startswith(f"OK examples/{name}/run: "), r, "no OK line at the end")
+    check(f"under {runtime_binary.name} " in last, r, "the OK line names another runtime")
     for text in EXPECTED[name]:
-        assert text in r.stdout, f"{text!r} missing\n{r!r}"
+        check(text in r.stdout, r, f"{text!r} missing")
     if "netDevices: {" not in r.stdout:   # runc 1.1 has none: the script moves the device
         assert "does not support linux.netDevices" in r.stdout, r
     assert_nothing_left(name, r, runtime_binary)
@@ -221,9 +227,9 @@ def test_readme_podman_commands(name, podman_session, tmp_path):
     images_before = set(pm("images", "--quiet").stdout.split())
     r = run(["bash", "-euo", "pipefail", "-c", script], env=env, timeout=900)
     try:
-        assert r.returncode == 0, r
+        check(r.returncode == 0, r)
         for text in expected:
-            assert text in r.stdout, f"{text!r} missing\n{r!r}"
+            check(text in r.stdout, r, f"{text!r} missing")
         assert pm("ps", "--all", "--quiet").stdout == "", "the README leaves a container"
         assert set(pm("images", "--quiet").stdout.split()) == images_before, "the README leaves an image"
         assert pm("secret", "ls", "--quiet").stdout.strip() == "", "the README leaves a secret"
