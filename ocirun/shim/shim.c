@@ -65,6 +65,7 @@
 #include <string.h>
 #include <termios.h>
 #include <unistd.h>
+#include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
