@@ -277,7 +277,7 @@ ex_ids() {
 # --- network --------------------------------------------------------------------------------
 # EXAMPLE_SUBNET: an IPv4 network for the veth pair; a /30 is used as it is (host .1,
 # container .2), a larger one is a pool in which a free /30 is picked (default
-# 10.213.0.0/16, starting from one chosen by our pid, so parallel runs differ).
+# 10.214.0.0/16, starting from one chosen by our pid, so parallel runs differ).
 ex_ip2int() { local IFS=.; read -r a b c d <<<"$1"; echo $(((a << 24) | (b << 16) | (c << 8) | d)); }
 ex_int2ip() { echo "$((($1 >> 24) & 255)).$((($1 >> 16) & 255)).$((($1 >> 8) & 255)).$(($1 & 255))"; }
 ex_subnet_free() {  # NETWORK/30: nothing on the host has an address or a route in it
@@ -285,7 +285,7 @@ ex_subnet_free() {  # NETWORK/30: nothing on the host has an address or a route 
         ! ip -4 route show match "$1" | grep -qv '^default'   # only the default route covers it
 }
 ex_pick_subnet() {
-    local spec="${EXAMPLE_SUBNET:-10.213.0.0/16}" net plen base size count i start cand
+    local spec="${EXAMPLE_SUBNET:-10.214.0.0/16}" net plen base size count i start cand
     net="${spec%/*}"
     plen="${spec#*/}"
     if ! [[ "$spec" == */* && "$net" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ && "$plen" =~ ^[0-9]+$ ]] ||

@@ -142,9 +142,9 @@ def test_a_failing_step_is_named_and_cleaned_up(tmp_path, runtime_binary):
 
 
 def test_a_bad_subnet_is_refused_before_anything_is_made():
-    r = run([str(EXAMPLES / "redis" / "run")], env={**os.environ, "EXAMPLE_SUBNET": "10.213.0.0/31"})
+    r = run([str(EXAMPLES / "redis" / "run")], env={**os.environ, "EXAMPLE_SUBNET": "10.214.0.0/31"})
     assert r.returncode == 1, r
-    assert "step 4 (config.json for a service, data volume, secret, veth): EXAMPLE_SUBNET=10.213.0.0/31" in r.stderr, r
+    assert "step 4 (config.json for a service, data volume, secret, veth): EXAMPLE_SUBNET=10.214.0.0/31" in r.stderr, r
     m = re.search(r"scratch directory: (\S+)", r.stdout)
     assert m and not Path(m.group(1)).exists(), r
 
