@@ -120,6 +120,17 @@ def test_run_script(name, runtime_binary):
     assert shared_roots_untouched() == []
 
 
+def test_redis_hold_until_stdin_ends(runtime_binary):
+    """--hold (what benchmarks/redis.py drives): one HOLD line with the address and the
+    password, then the usual stop once stdin ends (here at once: /dev/null)."""
+    r = run([str(EXAMPLES / "redis" / "run"), "--hold"], env={**os.environ, "OCIRUN": str(runtime_binary)})
+    check(r.returncode == 0, r)
+    check(re.search(r"^HOLD address=10\.\S+ port=6379 password=\S+ id=example-redis-\d+$", r.stdout, re.M)
+          is not None, r, "no HOLD line")
+    check(r.stdout.rstrip().splitlines()[-1].startswith("OK "), r, "no OK line")
+    assert_nothing_left("redis", r, runtime_binary)
+
+
 def test_a_failing_step_is_named_and_cleaned_up(tmp_path, runtime_binary):
     """A runtime whose create fails: the script names the step, shows the runtime's
     words, removes the veth, the scratch directory and the cgroup, and fails."""
