@@ -103,7 +103,6 @@ STEPS: dict[str, str] = {
     "DEVICE_BIND": "bind mount device {device}",
     "MOUNT_COPYUP": "copy the contents of {mount_target} into its tmpfs (tmpcopyup)",
     "DEVICE_EXISTS": "a file that is not the requested device already exists at {device}",
-    "LOOPBACK": "bring up the loopback interface lo in the new network namespace",
     "SYMLINK": "symlink {symlink}",
     "CWD_MKDIR": "mkdir cwd {cwd}",
     "PIVOT_ROOT": "pivot_root {rootfs}",

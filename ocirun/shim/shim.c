@@ -65,7 +65,6 @@
 #include <string.h>
 #include <termios.h>
 #include <unistd.h>
-#include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>

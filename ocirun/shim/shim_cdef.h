@@ -121,7 +121,7 @@ enum ocirun_step {
     /* Blocks by job, so work on one never renumbers another: 60-79 process
      * settings (personality, scheduler, ioprio, affinity, LSM, sysctl),
      * 80-99 exec and hooks, 100-119 terminals, 120-129 memory policy,
-     * 130-139 id-mapped mounts, 140-149 later rootfs steps, 150-159 network. */
+     * 130-139 id-mapped mounts, 140-149 later rootfs steps. */
     /* terminals (src/console.c) */
     OCIRUN_STEP_CONSOLE_OPEN_PTMX = 100,
     OCIRUN_STEP_CONSOLE_PTMX_CHECK = 101,  /* not the ptmx of a devpts */
@@ -150,9 +150,7 @@ enum ocirun_step {
     OCIRUN_STEP_IDMAP_DUP_FD = 138,        /* parent: the tree fd above the preserved fds */
     /* later rootfs steps (src/rootfs.c) */
     OCIRUN_STEP_DEVICE_EXISTS = 140,    /* index: devices[]; a file at the path that is not the device */
-    OCIRUN_STEP_MOUNT_COPYUP = 141,     /* index: mounts[]; tmpcopyup's copy into the tmpfs */
-    /* 150-159: network (src/namespaces.c) */
-    OCIRUN_STEP_LOOPBACK = 150          /* bring up lo in a new network namespace */
+    OCIRUN_STEP_MOUNT_COPYUP = 141      /* index: mounts[]; tmpcopyup's copy into the tmpfs */
 };
 
 struct ocirun_mount {

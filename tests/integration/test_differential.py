@@ -29,8 +29,6 @@ PROBES = {
     "session": "cut -d' ' -f6 /proc/self/stat /proc/1/stat",
     "masked": "cat /proc/kcore 2>&1 | head -c 0; ls /sys/firmware | wc -l",
     "readonly": "touch /proc/sys/x 2>/dev/null && echo writable || echo readonly",
-    # a new network namespace: lo is brought up (runc's loopback strategy), with its addresses
-    "loopback": "cat /sys/class/net/lo/flags; ip -o addr show dev lo | awk '{print $2, $3, $4}'",
 }
 
 #: Deliberate differences: (probe, why).

@@ -208,33 +208,3 @@ def test_failed_create_brings_the_device_back(veth, ocirun, bundle):
     assert _exists(a) and _exists(b)
     shown = _ip("addr", "show", "dev", a).stdout
     assert "10.213.7.2/24" in shown and "fd00:213:7::2/64" in shown and ",UP" in shown
-
-
-# --- lo -------------------------------------------------------------------------------------------
-
-LO_FLAGS = "cat /sys/class/net/lo/flags"
-IFF_UP = 0x1
-
-
-def test_lo_is_up_in_a_new_network_namespace_also_in_a_user_namespace(ocirun, bundle):
-    """runc brings lo up in a network namespace it creates (test_differential compares
-    the plain case); as the user namespace's root when there is one."""
-    bundle.add_user_namespace()
-    _config(bundle, {}, f"{LO_FLAGS}; ip -o -4 addr show dev lo")
-    out = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id()).stdout.decode()
-    flags, addr = out.splitlines()[:2]
-    assert int(flags, 16) & IFF_UP
-    assert "inet 127.0.0.1/8" in addr
-
-
-def test_lo_of_a_joined_network_namespace_is_left_alone(netns, ocirun, bundle):
-    """A namespace given by path is its owner's to configure: lo stays down (runc 1.1.5
-    leaves it down too)."""
-    def lo_flags_on_host() -> list[str]:
-        return _ip("-n", netns, "-o", "link", "show", "dev", "lo").stdout.split("<")[1].split(">")[0].split(",")
-
-    assert "UP" not in lo_flags_on_host()
-    _config(bundle, {}, LO_FLAGS, netns_path=f"/var/run/netns/{netns}")
-    out = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id()).stdout.decode()
-    assert not int(out.split()[0], 16) & IFF_UP
-    assert "UP" not in lo_flags_on_host()

@@ -195,10 +195,6 @@ __attribute__((noreturn)) static void stage1_main(const struct ocirun_plan *plan
         become_userns_root(&c);
     /* After becoming root in the user namespace: the keyring is owned by it. */
     join_session_keyring(&c);
-    /* As root of the namespace's owner (after the id maps), before the init and
-     * the hooks exist, so both see lo up (runc does it before its hooks too). */
-    if (plan->new_namespaces & CLONE_NEWNET)
-        loopback_up(&c);
     /* CLONE_PARENT: the init is the parent's child (the caller's subreaper
      * inherits it when `ocirun create` exits) and pid 1 of the new pid ns. */
     long pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);

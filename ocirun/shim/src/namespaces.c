@@ -66,24 +66,3 @@ static void join_session_keyring(struct ctx *c)
         errno != ENOSYS)
         fail(c, OCIRUN_STEP_KEYRING, errno, -1);
 }
-
-static void loopback_up(struct ctx *c)
-{
-    /* A new network namespace has only lo, and it is down. runc and crun bring it
-     * up (the spec is silent); services and their health checks expect 127.0.0.1
-     * and ::1. A joined namespace is left as it is (its owner configured it). */
-    struct ifreq ifr;
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        fail(c, OCIRUN_STEP_LOOPBACK, errno, -1);
-    memset(&ifr, 0, sizeof ifr);
-    memcpy(ifr.ifr_name, "lo", sizeof "lo");
-    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
-        fail(c, OCIRUN_STEP_LOOPBACK, errno, -1);
-    if (!(ifr.ifr_flags & IFF_UP)) {
-        ifr.ifr_flags |= IFF_UP;
-        if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
-            fail(c, OCIRUN_STEP_LOOPBACK, errno, -1);
-    }
-    close(fd);
-}
