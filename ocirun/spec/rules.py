@@ -905,6 +905,37 @@ def schema_view(doc: Any) -> Any:
     return dict(doc, linux=dict(linux, rootfsPropagation=plain))
 
 
+#: Where a specific rule above already says "contains a NUL byte" (and skips its
+#: other checks): the general rule below leaves these paths to it.
+def _nul_reported_elsewhere(path: tuple[str | int, ...]) -> bool:
+    return (path[:1] == ("mounts",) and path[2:] == ("destination",)) or \
+        path[:2] in (("process", "args"), ("process", "env")) or path == ("linux", "cgroupsPath")
+
+
+#: The parts of a config whose strings become C strings of the launch plan or of
+#: a hook's posix_spawn (annotations and unknown extensions do not).
+_C_STRING_SECTIONS = ("process", "root", "hostname", "domainname", "mounts", "hooks", "linux")
+
+
+@rule("config.md")
+def nul_bytes(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
+    """No string that reaches the kernel (paths, names, arguments, labels, values)
+    may contain a NUL byte: C would see a shorter string than the config says. One
+    problem per string, with its JSON path. (Iterative: configs nest deeply.)"""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [
+        ((key,), doc[key]) for key in reversed(_C_STRING_SECTIONS) if key in doc]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\0" in value and not _nul_reported_elsewhere(path):
+                yield _p(list(path), "contains a NUL byte")
+        elif isinstance(value, dict):
+            # keys that reach the kernel (sysctl names, unified files) have rules of their own
+            stack.extend(((*path, key), value[key]) for key in reversed(list(value)))
+        elif isinstance(value, list):
+            stack.extend(((*path, i), item) for i, item in reversed(list(enumerate(value))))
+
+
 # --------------------------------------------------------------------------- warnings
 
 
