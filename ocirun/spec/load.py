@@ -79,12 +79,33 @@ def check_config(doc: Any, source: str, bundle: str | None = None) -> Config:
     return Config.from_dict(doc)
 
 
-def load_bundle(bundle: str) -> LoadedBundle:
+def default_user_mappings(doc: Any, ids: tuple[int, int]) -> str | None:
+    """A new user namespace without uidMappings and gidMappings gets a single mapping
+    of container root to ``ids`` (the rootless runtime's own uid and gid), as crun
+    does (``crun spec --rootless`` writes no mappings); the warning to give, or None
+    when nothing was added. runc refuses such a config, and so does ocirun as root."""
+    linux = doc.get("linux") if isinstance(doc, dict) else None
+    if not isinstance(linux, dict) or linux.get("uidMappings") or linux.get("gidMappings"):
+        return None
+    namespaces = linux.get("namespaces")
+    if not isinstance(namespaces, list) or not any(
+            isinstance(ns, dict) and ns.get("type") == "user" and not ns.get("path") for ns in namespaces):
+        return None
+    uid, gid = ids
+    linux["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": 1}]
+    return (f"$.linux: a new user namespace without uidMappings/gidMappings: container root is "
+            f"mapped to your own uid {uid} and gid {gid} (as crun does)")
+
+
+def load_bundle(bundle: str, *, rootless_ids: tuple[int, int] | None = None) -> LoadedBundle:
     """Read, check and model ``<bundle>/config.json``.
 
     Raises BundleError when the bundle directory or its config.json is missing
     or unreadable, ConfigError for anything wrong inside config.json
     (including a missing rootfs directory, reported at ``$.root.path``).
+    ``rootless_ids``: the (euid, egid) of a rootless runtime (effective uid not 0):
+    a user namespace without mappings then maps root to them (:func:`default_user_mappings`).
     """
     bundle_abs = os.path.abspath(bundle)
     if not os.path.isdir(bundle_abs):
@@ -99,6 +120,7 @@ def load_bundle(bundle: str) -> LoadedBundle:
     except OSError as exc:
         raise BundleError(f"cannot read {config_path}: {os.strerror(exc.errno or 0).lower()}") from None
     doc = parse_config(data, config_path)
+    added = default_user_mappings(doc, rootless_ids) if rootless_ids is not None else None
     config = check_config(doc, config_path, bundle_abs)
     assert config.root is not None  # the rules require it on Linux
     from ocirun.spec.rules import warnings
@@ -108,5 +130,5 @@ def load_bundle(bundle: str) -> LoadedBundle:
         config_path=config_path,
         rootfs=os.path.normpath(os.path.join(bundle_abs, config.root.path)),
         config=config,
-        warnings=tuple(warnings(doc)),
+        warnings=tuple(warnings(doc)) + ((added,) if added else ()),
     )
