@@ -536,6 +536,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _report(g, "interrupted")
         return 130
+    except OSError as exc:
+        # A file the runtime could not use where no step said what it was doing
+        # (each such place is a bug to fix): still one message, never a traceback.
+        if g.debug:
+            import traceback
+
+            traceback.print_exc()
+        _report(g, _os_error_text(exc))
+        return 1
     except Exception as exc:  # the edge: nothing escapes as a traceback unless --debug
         if g.debug:
             import traceback
@@ -543,6 +552,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         _report(g, f"internal error: {type(exc).__name__}: {exc}")
         return 1
+
+
+def _os_error_text(exc: OSError) -> str:
+    """"<file>: <strerror>", as the kernel said it (lower case, as runc's errors)."""
+    what = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    return f"{' -> '.join(names)}: {what}" if names else what
 
 
 def exit_now(code: Any) -> None:

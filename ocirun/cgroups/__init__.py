@@ -80,8 +80,8 @@ def _rootless_manager(manager, host: Host, *, explicit: bool):
     runc). v1: each hierarchy where the user may not create it is skipped (the
     container stays in the caller's cgroup there); with none left, or on v2, the
     container has no cgroup (ocirun.cgroups.none.NoCgroup) and resources it asks
-    for are an error naming them. Device rules are never applied (no device
-    nodes can be made in the user namespace anyway)."""
+    for are an error naming them. Device rules are best effort, as runc's (no
+    device nodes can be made in the user namespace anyway)."""
     manager.rootless = True
     if explicit:
         return manager

@@ -9,8 +9,8 @@ on a v2 host without a subtree delegated to the user.
 
 :class:`NoCgroup` is the manager of such a container: creating, placing and
 destroying do nothing; resources are an error naming the property (device
-rules are left to the user namespace, as runc does: an unprivileged user can
-neither make device nodes nor attach a device program); pause, resume, update
+rules are left to the user namespace: an unprivileged user can neither make
+device nodes nor attach a device program, and runc ignores them too); pause, resume, update
 and events say why they cannot work (ocirun.container.*). ``ps`` and
 ``kill --all`` find the container's processes by its pid namespace instead
 (ocirun.container.common.container_pids). The record keeps the caller's own

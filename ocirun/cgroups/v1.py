@@ -28,7 +28,7 @@ class V1Manager:
         self.mountpoints = mountpoints
         #: directories create() made (removed by destroy())
         self.created: list[str] = list(created or [])
-        #: ocirun runs rootless: device rules are not applied (ocirun.cgroups.new_manager)
+        #: ocirun runs rootless: device rules are best effort (ocirun.cgroups.new_manager)
         self.rootless = rootless
         #: rootless: hierarchies where the user may not create the cgroup -> why
         #: (the container stays in the caller's cgroup there)
@@ -138,13 +138,19 @@ class V1Manager:
     def set_device_rules(self, rules) -> None:
         """The rules as the kernel would evaluate them, written as a reset
         (``a``) and one line per exception (``ocirun.cgroups.devices``)."""
-        if self.rootless:
-            return  # as runc: a rootless runtime's device rules are not applied (new_manager)
         from ocirun.cgroups.devices import v1_lines
 
+        if self.rootless and self.dir_of("devices") is None:
+            return  # no devices cgroup of its own (new_manager)
         path = self._dir("devices", "linux.resources.devices")
-        for name, line in v1_lines(rules):
-            base.set_file(path, name, line, "linux.resources.devices")
+        try:
+            for name, line in v1_lines(rules):
+                base.set_file(path, name, line, "linux.resources.devices")
+        except CgroupError:
+            if not self.rootless:
+                raise
+            # as runc: a rootless runtime's device rules are best effort (the user
+            # namespace refuses mknod anyway)
 
     def _cpuset(self, c) -> None:
         if not c.cpus and not c.mems:

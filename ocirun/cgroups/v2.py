@@ -32,8 +32,8 @@ class V2Manager:
         self.root = root
         #: id of the device eBPF program we attached (0: none)
         self.device_prog = device_prog
-        #: ocirun runs rootless: no device program (attaching one needs privilege;
-        #: ocirun.cgroups.new_manager)
+        #: ocirun runs rootless: the device program is best effort (attaching one
+        #: needs privilege; ocirun.cgroups.new_manager)
         self.rootless = rootless
 
     @classmethod
@@ -261,8 +261,6 @@ class V2Manager:
     def set_device_rules(self, rules) -> None:
         """The rules (emulated as the v1 devices cgroup evaluates them) as an eBPF
         program attached to the cgroup (``ocirun.cgroups.ebpf``)."""
-        if self.rootless:
-            return  # as runc's fs2 rootless: BPF_CGROUP_DEVICE needs privilege (new_manager)
         from ocirun.cgroups import ebpf
         from ocirun.cgroups.devices import evaluate
 
@@ -273,7 +271,14 @@ class V2Manager:
             if rec.dry_run:
                 return
         old = self.device_prog
-        self.device_prog = ebpf.install(self.path, default_allow, exceptions)
+        try:
+            self.device_prog = ebpf.install(self.path, default_allow, exceptions)
+        except CgroupError:
+            if not self.rootless:
+                raise
+            # as runc's fs2: a rootless runtime's device program is best effort
+            # (attaching one needs privilege; the user namespace refuses mknod anyway)
+            return
         if old:
             self._detach(old)
 

@@ -479,9 +479,15 @@ def _rfc3339_now() -> str:
 def write_pid_file(path: str, pid: int) -> None:
     """Atomically, as runc does: a reader never sees an empty pid file."""
     tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+    except OSError as err:
+        _unlink_quiet(tmp)
+        from ocirun.errors import StateStoreError
+
+        raise StateStoreError(f"write pid file {path}: {os.strerror(err.errno or 0).lower()}") from None
 
 
 def _unlink_quiet(path: str) -> None:
