@@ -492,3 +492,30 @@ def test_rootless_false_as_a_user_is_an_error_not_a_traceback(rl, bundle_image):
                              global_args=("--rootless", "false")))
     assert "cgroup" in line and "permission denied" in line
     assert not (rl.state_root / cid).exists()
+
+
+def test_files_the_user_cannot_use_are_clear_errors(rl, bundle_image):
+    user = rl.user
+    bundle = make_bundle(user, bundle_image, "sleep", "1000")
+    cid = rl.new_id()
+    line = one_error_line(rl("create", "--bundle", str(bundle), "--pid-file", "/root/ocitest.pid", cid,
+                             check=False))
+    assert line == "write pid file /root/ocitest.pid: permission denied"
+    assert not (rl.state_root / cid).exists() and not user.processes()
+    line = one_error_line(rl("create", "--bundle", "/root", rl.new_id(), check=False))
+    assert line == "cannot read /root/config.json: permission denied"
+
+
+def test_exec_into_a_created_container_says_to_start_it(rl, bundle_image):
+    """Its init stays non-dumpable until it execs (ocirun's choice; runc's init is
+    dumpable): without privilege it cannot be entered before `start`."""
+    user = rl.user
+    bundle = make_bundle(user, bundle_image, "sleep", "1000")
+    cid = rl.new_id()
+    rl("create", "--bundle", str(bundle), cid)
+    p = rl("exec", cid, "true", check=False)
+    assert p.returncode == 255  # runc's exit status for a failed exec
+    err = [ln for ln in p.stderr.decode().splitlines() if not ln.startswith("warning: ")]
+    assert len(err) == 1 and "once the container is started" in err[0] and "internal error" not in err[0]
+    rl("start", cid)
+    assert rl("exec", cid, "echo", "ok").stdout == b"ok\n"
