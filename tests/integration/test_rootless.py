@@ -519,3 +519,18 @@ def test_exec_into_a_created_container_says_to_start_it(rl, bundle_image):
     assert len(err) == 1 and "once the container is started" in err[0] and "internal error" not in err[0]
     rl("start", cid)
     assert rl("exec", cid, "echo", "ok").stdout == b"ok\n"
+
+
+def test_sysfs_without_a_network_namespace_and_a_higher_oom_score(rl, bundle_image):
+    """A sysfs mount where the container has no network namespace of its own is the
+    host's /sys bound (the kernel refuses a new sysfs there); oomScoreAdj upward works."""
+    def edit(c):
+        for m in c["mounts"]:
+            if m["destination"] == "/sys":
+                m.update(type="sysfs", source="sysfs", options=["nosuid", "noexec", "nodev", "ro"])
+        c["process"]["oomScoreAdj"] = 500
+
+    bundle = make_bundle(rl.user, bundle_image, "sh", "-c",
+                         "cat /proc/self/oom_score_adj; test -d /sys/kernel && echo sys", edit=edit)
+    out = rl("run", "--bundle", str(bundle), rl.new_id()).stdout.decode().split()
+    assert out == ["500", "sys"]
