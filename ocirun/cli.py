@@ -86,6 +86,10 @@ class GlobalOptions:
             self._root = default_state_root()
         return self._root
 
+    @root.setter
+    def root(self, value: str | None) -> None:
+        self._root = value
+
     @property
     def is_rootless(self) -> bool:
         """Whether ocirun runs without privilege over the host (``--rootless``,

@@ -127,8 +127,9 @@ def unprivileged_detail(step: str, err: int, plan, mount=None, rlimit=None) -> s
 
         hard = resource.getrlimit(rlimit.resource)[1]
         shown = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
-        return (f"{strerror} (the hard limit is {shown} for the runtime; raising it needs "
-                f"CAP_SYS_RESOURCE in the host's user namespace, which a rootless runtime never has)")
+        return (f"{strerror} (the runtime's hard limit is {shown}; raising it needs "
+                f"CAP_SYS_RESOURCE in the host's user namespace, which the runtime does not have "
+                f"(a rootless one never has))")
     if step == "OOM_SCORE_ADJ" and err == errno.EACCES:
         own = _own_oom_score_adj()
         return (f"{strerror} (lowering it below the runtime's own ({own}) needs CAP_SYS_RESOURCE; "
