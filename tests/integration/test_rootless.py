@@ -534,3 +534,19 @@ def test_sysfs_without_a_network_namespace_and_a_higher_oom_score(rl, bundle_ima
                          "cat /proc/self/oom_score_adj; test -d /sys/kernel && echo sys", edit=edit)
     out = rl("run", "--bundle", str(bundle), rl.new_id()).stdout.decode().split()
     assert out == ["500", "sys"]
+
+
+def test_explain_says_what_a_rootless_create_would_do(rl, bundle_image):
+    import jsonschema
+
+    bundle = make_bundle(rl.user, bundle_image, "true")
+    cid = rl.new_id()
+    doc = json.loads(rl("explain", "--format", "json", "--bundle", str(bundle), cid).stdout)
+    jsonschema.validate(doc, json.loads((Path(__file__).resolve().parents[2] / "docs" / "explain.schema.json")
+                                        .read_text()))
+    steps = [s["step"] for s in doc["steps"]]
+    assert "userns-dumpable" in steps and "setgroups" in steps
+    if HOST_V1:
+        assert doc["cgroup"]["version"] == 0 and "may not create cgroups" in doc["cgroup"]["none"]
+    assert doc["stateDir"]["path"] == str(rl.state_root / cid)
+    assert not (rl.state_root / cid).exists()  # explain made nothing
