@@ -526,6 +526,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             systemd_cgroup=ns.systemd_cgroup,
             rootless=ns.rootless,
         )
+        if g.log:
+            _check_log(g)
         if ns.version:
             sys.stdout.write(version_text())
             return 0
@@ -558,6 +560,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _check_log(g: GlobalOptions) -> None:
+    """runc opens --log first thing: a file that cannot be opened is the one error
+    (on stderr only), and nothing else is done."""
+    try:
+        os.close(os.open(g.log or "", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    except OSError as err:
+        from ocirun.errors import OutputFileError
+
+        bad, g.log = g.log or "", None
+        raise OutputFileError(bad, err) from None
+
+
 def _os_error_text(exc: OSError) -> str:
     """"<file>: <strerror>", as the kernel said it (lower case, as runc's errors)."""
     what = os.strerror(exc.errno).lower() if exc.errno else str(exc)
@@ -582,7 +596,11 @@ def exit_now(code: Any) -> None:
 
 
 def _report(g: GlobalOptions, message: str) -> None:
-    """One error, reported the way runc does: a line in --log, the message on stderr."""
+    """One error, reported the way runc does: a line in --log, the message on stderr.
+    One line: control characters a config value carries into the message (a
+    newline in root.path...) are shown escaped, as repr() shows them."""
+    if not message.isprintable():
+        message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
     if g.log:
         from ocirun.log import append_log_line
 

@@ -88,6 +88,14 @@ class UnknownCommand(UsageError):
         super().__init__(f"No help topic for '{name}'")
 
 
+class OutputFileError(OcirunError):
+    """A file named on the command line to be written (--pid-file, --log) cannot be."""
+
+    def __init__(self, path: str, err: OSError) -> None:
+        self.path = path
+        super().__init__(f"open {path}: {os.strerror(err.errno or 0).lower()}")
+
+
 class NotImplementedYet(OcirunError):
     """A runc subcommand or feature that ocirun does not implement (yet)."""
 
@@ -106,17 +114,21 @@ class ContainerNotFound(OcirunError):
 
 
 class ContainerIncomplete(ContainerNotFound):
-    """A container directory without state.json: a create still in progress, or one
-    that was interrupted (killed) before it finished."""
+    """A container directory without state.json: a create still in progress, one
+    that was interrupted (killed) before it finished, or (no creating.json either)
+    what an interrupted delete left."""
 
-    def __init__(self, container_id: str, *, creating: bool) -> None:
+    def __init__(self, container_id: str, *, creating: bool, create_interrupted: bool = True) -> None:
         self.container_id = container_id
         self.creating = creating
         if creating:
             text = f"container {container_id} is still being created (no state yet)"
-        else:
+        elif create_interrupted:
             text = (f"container {container_id} was not fully created (its create was interrupted); "
                     f"`delete --force {container_id}` removes what it left")
+        else:
+            text = (f"container {container_id} is incomplete (an interrupted create or delete left "
+                    f"it); `delete --force {container_id}` removes what it left")
         OcirunError.__init__(self, text)
 
 

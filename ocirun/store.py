@@ -436,14 +436,14 @@ class Store:
             return ContainerNotFound(container_id)
         from ocirun.errors import ContainerIncomplete
 
-        intent = self.load_intent(container_id) or {}
-        creator = intent.get("creator") or {}
+        intent = self.load_intent(container_id)
+        creator = (intent or {}).get("creator") or {}
         alive = False
         if isinstance(creator.get("pid"), int) and creator["pid"] > 0:
             from ocirun.linux.proc import start_time
 
             alive = start_time(creator["pid"]) == creator.get("startTime")
-        return ContainerIncomplete(container_id, creating=alive)
+        return ContainerIncomplete(container_id, creating=alive, create_interrupted=intent is not None)
 
     def list_ids(self) -> list[str]:
         """The ids of every container directory, sorted; a missing root means none.

@@ -265,6 +265,7 @@ class V2Manager:
         from ocirun.cgroups.devices import evaluate
 
         default_allow, exceptions = evaluate(rules)
+        exceptions = sorted(exceptions)  # as runc's program is built: the same verdicts in any order
         rec = base._recording()
         if rec is not None:
             rec.device_program(self.path, default_allow, exceptions)

@@ -26,7 +26,8 @@ from contextlib import ExitStack
 
 from ocirun import SPEC_VERSION
 from ocirun.cli import GlobalOptions
-from ocirun.errors import UsageError, warn
+from ocirun.errors import OutputFileError, UsageError, warn
+from ocirun.testhooks import reached
 from ocirun.util.record import record
 
 TYPE_CHECKING = False  # argparse is only for annotations (importing it costs a call ~5 ms)
@@ -107,6 +108,7 @@ def prepare_create(g: GlobalOptions, container_id: str, opts: CreateOptions, *,
     from ocirun.store import validate_id
 
     validate_id(container_id)
+    check_pid_file(opts.pid_file)
     rootless_ids = own_ids_if_rootless()
     loaded = validate_bundle(opts.bundle, rootless_ids)
     config = loaded.config
@@ -201,6 +203,7 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
                 on_console_fd = keep_master.deliver
         # claimed and locked in one step: nothing can lock (and remove) the half-made dir
         claim_lock = store.claim_locked(container_id)
+        reached("create:claimed")
         try:
             record = _create_claimed(store, claim_lock, container_id, opts, loaded, config,
                                      cgroup, plan, hooks, state, on_console_fd, stdio)
@@ -238,7 +241,6 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
                     state, on_console_fd, stdio=None):
     linux = config.linux
     from ocirun.linux.proc import start_time
-    from ocirun.shim import _test_kill_point
 
     with ExitStack() as undo:
         undo.callback(store.remove, container_id)
@@ -250,7 +252,7 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
                 "creator": {"pid": os.getpid(), "startTime": start_time(os.getpid())},
                 "cgroup": cgroup.planned_record(),
             })
-            _test_kill_point("CLAIMED")
+            reached("create:intent")
             fifo = store.exec_fifo_path(container_id)
             os.mkfifo(fifo, 0o622)
             # chmod, not umask(0): the umask is the whole process's (the library's callers
@@ -258,11 +260,23 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
             os.chmod(fifo, 0o622)
             fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
             undo.callback(os.close, fifo_fd)
+            reached("create:fifo")
 
+            # After the claim (a second create of this id says "exists", not this),
+            # before anything is made: a cgroup that already holds processes
+            # (another container's, or a host cgroup named by cgroupsPath) is not the
+            # container's own, and kill --all and delete --force would kill
+            # everything in it (runc 1.2's check and words).
+            busy = cgroup.all_pids()
+            if busy:
+                from ocirun.cgroups import CgroupSettingError
+
+                raise CgroupSettingError(f"container's cgroup is not empty: {len(busy)} process(es) found")
             cgroup.create()
             undo.callback(cgroup.destroy)
-            _test_kill_point("CGROUP_CREATED")
+            reached("create:cgroup")
             pids_limit = configure_cgroup(cgroup, linux)
+            reached("create:cgroup-applied")
             cgroup_fd = cgroup.clone_into_fd()
             if cgroup_fd is not None:
                 undo.callback(os.close, cgroup_fd)
@@ -278,9 +292,11 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
                 # here on the container exists for others.
                 rec = _record(container_id, init_pid, loaded, config, cgroup, hooks)
                 store.save(rec)
+                reached("create:saved")
                 if opts.pid_file:
                     write_pid_file(opts.pid_file, init_pid)
                     undo.callback(_unlink_quiet, opts.pid_file)
+                    reached("create:pid-file")
                 saved.append(rec)
 
             pid = spawn(
@@ -290,7 +306,8 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
                 # v1: the parent moves the first child into every hierarchy before it goes on
                 on_child_created=cgroup.place if cgroup_fd is None else (lambda pid: None),
                 on_namespaces_ready=_net_devices_mover(plan, undo, held_fds),
-                on_before_pivot=_create_hooks(hooks, state, loaded.rootfs, cgroup),
+                on_before_pivot=_create_hooks(hooks, state, loaded.rootfs, cgroup,
+                                              config.process.env if config.process else ()),
                 # SCMP_ACT_NOTIFY: the listener fd + state to listenerPath, before READY
                 on_seccomp_fd=_seccomp_listener(config, container_id, loaded.bundle),
                 # process.terminal: the pty master, to the console socket or our proxy
@@ -411,7 +428,7 @@ def cgroup_view(cgroup):
     return CgroupView(1, tuple(binds))
 
 
-def _create_hooks(hooks, state, rootfs, cgroup):
+def _create_hooks(hooks, state, rootfs, cgroup, process_env):
     """prestart, createRuntime (runtime namespace), createContainer (the init's
     namespaces, before pivot_root), at the init's BEFORE_PIVOT stop."""
     if not any(k in hooks for k in ("prestart", "createRuntime", "createContainer")):
@@ -425,7 +442,7 @@ def _create_hooks(hooks, state, rootfs, cgroup):
         run_hooks("createRuntime", hooks.get("createRuntime", ()), host_state)
         run_hooks("createContainer", hooks.get("createContainer", ()),
                   dict(state, pid=container_pid(init_pid)),
-                  in_container=container_ns_runner(init_pid, rootfs, cgroup))
+                  in_container=container_ns_runner(init_pid, rootfs, cgroup, process_env))
 
     return run
 
@@ -476,6 +493,19 @@ def _rfc3339_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now // 10**9)) + f".{now % 10**9:09d}Z"
 
 
+def check_pid_file(path: str | None) -> None:
+    """Before anything exists: the pid file's directory must be there (runc finds out
+    only after creating the container, and tears it down)."""
+    if path is None:
+        return
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        import errno
+
+        code = errno.ENOTDIR if os.path.exists(directory) else errno.ENOENT
+        raise OutputFileError(path, OSError(code, os.strerror(code)))
+
+
 def write_pid_file(path: str, pid: int) -> None:
     """Atomically, as runc does: a reader never sees an empty pid file."""
     tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}")
@@ -484,10 +514,11 @@ def write_pid_file(path: str, pid: int) -> None:
             f.write(str(pid))
         os.rename(tmp, path)
     except OSError as err:
-        _unlink_quiet(tmp)
-        from ocirun.errors import StateStoreError
-
-        raise StateStoreError(f"write pid file {path}: {os.strerror(err.errno or 0).lower()}") from None
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OutputFileError(path, err) from None
 
 
 def _unlink_quiet(path: str) -> None:

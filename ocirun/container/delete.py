@@ -19,6 +19,7 @@ from _signal import SIGKILL  # not `signal`: its enums cost every call ~6 ms to 
 from ocirun.cli import GlobalOptions
 from ocirun.container.common import cgroup_of, open_store, status_of
 from ocirun.errors import ContainerNotFound, InvalidStateError
+from ocirun.testhooks import reached
 
 TYPE_CHECKING = False  # argparse is only for annotations (importing it costs a call ~5 ms)
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ def delete_container(g: GlobalOptions, container_id: str, *, force: bool = False
         if store.remove_incomplete(container_id, undo=undo_partial_create) or not store.has_state(container_id):
             raise ContainerNotFound(container_id)
     with store.lock(container_id):
+        reached("delete:locked")
         record = store.load(container_id)
         status = status_of(store, record)
         if status != "stopped":
@@ -55,10 +57,13 @@ def delete_container(g: GlobalOptions, container_id: str, *, force: bool = False
                     f"cannot delete container {container_id} that is not stopped: {status}"
                 )
             kill_and_wait(record)
+            reached("delete:killed")
         cg = cgroup_of(record)
         if cg is not None:
             cg.destroy()
+            reached("delete:cgroup-destroyed")
         store.remove(container_id)
+        reached("delete:removed")
     poststop = (record.runtime or {}).get("hooks", {}).get("poststop")
     if poststop:
         # runtime.md: after the container is deleted, before delete returns; failures warn

@@ -19,7 +19,6 @@ import os
 
 from ocirun.cli import GlobalOptions
 from ocirun.errors import InvalidStateError, OcirunError, UsageError
-from ocirun.util import jsonio as json
 
 TYPE_CHECKING = False  # argparse and typing are for annotations only (~8 ms to import)
 if TYPE_CHECKING:
@@ -59,13 +58,12 @@ def options_from_args(args: argparse.Namespace):
     absent = fill_holes(args.preserve_fds)  # runc's exec passes no LISTEN_FDS
     process = None
     if args.process:
-        try:
-            with open(args.process, "rb") as f:
-                process = json.loads(f.read())
-        except OSError as e:
-            raise UsageError(f"open {args.process}: {os.strerror(e.errno or 0).lower()}") from None
-        except ValueError as e:
-            raise UsageError(f"{args.process}: invalid JSON: {e}") from None
+        from ocirun.spec.load import parse_config, read_config_file, with_depth
+
+        # config.json's reading rules: never waits on a fifo, lone surrogates and
+        # nesting deeper than runc's limit refused; errors are "exec failed: ..." (255)
+        data = read_config_file(args.process, f"open {args.process}: no such file or directory")
+        process = with_depth(parse_config, data, args.process)
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
@@ -84,6 +82,10 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
     opts = options_from_args(args)
     if args.cgroup:
         raise NotImplementedYet("exec --cgroup")
+    pid_file = os.path.abspath(args.pid_file) if args.pid_file else None
+    from ocirun.container.create import check_pid_file
+
+    check_pid_file(pid_file)  # before anything is started
     # Before the process exists: a signal sent to us meanwhile is queued and
     # forwarded once it runs (the shim blocks signals around clone itself).
     forwarder = None if args.detach else SignalForwarder()
@@ -94,10 +96,19 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
         if forwarder is not None:
             forwarder.restore()
         raise
-    if args.pid_file:
+    if pid_file:
         from ocirun.container.create import write_pid_file
 
-        write_pid_file(os.path.abspath(args.pid_file), pid)
+        try:
+            write_pid_file(pid_file, pid)
+        except OcirunError:
+            # as runc: a process whose pid could not be recorded is not left running
+            _kill_and_reap(pid)
+            if forwarder is not None:
+                forwarder.restore()
+            if console is not None:
+                console.close()
+            raise
     if console is not None:
         from ocirun.console import KeepMaster
 
@@ -128,7 +139,9 @@ def start_exec(g: GlobalOptions, container_id: str, opts: Any, *, ignore_paused:
     store = open_store(g)
     record = store.load(container_id)
     require(status_of(store, record), "exec-ignore-paused" if ignore_paused else "exec")
-    process = exec_process_dict((record.runtime or {}).get("process"), opts)
+    from ocirun.spec.load import with_depth
+
+    process = with_depth(exec_process_dict, (record.runtime or {}).get("process"), opts)
     terminal = bool(process.get("terminal"))
     from ocirun.console import check_terminal_flags
 
@@ -185,6 +198,9 @@ def start_exec(g: GlobalOptions, container_id: str, opts: Any, *, ignore_paused:
         finally:
             if cgroup_fd is not None:
                 os.close(cgroup_fd)
+        from ocirun.testhooks import reached
+
+        reached("exec:execed")
     except BaseException:
         if console is not None:
             console.close()
@@ -192,6 +208,14 @@ def start_exec(g: GlobalOptions, container_id: str, opts: Any, *, ignore_paused:
     finally:
         os.close(pidfd)
     return pid, console
+
+
+def _kill_and_reap(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
 
 
 def _exited(pidfd: int) -> bool:

@@ -44,7 +44,15 @@ def fill_holes(count: int, first: int = FIRST) -> tuple[int, ...]:
     before the runtime opens anything it keeps: the lowest free number is where
     the kernel puts the next fd."""
     import fcntl
+    import resource
 
+    # A number at or above RLIMIT_NOFILE can hold no fd (dup2: EBADF): bad input, said so.
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if count > 0 and limit != resource.RLIM_INFINITY and first + count > limit:
+        from ocirun.errors import UsageError
+
+        raise UsageError(f"--preserve-fds: fd {first + count - 1} is beyond this process's "
+                         f"limit of {limit} open files (RLIMIT_NOFILE)")
     holes = []
     for fd in range(first, first + count):
         try:

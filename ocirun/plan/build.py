@@ -247,7 +247,8 @@ def _plan_mounts(
             # ours to populate, never the image's directory).
             steps.append(_DEV_TMPFS)
             has_dev = True
-        steps.extend(_plan_one_mount(m, dest, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_net_ns,
+        steps.extend(replace(step, json_path=f"$.mounts[{index}]") for step in
+                     _plan_one_mount(m, dest, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_net_ns,
                                      _mount_idmap(m, index, container_idmap), parent_opens_binds))
     if not has_dev:
         steps.append(_DEV_TMPFS)
@@ -335,6 +336,11 @@ def _plan_one_mount(m, dest, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_n
             copy_up_mode=copy_up and not any(d.startswith("mode=") for d in parsed.data),
         )
     ]
+
+
+def _raw(text: str) -> bytes:
+    """UTF-8, with argv's undecodable bytes (surrogateescape) given back as they were."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 def _bind_step(dest: str, source: str, parsed: mo.ParsedOptions, opts: PlanOptions) -> MountStep:
@@ -450,11 +456,14 @@ def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = Fal
         from ocirun.linux.personality import persona as _persona
 
         persona = _persona(linux.personality.domain, linux.personality.flags)
+    # surrogateescape: exec's command line reaches us as argv bytes decoded that way
+    # (config.json's strings never hold lone surrogates: ocirun.spec.load refuses
+    # them); the process gets back the very bytes it was given, as with runc.
     return ProcessPlan(
-        args=tuple(a.encode() for a in proc.args),
-        env=tuple(e.encode() for e in env),
-        cwd=(proc.cwd or "/").encode(),
-        search_path=tuple(p.encode() for p in path_value.split(":") if p),
+        args=tuple(_raw(a) for a in proc.args),
+        env=tuple(_raw(e) for e in env),
+        cwd=_raw(proc.cwd or "/"),
+        search_path=tuple(_raw(p) for p in path_value.split(":") if p),
         uid=proc.user.uid,
         gid=proc.user.gid,
         additional_gids=tuple(proc.user.additional_gids or ()),

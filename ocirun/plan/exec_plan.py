@@ -100,16 +100,17 @@ def validate_process(doc: Any) -> None:
     """Check a process object against the schema's process definition and the
     spec's rules for it; ConfigError naming every problem."""
     from ocirun import SPEC_VERSION
+    from ocirun.spec.rules import check_rules
     from ocirun.spec.schema import schema_problems
 
     if not isinstance(doc, dict):
         raise ConfigError("process", [Problem("$", "must be an object")])
-    problems = [p for p in schema_problems({"ociVersion": SPEC_VERSION, "process": doc})
-                if p.path.startswith("$.process")]
-    if not problems and not doc.get("args"):
-        problems.append(Problem("$.process.args", "args must not be empty"))
-    if not problems and not str(doc.get("cwd", "")).startswith("/"):
-        problems.append(Problem("$.process.cwd", "cwd must be an absolute path"))
+    wrapped = {"ociVersion": SPEC_VERSION, "process": doc}
+    problems = [p for p in schema_problems(wrapped) if p.path.startswith("$.process")]
+    seen = {p.path for p in problems}
+    # config.json's rules for a process (args, cwd, env, rlimits, capabilities, ids, ...)
+    problems += [p for p in check_rules(wrapped)
+                 if p.path.startswith("$.process") and p.path not in seen]
     if problems:
         raise ConfigError("process", problems)
 
@@ -233,7 +234,7 @@ def _id(text: str, flag: str) -> int:
         raise UsageError(f"parsing {text} as int for {flag} failed: invalid syntax") from None
     if value < 0 or value > 0xFFFFFFFF:
         raise UsageError(f"{flag}: {text} is out of range")
-    return value
+    return value  # above 2147483647: refused with the process's other rules (validate_process)
 
 
 def _copy(doc: Any) -> Any:

@@ -50,6 +50,8 @@ class MountStep:
     copy_up: bool = False
     #: With copy_up: the tmpfs root also takes the directory's mode (no mode= given).
     copy_up_mode: bool = False
+    #: Where it comes from in config.json (``$.mounts[3]``); "" for the runtime's own.
+    json_path: str = ""
 
 
 @record

@@ -69,6 +69,7 @@ from collections.abc import Callable
 
 from ocirun.errors import SetupError
 from ocirun.plan.model import LaunchPlan
+from ocirun.testhooks import reached
 
 _MSG = struct.Struct("=5i")
 
@@ -266,6 +267,11 @@ def _step_error(step: int, err: int, index: int, plan: LaunchPlan) -> SetupError
             detail = "executable file not found in $PATH"
         elif err == _errno.ENOENT:
             detail = f"stat {arg0}: no such file or directory"
+    elif name == "MOUNT_MKDIR" and err == _errno.EBUSY and m is not None:
+        # rootfs.c refuses it: a mount there would cover the rootfs itself
+        where = f"{m.json_path}.destination " if m.json_path else ""
+        detail = (f"{where}{_dec(m.target)!r} resolves to the container's root directory (through "
+                  "a symlink in the rootfs): a mount there would hide the rootfs")
     elif name == "MASK_DEVNULL" and err == _errno.ENODEV:
         detail = "refusing to bind /dev/null over it: /dev/null in the container is not the null device (char 1:3)"
     elif name == "SCHEDULER" and err == _errno.EPERM and proc and proc.scheduler and proc.scheduler.policy in (1, 2):
@@ -520,7 +526,7 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
     cg = -1 if cgroup_fd is None else cgroup_fd
     try:
         stage1, sock = _launch(plan, lambda cplan, res: lib.ocirun_spawn(cplan, exec_fifo_fd, cg, res),
-                               cgroup_fd, on_child_created, stdio)
+                               cgroup_fd, on_child_created, "create", stdio)
         last = "clone"
         while True:
             listener: int | None = None
@@ -538,7 +544,7 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
             if mtype == 0:
                 raise SetupError(f"container init exited before it was ready (last: {last})")
             last = _msg_name(mtype)
-            _test_kill_point(last)
+            reached("create:" + last)
             if mtype == lib.OCIRUN_MSG_ERROR:
                 raise _step_error(step, err, index, plan)
             if mtype == lib.OCIRUN_MSG_NS_READY and stage1 is not None:
@@ -571,7 +577,6 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
             elif mtype == lib.OCIRUN_MSG_READY and init is not None:
                 if on_ready is not None:
                     on_ready(init)
-                _test_kill_point("STATE_SAVED")
                 _commit(sock, plan)
                 return init
             else:
@@ -590,7 +595,7 @@ def _commit(sock: int, plan: LaunchPlan) -> None:
     closes its end: EOF); an ERROR instead raises."""
     _, lib = _load()
     _send(sock, lib.OCIRUN_MSG_COMMIT)
-    _test_kill_point("COMMIT")
+    reached("create:COMMIT")
     mtype, step, err, index, _ = _recv(sock)
     if mtype == lib.OCIRUN_MSG_ERROR:
         raise _step_error(step, err, index, plan)
@@ -598,18 +603,8 @@ def _commit(sock: int, plan: LaunchPlan) -> None:
         raise SetupError("sync with container init", detail=f"unexpected message {_msg_name(mtype)} after COMMIT")
 
 
-def _test_kill_point(point: str) -> None:
-    """Test-only: with OCIRUN_TEST_KILL_AT=POINT[,POINT...] in the environment this
-    process SIGKILLs itself at that point of create (a sync message received, or
-    CGROUP_PLACED, STATE_SAVED, COMMIT, CLAIMED, CGROUP_CREATED), so tests can kill
-    `create` at every step (tests/integration/test_killed_create.py). Unset: nothing."""
-    points = os.environ.get("OCIRUN_TEST_KILL_AT")
-    if points and point in points.split(","):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
-            on_child_created: Callable[[int], None],
+            on_child_created: Callable[[int], None], verb: str,
             stdio: tuple[int, int, int] | None = None) -> tuple[int, int]:
     """What spawn and exec_process share: open the namespaces to join (above the
     preserved fds, which the container keeps), start the first child through
@@ -651,11 +646,12 @@ def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
                 os.close(fd)
     child, sock = res.pid, res.sock
     try:
+        reached(verb + ":clone")
         if cgroup_fd is not None and not res.used_clone3:
             _write_cgroup_procs(cgroup_fd, child)
         on_child_created(child)
         _send(sock, lib.OCIRUN_MSG_CGROUP_PLACED)
-        _test_kill_point("CGROUP_PLACED")
+        reached(verb + ":placed")
     except BaseException:
         os.close(sock)
         _kill_and_reap(child)
@@ -792,7 +788,7 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
     cg = -1 if cgroup_fd is None else cgroup_fd
     try:
         stage1, sock = _launch(plan, lambda cplan, res: lib.ocirun_exec(cplan, cstdio, cg, res),
-                               cgroup_fd, on_child_created)
+                               cgroup_fd, on_child_created, "exec")
         while True:
             master: int | None = None
             if plan.process.terminal or plan.seccomp_notify:  # CONSOLE_FD, SECCOMP_FD carry an fd
@@ -823,6 +819,7 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
                 proc = pid
                 _reap(stage1)
                 stage1 = None
+                reached("exec:EXEC_PID")
                 _send(sock, lib.OCIRUN_MSG_EXEC_ACK)
             else:
                 raise SetupError("sync with exec process", detail=f"unexpected message {_msg_name(mtype)}")

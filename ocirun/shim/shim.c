@@ -93,6 +93,7 @@
  * dependency order so every helper stays static and the compiler sees one
  * translation unit (cffi's set_source compiles this file). */
 #include "src/common.c"
+#include "src/selffd.c"
 #include "src/namespaces.c"
 #include "src/idmap.c"
 #include "src/copyup.c"

@@ -649,6 +649,13 @@ if __name__ == "__main__":
     ({"mode": "MPOL_WEIGHTED_INTERLEAVE", "nodes": "0"}, "weighted interleave:0"),
 ])
 def test_memory_policy(policy, shown, ocirun, bundle):
+    from kernel_probes import memory_policy
+
+    if not os.path.exists("/proc/self/numa_maps"):
+        pytest.skip("no NUMA support (CONFIG_NUMA): no numa_maps to read the policy from")
+    if not memory_policy(policy["mode"], tuple(policy.get("flags", ())), nodes="nodes" in policy):
+        pytest.skip(f"set_mempolicy(2) here refuses {policy['mode']} {policy.get('flags', [])}"
+                    " (MPOL_PREFERRED_MANY: Linux 5.15, MPOL_WEIGHTED_INTERLEAVE: 6.9)")
     bundle.edit(lambda c: (c["process"].update(args=["sleep", "30"]),
                            c["linux"].update(memoryPolicy=policy)))
     cid = ocirun.new_id()

@@ -1,5 +1,5 @@
 """A killed `create` (#11 item 7): SIGKILL at each step of the create (the test-only
-OCIRUN_TEST_KILL_AT hook, ocirun.shim._test_kill_point) and at random moments,
+OCIRUN_TEST_KILL_AT hook, ocirun/testhooks.py) and at random moments,
 then `delete --force`: nothing is left (no process, cgroup or state directory;
 the fixture checks mounts and fds), and until then `state`/`delete` say what
 happened instead of "does not exist".
@@ -22,9 +22,10 @@ import pytest
 from conftest import _cgroup_dirs, _processes_of, reap_orphans
 from procs import my_children
 
-#: every point of create the hook knows, in order (see ocirun.shim._test_kill_point)
-BEFORE_STATE = ["CLAIMED", "CGROUP_CREATED", "CGROUP_PLACED", "NS_READY", "INIT_PID", "READY"]
-AFTER_STATE = ["STATE_SAVED", "COMMIT"]
+#: points of create around the intent and the commit, in order (see ocirun/testhooks.py)
+BEFORE_STATE = ["create:intent", "create:cgroup", "create:placed", "create:NS_READY", "create:INIT_PID",
+                "create:READY"]
+AFTER_STATE = ["create:saved", "create:COMMIT"]
 
 #: random kills per run: enough to hit every step on this machine, cheap in CI
 TRIALS = int(os.environ.get("OCIRUN_KILLED_CREATE_TRIALS", "30"))

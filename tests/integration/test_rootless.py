@@ -31,7 +31,7 @@ from rootless_user import RootlessUser
 
 HAVE_RUNC = shutil.which("runc") is not None
 HAVE_NEWUIDMAP = shutil.which("newuidmap") is not None and shutil.which("newgidmap") is not None
-REAL_CONFIGS = Path("/work/shared/real-configs")
+REAL_CONFIGS = Path(__file__).resolve().parent / "real_configs"  # /work/shared/real-configs, in the repo
 HOST_V1 = not os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
 

@@ -54,6 +54,20 @@ def _plan(tmp_path, env, **opts):
                                                          rootfs=str(rootfs), **opts), None).process
 
 
+def test_fill_holes_beyond_the_open_files_limit_is_a_usage_error():
+    """--preserve-fds 100000 with a limit of 1024: one message, not dup2's EBADF (#11 item 8)."""
+    import resource
+
+    from ocirun.errors import UsageError
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY or soft > 1 << 20:
+        pytest.skip("no finite open-files limit here")
+    with pytest.raises(UsageError, match=rf"--preserve-fds: fd {soft + 2} is beyond this process's limit "
+                                         rf"of {soft} open files \(RLIMIT_NOFILE\)"):
+        fill_holes(soft)
+
+
 def test_socket_activation_in_the_plan(tmp_path):
     """runc's rules: the listen fds come first, then the preserved ones; LISTEN_FDS and
     LISTEN_PID=1 win over the config's, at the place of the config's entry."""

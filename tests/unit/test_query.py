@@ -140,6 +140,9 @@ def test_state_of_a_missing_container(root, capsysbinary, setup):
         assert err == b"container does not exist: c1\n"
     elif setup == "creator alive":
         assert err == b"container c1 is still being created (no state yet)\n"
+    elif setup == "no state.json":  # no creating.json either: a create or a delete interrupted
+        assert err == (b"container c1 is incomplete (an interrupted create or delete left it); "
+                       b"`delete --force c1` removes what it left\n")
     else:
         assert err == (b"container c1 was not fully created (its create was interrupted); "
                        b"`delete --force c1` removes what it left\n")

@@ -30,6 +30,9 @@
 #ifndef SYS_move_mount
 #define SYS_move_mount 429
 #endif
+#ifndef STATX_MNT_ID
+#define STATX_MNT_ID 0x00001000U
+#endif
 #define OCI_OPEN_TREE_CLONE 1
 #define OCI_MOVE_MOUNT_F_EMPTY_PATH 0x00000004
 #define OCI_CLONE_INTO_CGROUP 0x200000000ULL
@@ -83,6 +86,7 @@ struct ctx {
     int fifo;    /* O_PATH fd of the exec fifo */
     int rootfd;  /* O_PATH fd of the rootfs (before pivot), then of "/" */
     int rootfs_via_cwd; /* cwd is the rootfs (in our mount namespace) */
+    int selffd;  /* /proc/self/fd of a procfs of our own, or -1 (src/selffd.c) */
     char exe[PATH_MAX]; /* args[0] resolved */
 };
 

@@ -128,6 +128,10 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
     if (setsid() < 0)
         fail(c, OCIRUN_STEP_CONSOLE_SETSID, errno, -1);
     close_inherited_fds(c);
+    /* Before any mount and after the fds we inherited are gone: our fds are
+     * named through a procfs of our own from now on, never the container's
+     * /proc (src/selffd.c). Above the preserved fds, which the container gets. */
+    open_selffd(c, 3 + (p->process ? (unsigned int)p->process->preserve_fds : 0));
     /* umask 0 during setup: device modes and mount points exactly as planned;
      * the process's own umask is set just before exec. */
     umask(0);
@@ -155,7 +159,6 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
         wait_for(c, OCIRUN_MSG_BEFORE_PIVOT_ACK);
     }
     pivot_to_rootfs(c);
-    set_rootfs_propagation(c);
     /* The pty comes from the container's devpts, so after pivot_root (and after
      * every config mount, /dev/pts among them); before the read-only root and
      * masks, which could hide /dev/console's mount point (runc's order). */
@@ -164,6 +167,9 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
     /* After pivot_root: these are container paths, resolved in the new "/". */
     make_readonly_paths(c);
     make_masked_paths(c);
+    /* rootfsPropagation after the binds above (console, read-only and masked paths):
+     * "runbindable" makes every mount unbindable, and a bind from one fails (EINVAL). */
+    set_rootfs_propagation(c);
     /* Last of the mounts: a read-only root must not stop anything above. */
     make_root_readonly(c);
     if (p->process)
@@ -184,6 +190,7 @@ static void begin_child(struct ctx *c, const struct ocirun_plan *plan, int sock,
     c->sock = sock;
     c->fifo = fifo;
     c->rootfd = -1;
+    c->selffd = -1;
     c->rootfs_via_cwd = 0;
     c->exe[0] = '\0';
     /* First: no Python handler or ignored signal may reach the container. */

@@ -303,11 +303,11 @@ static void wait_for_start(struct ctx *c)
 {
     /* runc's exec fifo: opening it for writing blocks until `start` opens it
      * for reading; the byte tells `start` we got through. Reopened through
-     * /proc/self/fd so it works from inside the container's root. */
-    char p[32];
+     * our own procfs (src/selffd.c): it works from inside the container's root,
+     * and no mount in the container's /proc can send the write elsewhere. */
     int fd;
     do
-        fd = open(fdpath(p, c->fifo), O_WRONLY | O_CLOEXEC);
+        fd = reopen_fd(c, c->fifo, O_WRONLY | O_CLOEXEC);
     while (fd < 0 && errno == EINTR);
     if (fd < 0)
         die_late("open", "exec fifo", errno, 1);
