@@ -500,7 +500,7 @@ def test_files_the_user_cannot_use_are_clear_errors(rl, bundle_image):
     cid = rl.new_id()
     line = one_error_line(rl("create", "--bundle", str(bundle), "--pid-file", "/root/ocitest.pid", cid,
                              check=False))
-    assert line == "write pid file /root/ocitest.pid: permission denied"
+    assert line == "open /root/ocitest.pid: permission denied"
     assert not (rl.state_root / cid).exists() and not user.processes()
     line = one_error_line(rl("create", "--bundle", "/root", rl.new_id(), check=False))
     assert line == "cannot read /root/config.json: permission denied"
