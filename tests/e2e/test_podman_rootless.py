@@ -23,17 +23,17 @@ from engines import IMAGE, REPO, RootlessPodman, cmdline, reap_orphans, until
 from ptyrun import run_in_pty
 
 sys.path.insert(0, str(REPO / "tests" / "integration"))
-from rootless_user import USER_VENV, RootlessUser  # noqa: E402
+from rootless_user import RootlessUser  # noqa: E402
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture(scope="session")
 def rootless_podman(runtime_binary, layout) -> Iterator[RootlessPodman]:
+    user = RootlessUser.create()
     runtime = runtime_binary
     if runtime == REPO / ".venv" / "bin" / "ocirun":
-        runtime = USER_VENV / "bin" / "ocirun"  # the ocirun an unprivileged user can run
-    user = RootlessUser.create()
+        runtime = user.venv / "bin" / "ocirun"  # the ocirun an unprivileged user can run
     try:
         pm = RootlessPodman(user.workdir / "podman", runtime, user)
         try:

@@ -14,8 +14,11 @@ runs still alive, other developers' among them, are left alone).
 
 ``user.run(argv)`` runs a command as the user (setpriv, no supplementary
 groups) with a login-like environment: HOME, USER, LOGNAME, XDG_RUNTIME_DIR,
-and PATH starting with the ocirun it can run (``.venv-rootless/bin``, made by
-scripts/setup). ``cgroup_procs``: a cgroup.procs file the command is moved
+and PATH starting with the ocirun it can run (``user.venv / "bin"``:
+``.venv-rootless``, made by scripts/setup; where the checkout is out of other
+users' reach, as in a clone below a 0700 directory, a copy of it and of the
+``ocirun`` package in the work directory, in the same relative layout, which
+its .pth relies on). ``cgroup_procs``: a cgroup.procs file the command is moved
 into first (as root), for a delegated cgroup v2 subtree.
 """
 
@@ -62,6 +65,8 @@ class RootlessUser:
         self.subuid, self.subgid = subuid, subgid
         self.home = workdir / "home"
         self.runtime_dir = workdir / "run"
+        #: the venv whose bin/ocirun the user runs (see the module docstring)
+        self.venv = USER_VENV
 
     # ------------------------------------------------------------------ lifetime
 
@@ -92,6 +97,8 @@ class RootlessUser:
                 d.mkdir(mode=0o700, exist_ok=True)
                 os.chown(d, user.uid, user.gid)
                 os.chmod(d, 0o700)
+            if _unreachable(REPO) is not None:
+                user.venv = _copy_for(user)
         except BaseException:
             user.remove()
             raise
@@ -154,7 +161,7 @@ class RootlessUser:
     # ------------------------------------------------------------------ commands
 
     def env(self, **extra: str) -> dict[str, str]:
-        path = f"{USER_VENV / 'bin'}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+        path = f"{self.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
         env = {"HOME": str(self.home), "USER": self.name, "LOGNAME": self.name,
                "XDG_RUNTIME_DIR": str(self.runtime_dir), "PATH": path, "LANG": "C.UTF-8"}
         env.update(extra)
@@ -195,16 +202,28 @@ class RootlessUser:
 def user_ocirun_problem() -> str | None:
     """Why an unprivileged user cannot run this checkout's ocirun, or None."""
     ocirun = USER_VENV / "bin" / "ocirun"
-    if not ocirun.exists():
-        return f"{ocirun} is missing: run ./scripts/setup (it makes .venv-rootless)"
-    # Other users need to reach the checkout (a clone made with umask 077 is out of their reach).
-    p = REPO
-    while True:
+    if not ocirun.exists() or USER_VENV.is_symlink():
+        return f"{USER_VENV} is missing or old: run ./scripts/setup (it makes .venv-rootless)"
+    return None
+
+
+def _unreachable(path: Path) -> Path | None:
+    """The first directory on the way to ``path`` that other users cannot search, or None."""
+    for p in (path, *path.parents):
         if not os.stat(p).st_mode & 0o001:
-            return f"{p} is not searchable by other users: the rootless tests' user cannot reach {REPO}"
-        if p == p.parent:
-            return None
-        p = p.parent
+            return p
+    return None
+
+
+def _copy_for(user: RootlessUser) -> Path:
+    """The checkout is out of the user's reach: .venv-rootless and the ocirun
+    package, copied into its work directory in the same layout (the venv's .pth
+    names the package's parent relative to itself); returns the copied venv."""
+    dest = user.workdir / "ocirun-checkout"
+    shutil.copytree(REPO / "ocirun", dest / "ocirun", symlinks=True)
+    shutil.copytree(USER_VENV, dest / USER_VENV.name, symlinks=True)
+    user.give(dest)
+    return dest / USER_VENV.name
 
 
 def remove_user(name: str, workdir: Path | None) -> None:
