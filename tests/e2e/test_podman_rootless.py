@@ -124,7 +124,8 @@ def test_detached_run_exec_stop_rm(pm):
 
 def test_run_tty(pm):
     r = run_in_pty(pm.argv("run", "--rm", "--tty", "--network", "none", IMAGE,
-                           "sh", "-c", "tty; test -t 0 && test -t 1 && echo stdio-is-a-tty"), env=pm.env)
+                           "sh", "-c", "tty; test -t 0 && test -t 1 && echo stdio-is-a-tty"), env=pm.env,
+                   cwd=pm.user.home)  # podman chdirs back to its cwd: the checkout may be out of reach
     assert r.returncode == 0, r
     assert "/dev/pts/0\n" in r.stdout and "stdio-is-a-tty\n" in r.stdout, r
 
