@@ -13,8 +13,8 @@ Two halves (docs/rootless.md):
 - :func:`unprivileged_detail`: the words for a step the kernel refused in a
   user namespace (a mount of a filesystem that needs a namespace of its own, a
   locked mount flag, a hard limit or an OOM score that only privilege can
-  raise or lower), so the user gets the reason and not only "operation not
-  permitted".
+  raise or lower, a uid or gid the namespace does not map), so the user gets
+  the reason and not only "operation not permitted" or "invalid argument".
 """
 
 from __future__ import annotations
@@ -116,9 +116,10 @@ def _in_user_namespace(plan) -> bool:
     return running_in_userns()
 
 
-def unprivileged_detail(step: str, err: int, plan, mount=None, rlimit=None) -> str | None:
+def unprivileged_detail(step: str, err: int, plan, mount=None, rlimit=None, process=None) -> str | None:
     """Why the kernel refused ``step`` (a STEPS name) with ``err`` (EPERM, EACCES or
-    EINVAL) when it did for want of privilege; None when that is not the reason."""
+    EINVAL) when it did for want of privilege or of a mapping; None when that is not
+    the reason. ``process``: the plan's process (its uid and gid)."""
     import errno
 
     strerror = os.strerror(err).lower()
@@ -147,6 +148,12 @@ def unprivileged_detail(step: str, err: int, plan, mount=None, rlimit=None) -> s
                 f"device of the same path is bind-mounted instead, and must be readable)")
     if step == "DEVICE_MKNOD" and err == errno.EPERM:
         return f"{strerror} (mknod(2) is refused in a user namespace)"
+    if step in ("SETRESUID", "SETRESGID") and err == errno.EINVAL and process is not None:
+        # the kernel's EINVAL for an id the namespace does not map (exec --user, process.user)
+        kind = "uid" if step == "SETRESUID" else "gid"
+        return (f"{strerror} ({kind} {process.uid if kind == 'uid' else process.gid} is not mapped "
+                f"in the container's user namespace (linux.{kind}Mappings); a single mapping of "
+                f"your own id maps {kind} 0 only: map a range from /etc/sub{kind} to use others)")
     if mount is None:
         return None
     if step in ("MOUNT_REMOUNT", "READONLY_PATH") and err == errno.EPERM:

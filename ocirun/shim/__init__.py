@@ -288,7 +288,8 @@ def _step_error(step: int, err: int, index: int, plan: LaunchPlan) -> SetupError
     elif err in (_errno.EPERM, _errno.EACCES, _errno.EINVAL):
         from ocirun.plan.privilege import unprivileged_detail
 
-        detail = unprivileged_detail(name, err, plan, m, item(proc.rlimits, index) if proc else None)
+        detail = unprivileged_detail(name, err, plan, m, item(proc.rlimits, index) if proc else None,
+                                     process=proc)
     return SetupError(text, err, detail)
 
 

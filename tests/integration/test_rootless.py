@@ -438,6 +438,11 @@ def test_bad_input_is_one_clear_error(rl, bundle_image):
 
     cases.append(("additionalGids with setgroups denied", groups, "additionalGids"))
 
+    def unmapped_user(c):
+        c["process"]["user"]["uid"] = 5
+
+    cases.append(("a process uid the namespace does not map", unmapped_user, "uid 5 is not mapped"))
+
     def lower_oom(c):
         c["process"]["oomScoreAdj"] = -500
 
@@ -519,6 +524,11 @@ def test_exec_into_a_created_container_says_to_start_it(rl, bundle_image):
     assert len(err) == 1 and "once the container is started" in err[0] and "internal error" not in err[0]
     rl("start", cid)
     assert rl("exec", cid, "echo", "ok").stdout == b"ok\n"
+    # an id the single mapping does not map: the kernel's EINVAL, with the reason
+    p = rl("exec", "--user", "5:5", cid, "true", check=False)
+    assert p.returncode == 255
+    err = [ln for ln in p.stderr.decode().splitlines() if not ln.startswith("warning: ")]
+    assert len(err) == 1 and "gid 5 is not mapped in the container's user namespace" in err[0], err
 
 
 def test_sysfs_without_a_network_namespace_and_a_higher_oom_score(rl, bundle_image):

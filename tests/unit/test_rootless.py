@@ -27,6 +27,7 @@ from ocirun.plan.privilege import setgroups_denied, unprivileged_detail
 from ocirun.spec.generate import default_spec, to_rootless
 from ocirun.spec.load import default_user_mappings
 from ocirun.spec.model import Config, IdMapping, Resources
+from ocirun.util.record import replace
 
 USER = (1000, 1000)
 
@@ -231,6 +232,16 @@ def test_locked_flags_hard_limits_and_oom_score(rootfs):
     rl = plan.process.rlimits[0]
     assert "CAP_SYS_RESOURCE" in (unprivileged_detail("RLIMIT", errno.EPERM, plan, None, rl) or "")
     assert "can only be" in (unprivileged_detail("OOM_SCORE_ADJ", errno.EACCES, plan) or "")
+
+
+def test_an_id_the_namespace_does_not_map(rootfs):
+    plan = _plan(rootfs)
+    proc = replace(plan.process, uid=5, gid=7)
+    uid = unprivileged_detail("SETRESUID", errno.EINVAL, plan, process=proc) or ""
+    gid = unprivileged_detail("SETRESGID", errno.EINVAL, plan, process=proc) or ""
+    assert uid.startswith("invalid argument (uid 5 is not mapped") and "/etc/subuid" in uid
+    assert gid.startswith("invalid argument (gid 7 is not mapped") and "linux.gidMappings" in gid
+    assert unprivileged_detail("SETRESUID", errno.EPERM, plan, process=proc) is None
 
 
 def test_no_words_outside_a_user_namespace(rootfs, monkeypatch):
