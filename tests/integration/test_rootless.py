@@ -485,6 +485,8 @@ def test_verbs_that_need_a_cgroup_say_why(rl, bundle_image):
                  ("events", "--interval", "1s", cid)):
         line = one_error_line(rl(*args, check=False))
         assert "has no cgroup of its own" in line and "rootless" in line, line
+    # never paused (pause above refused), so resume is refused for that first, as runc's
+    assert one_error_line(rl("resume", cid, check=False)).endswith("container not paused")
     assert rl.state(cid)["status"] == "running"
 
 
