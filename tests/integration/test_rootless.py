@@ -548,6 +548,26 @@ def test_sysfs_without_a_network_namespace_and_a_higher_oom_score(rl, bundle_ima
     assert out == ["500", "sys"]
 
 
+def test_no_pid_namespace_and_no_proc_mount(rl, bundle_image):
+    """Without a pid namespace of its own a rootless container cannot mount proc, so
+    its config leaves /proc out; the init then has no procfs of its own to name its
+    fds through (fsopen is refused where its user namespace does not own the pid
+    namespace) and uses the runtime's /proc, opened before any mount: the masked and
+    read-only paths are still applied (was: `mask /sys/firmware: no such file or directory`)."""
+    def edit(c):
+        c["linux"]["namespaces"] = [ns for ns in c["linux"]["namespaces"] if ns["type"] != "pid"]
+        c["mounts"] = [m for m in c["mounts"] if m["type"] != "proc"]
+        c["linux"]["maskedPaths"] = ["/sys/firmware"]
+        c["linux"]["readonlyPaths"] = ["/etc"]
+
+    bundle = make_bundle(rl.user, bundle_image, "sh", "-c",
+                         "ls -A /sys/firmware | wc -l; touch /etc/x 2>/dev/null || echo etc-ro; "
+                         "ls -A /proc | wc -l", edit=edit)
+    assert any(os.scandir("/sys/firmware")), "the test needs a non-empty /sys/firmware on the host"
+    out = rl("run", "--bundle", str(bundle), rl.new_id()).stdout.decode().split()
+    assert out == ["0", "etc-ro", "0"]  # masked (an empty tmpfs), read-only, and no /proc
+
+
 def test_explain_says_what_a_rootless_create_would_do(rl, bundle_image):
     import jsonschema
 
