@@ -117,8 +117,8 @@ def _in_user_namespace(plan) -> bool:
 
 
 def unprivileged_detail(step: str, err: int, plan, mount=None, rlimit=None, process=None) -> str | None:
-    """Why the kernel refused ``step`` (a STEPS name) with ``err`` (EPERM, EACCES or
-    EINVAL) when it did for want of privilege or of a mapping; None when that is not
+    """Why the kernel refused ``step`` (a STEPS name) with ``err`` (EPERM, EACCES,
+    EINVAL or ENOENT) when it did for want of privilege or of a mapping; None when that is not
     the reason. ``process``: the plan's process (its uid and gid)."""
     import errno
 
@@ -146,8 +146,24 @@ def unprivileged_detail(step: str, err: int, plan, mount=None, rlimit=None, proc
     if step in ("DEVICE_BIND",) and err in (errno.EPERM, errno.EACCES):
         return (f"{strerror} (in a user namespace devices cannot be made with mknod; the host's "
                 f"device of the same path is bind-mounted instead, and must be readable)")
+    if step == "DEVICE_BIND" and err == errno.ENOENT:
+        return (f"{strerror} (in a user namespace devices cannot be made with mknod; they are "
+                f"bind-mounted from the host's device of the same path, and the host has none there)")
     if step == "DEVICE_MKNOD" and err == errno.EPERM:
         return f"{strerror} (mknod(2) is refused in a user namespace)"
+    if step == "SCHEDULER" and err == errno.EPERM and process is not None and process.scheduler is not None \
+            and process.scheduler.policy in (1, 2):  # SCHED_FIFO, SCHED_RR
+        import resource
+
+        hard = resource.getrlimit(resource.RLIMIT_RTPRIO)[1]
+        shown = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
+        return (f"{strerror} (a real-time policy needs CAP_SYS_NICE in the host's user namespace, "
+                f"which a process in a user namespace never has, or an RLIMIT_RTPRIO of at least "
+                f"its priority in process.rlimits; the runtime's hard limit for it is {shown})")
+    if step == "IOPRIO" and err == errno.EPERM:
+        return (f"{strerror} (the real-time I/O class needs CAP_SYS_NICE or CAP_SYS_ADMIN in the "
+                f"host's user namespace, which a process in a user namespace never has; "
+                f"IOPRIO_CLASS_BE and IOPRIO_CLASS_IDLE need neither)")
     if step in ("SETRESUID", "SETRESGID") and err == errno.EINVAL and process is not None:
         # the kernel's EINVAL for an id the namespace does not map (exec --user, process.user)
         kind = "uid" if step == "SETRESUID" else "gid"

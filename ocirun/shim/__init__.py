@@ -275,8 +275,12 @@ def _step_error(step: int, err: int, index: int, plan: LaunchPlan) -> SetupError
     elif name == "MASK_DEVNULL" and err == _errno.ENODEV:
         detail = "refusing to bind /dev/null over it: /dev/null in the container is not the null device (char 1:3)"
     elif name == "SCHEDULER" and err == _errno.EPERM and proc and proc.scheduler and proc.scheduler.policy in (1, 2):
-        detail = ("operation not permitted: a real-time policy in a cgroup v1 cpu hierarchy needs "
-                  "linux.resources.cpu.realtimeRuntime (cpu.rt_runtime_us is 0 in a new cgroup)")
+        from ocirun.plan.privilege import unprivileged_detail
+
+        # in a user namespace the capability is missing before any cgroup limit counts
+        detail = unprivileged_detail(name, err, plan, process=proc) or (
+            "operation not permitted: a real-time policy in a cgroup v1 cpu hierarchy needs "
+            "linux.resources.cpu.realtimeRuntime (cpu.rt_runtime_us is 0 in a new cgroup)")
     elif name == "CWD_OUTSIDE_ROOT":
         return SetupError(text)
     elif name == "CONSOLE_PTMX_CHECK" and err == _errno.ENODEV:
@@ -285,7 +289,7 @@ def _step_error(step: int, err: int, index: int, plan: LaunchPlan) -> SetupError
         detail = "not a pty slave of the container's devpts"
     elif name == "CONSOLE_CREATE" and err == _errno.ELOOP:
         detail = "/dev/console is a symlink; refusing to follow it"
-    elif err in (_errno.EPERM, _errno.EACCES, _errno.EINVAL):
+    elif err in (_errno.EPERM, _errno.EACCES, _errno.EINVAL, _errno.ENOENT):
         from ocirun.plan.privilege import unprivileged_detail
 
         detail = unprivileged_detail(name, err, plan, m, item(proc.rlimits, index) if proc else None,

@@ -461,6 +461,22 @@ def test_bad_input_is_one_clear_error(rl, bundle_image):
 
     cases.append(("proc without a pid namespace", proc_without_pidns, "PID namespace of the container's own"))
 
+    def real_time(c):
+        c["process"]["scheduler"] = {"policy": "SCHED_FIFO", "priority": 10}
+
+    if int(subprocess.run(["sh", "-c", "ulimit -Hr"], capture_output=True, text=True).stdout or 0) < 10:
+        cases.append(("a real-time scheduler", real_time, "CAP_SYS_NICE in the host's user namespace"))
+
+    def real_time_io(c):
+        c["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_RT", "priority": 1}
+
+    cases.append(("the real-time I/O class", real_time_io, "IOPRIO_CLASS_BE"))
+
+    def missing_device(c):
+        c["linux"]["devices"] = [{"path": "/dev/ocitest-none", "type": "c", "major": 1, "minor": 3}]
+
+    cases.append(("a device the host has not", missing_device, "the host has none there"))
+
     def idmapped(c):
         c["mounts"].append({"destination": "/mnt", "type": "bind", "source": str(user.home),
                             "options": ["bind", "idmap"]})

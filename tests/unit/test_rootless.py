@@ -244,6 +244,16 @@ def test_an_id_the_namespace_does_not_map(rootfs):
     assert unprivileged_detail("SETRESUID", errno.EPERM, plan, process=proc) is None
 
 
+def test_real_time_scheduling_and_io_and_a_device_the_host_has_not(rootfs):
+    doc = rootless_spec()
+    doc["process"]["scheduler"] = {"policy": "SCHED_FIFO", "priority": 10}
+    plan = _plan(rootfs, doc)
+    sched = unprivileged_detail("SCHEDULER", errno.EPERM, plan, process=plan.process) or ""
+    assert "CAP_SYS_NICE in the host's user namespace" in sched and "RLIMIT_RTPRIO" in sched
+    assert "IOPRIO_CLASS_BE" in (unprivileged_detail("IOPRIO", errno.EPERM, plan) or "")
+    assert "the host has none there" in (unprivileged_detail("DEVICE_BIND", errno.ENOENT, plan) or "")
+
+
 def test_no_words_outside_a_user_namespace(rootfs, monkeypatch):
     monkeypatch.setattr(rootless, "_in_userns", False)
     doc = copy.deepcopy(default_spec())
