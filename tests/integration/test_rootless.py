@@ -598,3 +598,24 @@ def test_explain_says_what_a_rootless_create_would_do(rl, bundle_image):
         assert doc["cgroup"]["version"] == 0 and "may not create cgroups" in doc["cgroup"]["none"]
     assert doc["stateDir"]["path"] == str(rl.state_root / cid)
     assert not (rl.state_root / cid).exists()  # explain made nothing
+
+
+@pytest.mark.parametrize("mode", ["true", "false"])
+def test_rootless_forced_as_root_keeps_the_cgroup_root_may_create(ocirun, bundle, mode):
+    """--rootless true as the host's root changes only the cgroup handling (runc's
+    rootless managers: what root may create is still used, device rules are best
+    effort): a memory limit is applied either way."""
+    bundle.set_args("sleep", "1000")
+    bundle.edit(lambda c: c["linux"].update(resources={"memory": {"limit": 64 << 20}}))
+    cid = ocirun.new_id()
+    ocirun("create", "--bundle", str(bundle.path), cid, global_args=("--rootless", mode))
+    pid = json.loads(ocirun("state", cid).stdout)["pid"]
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    if HOST_V1:
+        path = next(ln.split(":", 2)[2] for ln in lines if ln.split(":")[1] == "memory")
+        limit = Path(f"/sys/fs/cgroup/memory{path}/memory.limit_in_bytes").read_text()
+    else:
+        path = next(ln.split(":", 2)[2] for ln in lines if ln.startswith("0::"))
+        limit = Path(f"/sys/fs/cgroup{path}/memory.max").read_text()
+    assert cid in path and int(limit) == 64 << 20
+    ocirun("delete", "--force", cid)
