@@ -48,25 +48,57 @@ else:
 
     argparse = _ArgparseNames()
 
+#: The state root of the host's root; anyone else's is under $XDG_RUNTIME_DIR
+#: (ocirun.rootless.default_state_root).
 DEFAULT_ROOT = "/run/ocirun"
 
 
 class GlobalOptions:
     """runc's global flags, given before the subcommand.
 
+    ``root`` None: the default state root (``ocirun.rootless.default_state_root``),
+    decided when first used, so that a command that needs none (``spec``,
+    ``features``) never fails for want of one. ``rootless``: the flag as given
+    ("true", "false", "auto"); ``is_rootless`` what it means here.
+
     (A plain class, not a dataclass: importing dataclasses costs every call ~6 ms.)
     """
 
-    __slots__ = ("root", "log", "log_format", "debug", "systemd_cgroup", "rootless")
+    __slots__ = ("_root", "log", "log_format", "debug", "systemd_cgroup", "rootless", "_is_rootless")
 
-    def __init__(self, root: str, log: str | None, log_format: str, debug: bool,
+    def __init__(self, root: str | None, log: str | None, log_format: str, debug: bool,
                  systemd_cgroup: bool, rootless: str) -> None:
-        self.root = root
+        self._root = root
         self.log = log
         self.log_format = log_format
         self.debug = debug
         self.systemd_cgroup = systemd_cgroup
         self.rootless = rootless
+        self._is_rootless: bool | None = None
+
+    @property
+    def root(self) -> str:
+        """The state root: --root, or the default (UsageError naming XDG_RUNTIME_DIR
+        for a rootless user without one)."""
+        if self._root is None:
+            from ocirun.rootless import default_state_root
+
+            self._root = default_state_root()
+        return self._root
+
+    @root.setter
+    def root(self, value: str | None) -> None:
+        self._root = value
+
+    @property
+    def is_rootless(self) -> bool:
+        """Whether ocirun runs without privilege over the host (``--rootless``,
+        ocirun.rootless.is_rootless)."""
+        if self._is_rootless is None:
+            from ocirun.rootless import is_rootless
+
+            self._is_rootless = is_rootless(self.rootless)
+        return self._is_rootless
 
 
 def _argparse_parser() -> Any:
@@ -121,7 +153,8 @@ def _build_parser(parser_class: Any = None) -> Any:
     the recorded flag definitions (see the module docstring)."""
     parser_class = parser_class or _argparse_parser()
     parser = parser_class(prog="ocirun", add_help=True, description="OCI container runtime")
-    parser.add_argument("--root", default=DEFAULT_ROOT, help="directory for container state")
+    parser.add_argument("--root", default=None, help="directory for container state (default: "
+                        "/run/ocirun for root, $XDG_RUNTIME_DIR/ocirun otherwise)")
     parser.add_argument("--log", default=None, help="append errors to this file")
     parser.add_argument("--log-format", default="text", choices=("text", "json"))
     parser.add_argument("--debug", action="store_true", help="tracebacks and debug output")
@@ -455,7 +488,7 @@ def version_text() -> str:
 
 def _scan_globals(argv: Sequence[str]) -> GlobalOptions:
     """Best-effort read of the global flags, for reporting errors in parsing itself."""
-    values = {"--root": DEFAULT_ROOT, "--log": None, "--log-format": "text"}
+    values = {"--root": None, "--log": None, "--log-format": "text"}
     debug = False
     it = iter(argv)
     for arg in it:
@@ -468,7 +501,7 @@ def _scan_globals(argv: Sequence[str]) -> GlobalOptions:
         elif not arg.startswith("-"):
             break
     return GlobalOptions(
-        root=values["--root"] or DEFAULT_ROOT,
+        root=os.path.abspath(values["--root"]) if values["--root"] else None,
         log=values["--log"],
         log_format=values["--log-format"] if values["--log-format"] in ("text", "json") else "text",
         debug=debug,
@@ -486,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser = _build_parser()
             ns = parser.parse_args(args_list)
         g = GlobalOptions(
-            root=os.path.abspath(ns.root),
+            root=os.path.abspath(ns.root) if ns.root else None,
             log=ns.log,
             log_format=ns.log_format,
             debug=ns.debug,
@@ -509,6 +542,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _report(g, "interrupted")
         return 130
+    except OSError as exc:
+        # A file the runtime could not use where no step said what it was doing
+        # (each such place is a bug to fix): still one message, never a traceback.
+        if g.debug:
+            import traceback
+
+            traceback.print_exc()
+        _report(g, _os_error_text(exc))
+        return 1
     except Exception as exc:  # the edge: nothing escapes as a traceback unless --debug
         if g.debug:
             import traceback
@@ -528,6 +570,13 @@ def _check_log(g: GlobalOptions) -> None:
 
         bad, g.log = g.log or "", None
         raise OutputFileError(bad, err) from None
+
+
+def _os_error_text(exc: OSError) -> str:
+    """"<file>: <strerror>", as the kernel said it (lower case, as runc's errors)."""
+    what = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    return f"{' -> '.join(names)}: {what}" if names else what
 
 
 def exit_now(code: Any) -> None:

@@ -151,6 +151,7 @@ class CgroupError(OcirunError):
 
     def __init__(self, path: str, what: str, err: OSError | None = None) -> None:
         self.path = path
+        self.errno = err.errno if err is not None and err.errno else 0
         detail = f": {os.strerror(err.errno).lower()}" if err is not None and err.errno else ""
         super().__init__(f"cgroup {what} {path}{detail}")
 

@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 from ocirun import errors
-from ocirun.cli import DEFAULT_ROOT, GlobalOptions
+from ocirun.cli import GlobalOptions
 
 __all__ = ["Runtime", "Container", "PIPE", "DEVNULL", "STDOUT", "Stdio"]
 
@@ -52,11 +52,16 @@ _CLD_EXITED = 1
 
 class Runtime:
     """The container runtime, with its state directory ``root`` (the command
-    line's ``--root``, by default ``/run/ocirun``: containers made here and with
-    ``ocirun`` are the same containers)."""
+    line's ``--root``; by default the command line's default, ``/run/ocirun`` for
+    root and ``$XDG_RUNTIME_DIR/ocirun`` for anyone else: containers made here and
+    with ``ocirun`` are the same containers)."""
 
-    def __init__(self, root: str | os.PathLike[str] = DEFAULT_ROOT, *,
+    def __init__(self, root: str | os.PathLike[str] | None = None, *,
                  systemd_cgroup: bool = False) -> None:
+        if root is None:
+            from ocirun.rootless import default_state_root
+
+            root = default_state_root()
         self.root = os.path.abspath(os.fspath(root))
         self._options = GlobalOptions(root=self.root, log=None, log_format="text", debug=False,
                                       systemd_cgroup=systemd_cgroup, rootless="auto")

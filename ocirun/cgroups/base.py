@@ -67,9 +67,7 @@ def set_file(directory: str, name: str, value: str, what: str = "") -> None:
     try:
         os.write(fd, value.encode())
     except OSError as err:
-        exc = CgroupError(path, f"write {value!r} to", err)
-        exc.errno = err.errno  # type: ignore[attr-defined]
-        raise exc from None
+        raise CgroupError(path, f"write {value!r} to", err) from None  # .errno: error_errno
     finally:
         os.close(fd)
     if rec is not None:
@@ -160,6 +158,16 @@ def write_file(path: str, value: str) -> None:
         os.close(fd)
     if rec is not None:
         rec.write(path, value)
+
+
+def rootless_create_error(err: CgroupError) -> CgroupError:
+    """``err`` (making a cgroup directory) as a rootless user hits it: with the reason."""
+    if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return err
+    return CgroupSettingError(
+        f"{err.message} (ocirun runs rootless, and uid {os.geteuid()} may not create the cgroup "
+        f"linux.cgroupsPath names: leave cgroupsPath out, or name one in a subtree delegated to you; "
+        f"docs/rootless.md)", err.path)
 
 
 def missing_dirs(path: str, stop_at: str) -> list[str]:

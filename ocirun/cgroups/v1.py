@@ -20,13 +20,19 @@ from ocirun.errors import CgroupError
 class V1Manager:
     version = 1
 
-    def __init__(self, paths: dict[str, str], mountpoints: dict[str, str], created: list[str] | None = None) -> None:
+    def __init__(self, paths: dict[str, str], mountpoints: dict[str, str], created: list[str] | None = None,
+                 rootless: bool = False, skipped: dict[str, str] | None = None) -> None:
         #: controllers key ("cpu", "memory", "name=systemd", "unified") -> directory
         self.paths = paths
         #: mountpoint of each hierarchy, for removing only what lies below it
         self.mountpoints = mountpoints
         #: directories create() made (removed by destroy())
         self.created: list[str] = list(created or [])
+        #: ocirun runs rootless: device rules are best effort (ocirun.cgroups.new_manager)
+        self.rootless = rootless
+        #: rootless: hierarchies where the user may not create the cgroup -> why
+        #: (the container stays in the caller's cgroup there)
+        self.skipped: dict[str, str] = dict(skipped or {})
 
     @classmethod
     def for_path(cls, path: str, host: Host | None = None) -> V1Manager:
@@ -42,10 +48,16 @@ class V1Manager:
 
     @classmethod
     def from_record(cls, record: dict) -> V1Manager:
-        return cls(dict(record["paths"]), dict(record["mountpoints"]), list(record.get("created", [])))
+        return cls(dict(record["paths"]), dict(record["mountpoints"]), list(record.get("created", [])),
+                   bool(record.get("rootless", False)), dict(record.get("skipped", {})))
 
     def to_record(self) -> dict:
-        return {"version": 1, "paths": self.paths, "mountpoints": self.mountpoints, "created": self.created}
+        rec = {"version": 1, "paths": self.paths, "mountpoints": self.mountpoints, "created": self.created}
+        if self.rootless:
+            rec["rootless"] = True
+        if self.skipped:
+            rec["skipped"] = self.skipped
+        return rec
 
     def planned_record(self) -> dict:
         """to_record() with ``created`` the directories create() would make now:
@@ -57,7 +69,10 @@ class V1Manager:
 
     def create(self) -> None:
         for key, path in self.paths.items():
-            made = base.make_dirs(path, self.mountpoints[key])
+            try:
+                made = base.make_dirs(path, self.mountpoints[key])
+            except CgroupError as err:
+                raise (base.rootless_create_error(err) if self.rootless else err) from None
             self.created.extend(made)
             if "cpuset" in key.split(","):
                 for d in made:
@@ -73,6 +88,12 @@ class V1Manager:
     def _dir(self, controller: str, what: str) -> str:
         d = self.dir_of(controller)
         if d is None:
+            for key, why in self.skipped.items():
+                if controller in key.split(","):
+                    raise CgroupSettingError(
+                        f"cannot apply {what}: the container has no cgroup in the {controller} hierarchy "
+                        f"({why}); remove it from config.json, or run where you may create cgroups "
+                        f"(docs/rootless.md)")
             raise CgroupSettingError(
                 f"cannot apply {what}: the cgroup v1 {controller} controller is not mounted on this host"
             )
@@ -119,9 +140,17 @@ class V1Manager:
         (``a``) and one line per exception (``ocirun.cgroups.devices``)."""
         from ocirun.cgroups.devices import v1_lines
 
+        if self.rootless and self.dir_of("devices") is None:
+            return  # no devices cgroup of its own (new_manager)
         path = self._dir("devices", "linux.resources.devices")
-        for name, line in v1_lines(rules):
-            base.set_file(path, name, line, "linux.resources.devices")
+        try:
+            for name, line in v1_lines(rules):
+                base.set_file(path, name, line, "linux.resources.devices")
+        except CgroupError:
+            if not self.rootless:
+                raise
+            # as runc: a rootless runtime's device rules are best effort (the user
+            # namespace refuses mknod anyway)
 
     def _cpuset(self, c) -> None:
         if not c.cpus and not c.mems:

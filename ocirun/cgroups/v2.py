@@ -24,7 +24,7 @@ class V2Manager:
     version = 2
 
     def __init__(self, path: str, created: list[str] | None = None, root: str = CGROUP2_ROOT,
-                 device_prog: int = 0) -> None:
+                 device_prog: int = 0, rootless: bool = False) -> None:
         self.path = path
         #: directories create() made (removed by destroy())
         self.created: list[str] = list(created or [])
@@ -32,6 +32,9 @@ class V2Manager:
         self.root = root
         #: id of the device eBPF program we attached (0: none)
         self.device_prog = device_prog
+        #: ocirun runs rootless: the device program is best effort (attaching one
+        #: needs privilege; ocirun.cgroups.new_manager)
+        self.rootless = rootless
 
     @classmethod
     def for_path(cls, path: str, host: Host | None = None) -> V2Manager:
@@ -47,12 +50,14 @@ class V2Manager:
     @classmethod
     def from_record(cls, record: dict) -> V2Manager:
         return cls(record["path"], list(record.get("created", [])), root=record.get("root", CGROUP2_ROOT),
-                   device_prog=int(record.get("deviceProg", 0)))
+                   device_prog=int(record.get("deviceProg", 0)), rootless=bool(record.get("rootless", False)))
 
     def to_record(self) -> dict:
         rec = {"version": 2, "path": self.path, "created": self.created, "root": self.root}
         if self.device_prog:
             rec["deviceProg"] = self.device_prog
+        if self.rootless:
+            rec["rootless"] = True
         return rec
 
     def planned_record(self) -> dict:
@@ -60,7 +65,10 @@ class V2Manager:
         return dict(self.to_record(), created=base.missing_dirs(self.path, self.root))
 
     def create(self) -> None:
-        self.created.extend(base.make_dirs(self.path, self.root))
+        try:
+            self.created.extend(base.make_dirs(self.path, self.root))
+        except CgroupError as err:
+            raise (base.rootless_create_error(err) if self.rootless else err) from None
         self._enable_controllers()
 
     def _enable_controllers(self) -> None:
@@ -264,7 +272,14 @@ class V2Manager:
             if rec.dry_run:
                 return
         old = self.device_prog
-        self.device_prog = ebpf.install(self.path, default_allow, exceptions)
+        try:
+            self.device_prog = ebpf.install(self.path, default_allow, exceptions)
+        except CgroupError:
+            if not self.rootless:
+                raise
+            # as runc's fs2: a rootless runtime's device program is best effort
+            # (attaching one needs privilege; the user namespace refuses mknod anyway)
+            return
         if old:
             self._detach(old)
 

@@ -104,12 +104,13 @@ def prepare_create(g: GlobalOptions, container_id: str, opts: CreateOptions, *,
     from ocirun.cgroups import new_manager
     from ocirun.plan.build import PlanOptions, build_plan
     from ocirun.plan.support import require_supported
-    from ocirun.spec.check import validate_bundle
+    from ocirun.spec.check import own_ids_if_rootless, validate_bundle
     from ocirun.store import validate_id
 
     validate_id(container_id)
     check_pid_file(opts.pid_file)
-    loaded = validate_bundle(opts.bundle)
+    rootless_ids = own_ids_if_rootless()
+    loaded = validate_bundle(opts.bundle, rootless_ids)
     config = loaded.config
     require_supported(config)
     for warning in loaded.warnings:
@@ -122,8 +123,11 @@ def prepare_create(g: GlobalOptions, container_id: str, opts: CreateOptions, *,
         check_terminal_flags(terminal, detach=opts.detach, console_socket=opts.console_socket)
 
     linux = config.linux
+    from ocirun.rootless import running_in_userns
+
+    rootless = g.is_rootless
     cgroup = new_manager(linux.cgroups_path if linux else None, container_id, g.systemd_cgroup,
-                         host=cgroup_host)
+                         host=cgroup_host, rootless=rootless)
     plan = build_plan(
         config,
         PlanOptions(
@@ -135,6 +139,9 @@ def prepare_create(g: GlobalOptions, container_id: str, opts: CreateOptions, *,
             preserve_fds=opts.preserve_fds,
             listen_fds=opts.listen_fds,
             absent_fds=opts.absent_fds,
+            rootless=rootless,
+            rootless_ids=rootless_ids,
+            in_userns=running_in_userns(),
         ),
         cgroup_view(cgroup),
     )
@@ -175,6 +182,7 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
     ``stdio``: fds to become the init's 0, 1, 2 (-1: ours); None: ours."""
     from ocirun.store import Store
 
+    store = Store(g.root)  # first: a rootless user without a state root learns it before anything else
     prepared = prepare_create(g, container_id, opts)
     loaded, config, cgroup, plan, hooks, state = (prepared.loaded, prepared.config, prepared.cgroup,
                                                   prepared.plan, prepared.hooks, prepared.state)
@@ -193,7 +201,6 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
             elif keep_master is not None:
                 keep_master.find_console()  # none: runc's error, before anything exists
                 on_console_fd = keep_master.deliver
-        store = Store(g.root)
         # claimed and locked in one step: nothing can lock (and remove) the half-made dir
         claim_lock = store.claim_locked(container_id)
         reached("create:claimed")
@@ -397,12 +404,27 @@ def cgroup_view(cgroup):
     from ocirun.plan.build import CgroupView
 
     rec = cgroup.to_record()
+    if rec["version"] == 0:
+        # No cgroup of its own (rootless, ocirun.cgroups.none): the container is in
+        # the caller's cgroups and sees those, as with runc.
+        if rec["hostVersion"] == 2:
+            return CgroupView(2, ((rec["own"]["unified"], ""),))
+        return CgroupView(1, tuple((path, os.path.basename(rec["mountpoints"][key]))
+                                   for key, path in rec["own"].items()))
     if rec["version"] == 2:
         return CgroupView(2, ((rec["path"], ""),))
     binds = []
     for key, path in rec["paths"].items():
         name = os.path.basename(rec["mountpoints"][key])
         binds.append((path, name))
+    if rec.get("skipped"):
+        from ocirun.cgroups import Host
+
+        # rootless, where the user may not create the cgroup: the caller's own one
+        own = Host.current().own_cgroups()
+        for key in rec["skipped"]:
+            mountpoint = rec["mountpoints"][key]
+            binds.append((os.path.normpath(mountpoint + "/" + own.get(key, "/")), os.path.basename(mountpoint)))
     return CgroupView(1, tuple(binds))
 
 

@@ -88,6 +88,8 @@ def undo_partial_create(intent: dict | None) -> None:
     planned = list(cg.created)
     cg.created = []
     cg.destroy()  # kills what is left in it (thawing a frozen one), removes nothing
+    if rec.get("version") == 0:
+        return  # no cgroup of its own (rootless): nothing was made
     leaves = set(rec["paths"].values()) if rec.get("version") == 1 else {rec.get("path")}
     for d in reversed(planned):  # innermost first
         if d in leaves:
@@ -104,10 +106,15 @@ def kill_and_wait(record, timeout: float = 10.0) -> None:
     from ocirun.linux.proc import open_pidfd, send_signal
 
     cg = cgroup_of(record)
-    if cg is not None:
+    if cg is not None and cg.version != 0:
         from ocirun.container.kill import signal_all
 
         signal_all(cg, SIGKILL)
+    elif cg is not None:  # no cgroup of its own (rootless): its pid namespace
+        from ocirun.cgroups.base import kill_pids
+        from ocirun.container.common import container_pids
+
+        kill_pids(container_pids(record, cg), SIGKILL)
     pidfd = open_pidfd(record.pid, record.init_start_time)
     if pidfd is None:
         return

@@ -39,8 +39,10 @@ def cmd_events(g: GlobalOptions, args: argparse.Namespace) -> int:
     if status_of(store, record) == "stopped":
         raise InvalidStateError(f"container with id {args.id} is not running")
     cg = cgroup_of(record)
-    if cg is None:
-        raise InvalidStateError(f"container {args.id} has no cgroup")
+    if cg is None or cg.version == 0:
+        from ocirun.container.common import no_cgroup_error
+
+        raise no_cgroup_error(args.id, cg, "report statistics and OOM events of")
     if args.stats:
         _emit({"type": "stats", "id": args.id, "data": cg.stats()})
         return 0

@@ -32,8 +32,14 @@ def kill_container(g: GlobalOptions, container_id: str, sig: int, *, all_process
             raise InvalidStateError("container not running")
         if all_processes:
             cg = cgroup_of(record)
-            if cg is not None:
+            if cg is not None and cg.version != 0:
                 signal_all(cg, sig)
+                return
+            if cg is not None:  # no cgroup of its own (rootless): its pid namespace
+                from ocirun.cgroups.base import kill_pids
+                from ocirun.container.common import container_pids
+
+                kill_pids(container_pids(record, cg), sig)
                 return
         pidfd = open_pidfd(record.pid, record.init_start_time)
         if pidfd is None:

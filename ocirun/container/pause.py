@@ -24,7 +24,6 @@ def cmd_resume(g: GlobalOptions, args: argparse.Namespace) -> int:
 
 
 def _set_frozen(g: GlobalOptions, container_id: str, frozen: bool) -> None:
-    from ocirun.errors import InvalidStateError
     from ocirun.state import require
 
     store = open_store(g)
@@ -32,8 +31,11 @@ def _set_frozen(g: GlobalOptions, container_id: str, frozen: bool) -> None:
         record = store.load(container_id)
         require(status_of(store, record), "pause" if frozen else "resume", container_id)
         cg = cgroup_of(record)
-        if cg is None:
-            raise InvalidStateError(f"container {container_id} has no cgroup to freeze")
+        if cg is None or cg.version == 0:
+            from ocirun.container.common import no_cgroup_error
+
+            raise no_cgroup_error(container_id, cg, ("pause" if frozen else "resume")
+                                  + " (the cgroup freezer stops and resumes its processes)")
         if frozen:
             cg.freeze()
         else:

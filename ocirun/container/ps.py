@@ -1,4 +1,5 @@
-"""`ocirun ps`: the container's processes (from its cgroup).
+"""`ocirun ps`: the container's processes (from its cgroup; without one, rootless,
+from its pid namespace: ocirun.container.common.container_pids).
 
 ``--format json``: the JSON array of pids (what containerd's shim reads).
 ``--format table`` (default): runs ``ps`` (``-ef`` or the given arguments) and
@@ -14,15 +15,14 @@ import subprocess
 import sys
 
 from ocirun.cli import GlobalOptions
-from ocirun.container.common import cgroup_of, open_store
+from ocirun.container.common import container_pids, open_store
 from ocirun.errors import OcirunError
 
 
 def cmd_ps(g: GlobalOptions, args: argparse.Namespace) -> int:
     store = open_store(g)
     record = store.load(args.id)
-    cg = cgroup_of(record)
-    pids = sorted(cg.pids()) if cg is not None else []
+    pids = sorted(container_pids(record))
     ps_args = list(args.ps_args or [])
     if ps_args[:1] == ["--"]:
         ps_args = ps_args[1:]

@@ -27,8 +27,10 @@ def cmd_update(g: GlobalOptions, args: argparse.Namespace) -> int:
         if status_of(store, record) not in ("created", "running", "paused"):
             raise InvalidStateError("container not running")
         cg = cgroup_of(record)
-        if cg is None:
-            raise InvalidStateError(f"container {args.id} has no cgroup")
+        if cg is None or cg.version == 0:
+            from ocirun.container.common import no_cgroup_error
+
+            raise no_cgroup_error(args.id, cg, "update the resources of")
         if resources is not None:
             if resources.memory is not None and resources.memory.kernel is not None:
                 # as at create (ocirun.spec.rules.warnings) and as runc 1.1

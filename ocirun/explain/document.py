@@ -153,7 +153,10 @@ class Document(Steps):
         cg = self.p.cgroup
         rec = cg.to_record()
         out: dict[str, Any] = {"version": rec["version"], "driver": "cgroupfs"}
-        if rec["version"] == 2:
+        if rec["version"] == 0:
+            out["none"] = rec["reason"]
+            out["placement"] = "none: the container stays in the caller's cgroups (rootless)"
+        elif rec["version"] == 2:
             out["path"] = rec["path"]
             out["placement"] = "clone3(CLONE_INTO_CGROUP): stage-1 is born in the cgroup"
         else:

@@ -62,11 +62,17 @@ class Steps:
         if doc["cgroup"]["version"] == 2:
             step(R, "clone", "clone3 stage-1 into the container's cgroup (CLONE_INTO_CGROUP); every signal "
                  "blocked around it")
+        elif doc["cgroup"]["version"] == 0:
+            step(R, "clone", "clone3 stage-1 (no cgroup of its own: it stays in the caller's); every signal "
+                 "blocked around it")
         else:
             step(R, "clone", "clone3 stage-1; every signal blocked around it")
             step(R, "cgroup-place", "write stage-1's pid to cgroup.procs of: "
                  + ", ".join(doc["cgroup"]["paths"].values()))
         # stage-1 (C)
+        if plan.oom_score_adj is not None:
+            step(S, "oom_score_adj", f"write {plan.oom_score_adj} to /proc/self/oom_score_adj (the init "
+                 "inherits it; before it is not dumpable, when its /proc files would be root's)")
         step(S, "dumpable", "not dumpable (prctl PR_SET_DUMPABLE 0): nothing in the container can "
              "reach the runtime's memory")
         for ns in doc["namespaces"]:
@@ -77,9 +83,17 @@ class Steps:
             step(S, "unshare", "create the " + ", ".join(new) + " namespaces (unshare)", types=new)
         idm = doc["idMappings"]
         if idm is not None:
+            if plan.rootless_euid:
+                step(S, "userns-dumpable", "dumpable until the id maps are written (prctl PR_SET_DUMPABLE 1): "
+                     "the rootless parent, or newuidmap, must own its /proc files")
             for key, name in (("uidMap", "uid_map"), ("gidMap", "gid_map")):
+                if name == "gid_map" and plan.setgroups_deny:
+                    step(R, "setgroups", "write deny to /proc/<stage-1>/setgroups (a gid map written "
+                         "without privilege needs it)")
                 lines = "; ".join(f"{r['containerID']} {r['hostID']} {r['size']}" for r in idm[key])
-                step(R, name, f"write /proc/<stage-1>/{name}: {lines}")
+                how = (f" (rootless: directly if the kernel lets us, else new{name[:3]}map)"
+                       if plan.rootless_euid else "")
+                step(R, name, f"write /proc/<stage-1>/{name}: {lines}{how}")
         if plan.timens_offsets is not None:
             step(R, "timens_offsets", "write /proc/<stage-1>/timens_offsets: "
                  + "; ".join(plan.timens_offsets.decode().splitlines()))
@@ -95,8 +109,6 @@ class Steps:
                  "pid namespace); stage-1 exits")
         else:
             step(S, "clone-init", "clone the init (CLONE_PARENT: the caller's child); stage-1 exits")
-        if plan.oom_score_adj is not None:
-            step(R, "oom_score_adj", f"write {plan.oom_score_adj} to /proc/<init>/oom_score_adj")
         # the init (C): the container's filesystem
         step(INIT, "setsid", "a session of its own (setsid)")
         step(INIT, "close-fds", "close every inherited fd but 0-2"

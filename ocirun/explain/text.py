@@ -23,8 +23,11 @@ def format_text(doc: dict[str, Any]) -> str:
         lines.append(f"container id: {doc['id']} (the bundle directory's name; give ID as to create)")
     lines.append(f"rootfs: {doc['rootfs']}")
     cg = doc["cgroup"]
-    lines.append(f"cgroup v{cg['version']}: " + (cg["path"] if cg["version"] == 2
-                                                   else ", ".join(f"{k}={v}" for k, v in cg["paths"].items())))
+    if cg["version"] == 0:
+        lines.append(f"cgroup: none ({cg['none']})")
+    else:
+        lines.append(f"cgroup v{cg['version']}: " + (cg["path"] if cg["version"] == 2
+                                                       else ", ".join(f"{k}={v}" for k, v in cg["paths"].items())))
     if doc["process"] is not None:
         proc = doc["process"]
         lines.append(f"process: {proc['executable'] or '(not found) ' + proc['args'][0]} "

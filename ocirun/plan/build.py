@@ -55,6 +55,15 @@ class PlanOptions:
     listen_fds: int = 0
     #: numbers among those the caller did not pass: closed before exec
     absent_fds: tuple[int, ...] = ()
+    #: ocirun runs rootless (ocirun.rootless.is_rootless): it has no privilege over
+    #: the host, so the init opens bind sources itself (never the parent's helper)
+    rootless: bool = False
+    #: (euid, egid) when the runtime's effective uid is not 0 (runc's RootlessEUID):
+    #: id maps are written without privilege (ocirun.linux.idmaps); None for root
+    rootless_ids: tuple[int, int] | None = None
+    #: ocirun itself runs in a user namespace (rootless podman's runtime): as in a
+    #: new one, mknod is refused and sysfs needs a network namespace of our own
+    in_userns: bool = False
 
 
 @record
@@ -92,9 +101,18 @@ def build_plan(config, opts: PlanOptions, cgroup_view: CgroupView | None) -> Lau
     new_user_ns = bool(new_flags & namespaces.CLONE_NEWUSER)
     new_cgroup_ns = bool(new_flags & namespaces.CLONE_NEWCGROUP)
     new_net_ns = "network" in kinds and not kinds["network"].path
+    # What a user namespace forbids applies as much when ocirun itself runs in one.
+    under_user_ns = in_user_ns or opts.in_userns
+    from ocirun.plan.privilege import rootless_problems, setgroups_denied
 
-    mounts = _plan_mounts(config.mounts, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_net_ns,
-                          _container_idmap(linux, kinds.get("user")))
+    setgroups_deny = setgroups_denied(opts.rootless_ids, new_user_ns, linux.gid_mappings if linux else ())
+    problems = rootless_problems(config, kinds, opts.rootless_ids, setgroups_deny)
+    if problems:
+        raise ConfigError("config.json", problems)
+
+    mounts = _plan_mounts(config.mounts, opts, cgroup_view, new_cgroup_ns, under_user_ns, new_net_ns,
+                          _container_idmap(linux, kinds.get("user")),
+                          parent_opens_binds=in_user_ns and not opts.rootless)
     if linux is not None and linux.mount_label:
         mounts = _with_mount_label(mounts, linux.mount_label)
     has_devpts = any(m.target == b"/dev/pts" and m.fstype == b"devpts" for m in mounts)
@@ -116,7 +134,7 @@ def build_plan(config, opts: PlanOptions, cgroup_view: CgroupView | None) -> Lau
         root_readonly=bool(config.root and config.root.readonly),
         no_pivot=opts.no_pivot,
         mounts=mounts,
-        devices=() if dev_is_bound else device_nodes(linux.devices if linux else (), in_user_ns=in_user_ns),
+        devices=() if dev_is_bound else device_nodes(linux.devices if linux else (), in_user_ns=under_user_ns),
         symlinks=() if dev_is_bound else dev_symlinks(has_devpts),
         masked_paths=tuple(p.encode() for p in (linux.masked_paths if linux else ()) or ()),
         readonly_paths=tuple(p.encode() for p in (linux.readonly_paths if linux else ()) or ()),
@@ -133,6 +151,8 @@ def build_plan(config, opts: PlanOptions, cgroup_view: CgroupView | None) -> Lau
         seccomp_notify=seccomp.uses_notify if seccomp is not None else False,
         sysctl=_plan_sysctl(linux, kinds),
         net_devices=_plan_net_devices(linux, kinds),
+        rootless_euid=opts.rootless_ids is not None,
+        setgroups_deny=setgroups_deny,
     )
 
 
@@ -215,6 +235,7 @@ def _plan_mounts(
     in_user_ns: bool,
     new_net_ns: bool,
     container_idmap: MountIdmap | None = None,
+    parent_opens_binds: bool = False,
 ) -> tuple[MountStep, ...]:
     steps: list[MountStep] = []
     config_mounts = tuple(config_mounts)
@@ -228,7 +249,7 @@ def _plan_mounts(
             has_dev = True
         steps.extend(replace(step, json_path=f"$.mounts[{index}]") for step in
                      _plan_one_mount(m, dest, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_net_ns,
-                                     _mount_idmap(m, index, container_idmap)))
+                                     _mount_idmap(m, index, container_idmap), parent_opens_binds))
     if not has_dev:
         steps.append(_DEV_TMPFS)
     return tuple(steps)
@@ -257,7 +278,7 @@ def _mount_idmap(m, index: int, container_idmap: MountIdmap | None) -> MountIdma
 
 
 def _plan_one_mount(m, dest, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_net_ns,
-                    idmap: MountIdmap | None = None) -> list[MountStep]:
+                    idmap: MountIdmap | None = None, parent_opens_binds: bool = False) -> list[MountStep]:
     parsed = mo.parse_mount_options(tuple(m.options or ()))
     fstype = m.type or ""
     if fstype == "bind":
@@ -284,8 +305,10 @@ def _plan_one_mount(m, dest, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_n
         if not source.startswith("/"):
             source = os.path.join(opts.bundle, source)
         # In a user namespace the init's root may not reach the source (a path
-        # below a directory only the host's root may enter): the parent opens it.
-        return [replace(_bind_step(dest, source, parsed, opts), open_by_parent=in_user_ns)]
+        # below a directory only the host's root may enter): the parent opens it,
+        # when it has more privilege than the init (not when rootless: the init
+        # reaches what the user does, and the parent could not open the tree).
+        return [replace(_bind_step(dest, source, parsed, opts), open_by_parent=parent_opens_binds)]
     data = ",".join(parsed.data)
     flags = parsed.flags & ~mo.MS_REMOUNT
     copy_up = parsed.tmpcopyup and fstype == "tmpfs"

@@ -126,6 +126,16 @@ def init_namespaces(init_pid: int) -> tuple[NamespaceJoin, ...]:
             st = os.stat(theirs)
         except FileNotFoundError:
             continue  # a namespace kind this kernel lacks
+        except PermissionError as e:
+            from ocirun.errors import SetupError
+
+            # The init stays non-dumpable until it execs the container's process
+            # (it is a copy of the runtime until then): only privilege reaches it.
+            raise SetupError(f"open {theirs}", e.errno or 0, (
+                "permission denied: without privilege the container's init cannot be entered "
+                "until it runs the container's process (until then it is a non-dumpable copy of "
+                "the runtime): exec works once the container is started; hooks in the container's "
+                "namespaces need privilege")) from None
         try:
             mine = os.stat(f"/proc/self/ns/{name}")
         except FileNotFoundError:

@@ -235,7 +235,10 @@ class LaunchPlan:
     uid_map: bytes | None = None  # contents for /proc/PID/uid_map
     gid_map: bytes | None = None
     timens_offsets: bytes | None = None  # contents for /proc/PID/timens_offsets
-    oom_score_adj: int | None = None  # written to /proc/PID/oom_score_adj
+    #: process.oomScoreAdj: stage-1 writes it to its own /proc/self/oom_score_adj
+    #: before it becomes non-dumpable (a rootless parent could not open the init's);
+    #: the init inherits it
+    oom_score_adj: int | None = None
     #: Name of a new session keyring to join (runc: "_ses.<id>"); None with --no-new-keyring.
     session_keyring: bytes | None = None
     #: linux.seccomp compiled to a BPF program (struct sock_filter[] bytes) by the
@@ -252,3 +255,11 @@ class LaunchPlan:
     #: container's namespaces (ocirun.plan.sysctl); written by the init through
     #: a procfs instance of its own.
     sysctl: tuple[tuple[bytes, bytes], ...] = ()
+    #: Rootless (docs/rootless.md): the runtime's effective uid is not 0, so the
+    #: id maps of a new user namespace are written without privilege (directly for
+    #: a single mapping of its own ids, else by newuidmap/newgidmap; ocirun.linux.idmaps),
+    #: and stage-1 stays dumpable until they are.
+    rootless_euid: bool = False
+    #: Write "deny" to /proc/PID/setgroups before gid_map: what the kernel requires
+    #: of a gid map written without privilege. The container cannot setgroups(2).
+    setgroups_deny: bool = False

@@ -42,14 +42,27 @@ def _sha256_impl() -> Any:
 sha256 = _sha256_impl()
 
 DEFAULT_CACHE_DIR = "/run/ocirun-seccomp-cache"
+
+
+def default_cache_dir() -> str:
+    """DEFAULT_CACHE_DIR for the host's root; a rootless runtime's is beside its
+    state root, ``$XDG_RUNTIME_DIR/ocirun-seccomp-cache`` (it cannot write /run;
+    docs/rootless.md). No XDG_RUNTIME_DIR: DEFAULT_CACHE_DIR, which is then a miss."""
+    from ocirun.rootless import PRIVILEGED_ROOT, default_state_root
+
+    try:
+        root = default_state_root()
+    except Exception:  # noqa: BLE001 - no state root of its own: no cache
+        return DEFAULT_CACHE_DIR
+    return DEFAULT_CACHE_DIR if root == PRIVILEGED_ROOT else root + "-seccomp-cache"
 _MAGIC = b"ocirun-bpf1\n"
 _DIGEST = 32
 _MAX_BPF = 8 * 65536  # far above BPF_MAXINSNS (4096); anything bigger is not ours
 
 
 class FilterCache:
-    def __init__(self, directory: str = DEFAULT_CACHE_DIR, max_entries: int = 256) -> None:
-        self.directory = directory
+    def __init__(self, directory: str | None = None, max_entries: int = 256) -> None:
+        self.directory = directory if directory is not None else default_cache_dir()
         self.max_entries = max_entries
 
     def _open_dir(self, create: bool) -> int | None:

@@ -14,12 +14,15 @@ message            direction         payload         meaning
 CGROUP_PLACED      parent → stage-1  –               on_child_created(stage-1 pid) returned: it is
                                                      in its cgroups; join/create the namespaces
 NS_READY           stage-1 → parent  –               namespaces joined/created; the parent writes
-                                                     uid_map, gid_map, timens_offsets, then calls
+                                                     uid_map, gid_map (rootless: through newuidmap/
+                                                     newgidmap when needed, ocirun.linux.idmaps),
+                                                     timens_offsets, then calls
                                                      on_namespaces_ready(stage-1 pid)
 NS_ACK             parent → stage-1  –               done; become root in the user ns, clone init
 INIT_PID           stage-1 → parent  pid             the init's pid (host pid ns); stage-1 exits and
-                                                     is reaped; the parent writes oom_score_adj and
-                                                     calls on_init_created(init pid): the pids limit,
+                                                     is reaped (it wrote oom_score_adj, which the init
+                                                     inherits); the parent calls
+                                                     on_init_created(init pid): the pids limit,
                                                      now that the init is the cgroup's only task
 INIT_ACK           parent → init     –               the parent knows the init: it may start (and
                                                      fail) now
@@ -188,6 +191,8 @@ STEPS: dict[str, str] = {
     "BIND_TREE_OPEN": "open_tree(OPEN_TREE_CLONE) of the source",
     "PDEATHSIG": "prctl PR_SET_PDEATHSIG",
     "LOOPBACK": "bring up the loopback interface lo in the new network namespace",
+    "OOM_SCORE_ADJ": "write process.oomScoreAdj to /proc/self/oom_score_adj",
+    "USERNS_DUMPABLE": "prctl PR_SET_DUMPABLE (for the parent to write the id maps)",
 }
 
 
@@ -270,8 +275,12 @@ def _step_error(step: int, err: int, index: int, plan: LaunchPlan) -> SetupError
     elif name == "MASK_DEVNULL" and err == _errno.ENODEV:
         detail = "refusing to bind /dev/null over it: /dev/null in the container is not the null device (char 1:3)"
     elif name == "SCHEDULER" and err == _errno.EPERM and proc and proc.scheduler and proc.scheduler.policy in (1, 2):
-        detail = ("operation not permitted: a real-time policy in a cgroup v1 cpu hierarchy needs "
-                  "linux.resources.cpu.realtimeRuntime (cpu.rt_runtime_us is 0 in a new cgroup)")
+        from ocirun.plan.privilege import unprivileged_detail
+
+        # in a user namespace the capability is missing before any cgroup limit counts
+        detail = unprivileged_detail(name, err, plan, process=proc) or (
+            "operation not permitted: a real-time policy in a cgroup v1 cpu hierarchy needs "
+            "linux.resources.cpu.realtimeRuntime (cpu.rt_runtime_us is 0 in a new cgroup)")
     elif name == "CWD_OUTSIDE_ROOT":
         return SetupError(text)
     elif name == "CONSOLE_PTMX_CHECK" and err == _errno.ENODEV:
@@ -280,6 +289,11 @@ def _step_error(step: int, err: int, index: int, plan: LaunchPlan) -> SetupError
         detail = "not a pty slave of the container's devpts"
     elif name == "CONSOLE_CREATE" and err == _errno.ELOOP:
         detail = "/dev/console is a symlink; refusing to follow it"
+    elif err in (_errno.EPERM, _errno.EACCES, _errno.EINVAL, _errno.ENOENT):
+        from ocirun.plan.privilege import unprivileged_detail
+
+        detail = unprivileged_detail(name, err, plan, m, item(proc.rlimits, index) if proc else None,
+                                     process=proc)
     return SetupError(text, err, detail)
 
 
@@ -359,6 +373,9 @@ class _CPlan:
         p.sysctl_keys, p.n_sysctl = self.strv(keys, "const char *[]")
         p.sysctl_values, _ = self.strv(tuple(v for _, v in plan.sysctl), "const char *[]")
         p.process = self._process(plan) if plan.process is not None else ffi.NULL
+        p.rootless_euid = int(plan.rootless_euid)
+        p.oom_score_adj_set = int(plan.oom_score_adj is not None)
+        p.oom_score_adj = plan.oom_score_adj or 0
 
     def _process(self, plan: LaunchPlan):
         pr = plan.process
@@ -459,18 +476,6 @@ _CLONE_NEWUTS = 0x04000000
 _CLONE_NEWUSER = 0x10000000
 
 
-def _write_proc(pid: int, name: str, data: bytes) -> None:
-    path = f"/proc/{pid}/{name}"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-    except OSError as e:
-        raise SetupError(f"write {path}", e.errno or 0) from None
-
-
 def _kill_and_reap(pid: int | None) -> None:
     if pid is None:
         return
@@ -548,21 +553,20 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
             if mtype == lib.OCIRUN_MSG_ERROR:
                 raise _step_error(step, err, index, plan)
             if mtype == lib.OCIRUN_MSG_NS_READY and stage1 is not None:
+                from ocirun.linux.idmaps import write_id_maps, write_proc
+
                 # uid_map before gid_map is the conventional order; either works for root.
-                if plan.uid_map is not None:
-                    _write_proc(stage1, "uid_map", plan.uid_map)
-                if plan.gid_map is not None:
-                    _write_proc(stage1, "gid_map", plan.gid_map)
+                if plan.uid_map is not None or plan.gid_map is not None:
+                    write_id_maps(stage1, plan.uid_map, plan.gid_map, rootless_euid=plan.rootless_euid,
+                                  setgroups_deny=plan.setgroups_deny)
                 if plan.timens_offsets is not None:
-                    _write_proc(stage1, "timens_offsets", plan.timens_offsets)
+                    write_proc(stage1, "timens_offsets", plan.timens_offsets)
                 on_namespaces_ready(stage1)
                 _send(sock, lib.OCIRUN_MSG_NS_ACK)
             elif mtype == lib.OCIRUN_MSG_INIT_PID and stage1 is not None and pid > 0:
                 init = pid
                 _reap(stage1)  # it exits right after sending the pid
                 stage1 = None
-                if plan.oom_score_adj is not None:
-                    _write_proc(init, "oom_score_adj", str(plan.oom_score_adj).encode())
                 if on_init_created is not None:
                     on_init_created(init)
                 _send(sock, lib.OCIRUN_MSG_INIT_ACK)

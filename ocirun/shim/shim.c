@@ -26,11 +26,12 @@
  *  |                   |                  |                | create namespaces (cgroup ns is rooted here)  |
  *  | NS_READY          | stage1 -> parent | -              | namespaces joined/created; parent writes      |
  *  |                   |                  |                | uid_map/gid_map/timens_offsets, runs its hook |
+ *  |                   |                  |                | (rootless: stage-1 is dumpable until NS_ACK)  |
  *  | NS_ACK            | parent -> stage1 | -              | maps written; become root in the user ns and  |
  *  |                   |                  |                | clone the init                                |
  *  | INIT_PID          | stage1 -> parent | pid            | init created (pid in the parent's pid ns);    |
  *  |                   |                  |                | stage-1 exits, the parent reaps it            |
- *  | INIT_ACK          | parent -> init   | -              | parent knows the init (oom_score_adj written);|
+ *  | INIT_ACK          | parent -> init   | -              | parent knows the init (pids limit applied);   |
  *  |                   |                  |                | the init may start (and may fail) now         |
  *  | BEFORE_PIVOT      | init -> parent   | -              | mounts done, before pivot_root (only if       |
  *  |                   |                  |                | sync_before_pivot): parent runs hooks         |

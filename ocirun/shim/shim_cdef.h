@@ -155,6 +155,8 @@ enum ocirun_step {
     OCIRUN_STEP_MOUNT_COPYUP = 141,     /* index: mounts[]; tmpcopyup's copy into the tmpfs */
     OCIRUN_STEP_BIND_TREE_OPEN = 142,   /* parent: open_tree of a bind source (ocirun_bind_trees) */
     OCIRUN_STEP_PDEATHSIG = 143,        /* init: disarm the parent-death signal at COMMIT */
+    OCIRUN_STEP_OOM_SCORE_ADJ = 144,    /* stage-1: write /proc/self/oom_score_adj */
+    OCIRUN_STEP_USERNS_DUMPABLE = 145,  /* stage-1: dumpable while the parent writes the id maps */
     /* 150-159: network (src/namespaces.c) */
     OCIRUN_STEP_LOOPBACK = 150          /* stage-1: bring lo up in a new network namespace */
 };
@@ -309,6 +311,15 @@ struct ocirun_plan {
     /* create: NULL (the init keeps the caller's 0-2), or the fds that become the
      * init's 0, 1, 2 (-1: keep that one); the library's stdout=PIPE and the like */
     const int *stdio;
+    /* rootless (docs/rootless.md): the runtime's effective uid is not 0, so it
+     * writes a new user namespace's id maps without privilege: stage-1 is
+     * dumpable while it does (it, or newuidmap, must own stage-1's /proc files),
+     * and setgroups(2) may be denied in that namespace */
+    int rootless_euid;
+    /* process.oomScoreAdj: stage-1 writes /proc/self/oom_score_adj before it
+     * becomes non-dumpable (the init inherits it) */
+    int oom_score_adj_set;
+    int oom_score_adj;
 };
 
 struct ocirun_spawn_result {

@@ -13,13 +13,22 @@ if TYPE_CHECKING:
     from ocirun.cli import GlobalOptions
 
 
-def validate_bundle(bundle: str) -> LoadedBundle:
-    """The checked bundle (used by ``create``); raises BundleError or ConfigError."""
-    return load_bundle(bundle)
+def validate_bundle(bundle: str, rootless_ids: tuple[int, int] | None = None) -> LoadedBundle:
+    """The checked bundle (used by ``create``); raises BundleError or ConfigError.
+    ``rootless_ids``: see ``load_bundle``."""
+    return load_bundle(bundle, rootless_ids=rootless_ids)
+
+
+def own_ids_if_rootless() -> tuple[int, int] | None:
+    """(euid, egid) when the effective uid is not 0 (runc's RootlessEUID), else None."""
+    import os
+
+    euid = os.geteuid()
+    return (euid, os.getegid()) if euid != 0 else None
 
 
 def cmd_validate(g: GlobalOptions, args: argparse.Namespace) -> int:
-    loaded = validate_bundle(args.bundle)
+    loaded = validate_bundle(args.bundle, own_ids_if_rootless())
     for line in loaded.warnings:
         sys.stderr.write(f"warning: {line}\n")
     # Valid per the spec, but what `create` would still refuse (not implemented yet):

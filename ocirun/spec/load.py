@@ -194,12 +194,33 @@ def check_config(doc: Any, source: str, bundle: str | None = None) -> Config:
     return Config.from_dict(doc)
 
 
-def load_bundle(bundle: str) -> LoadedBundle:
+def default_user_mappings(doc: Any, ids: tuple[int, int]) -> str | None:
+    """A new user namespace without uidMappings and gidMappings gets a single mapping
+    of container root to ``ids`` (the rootless runtime's own uid and gid), as crun
+    does (``crun spec --rootless`` writes no mappings); the warning to give, or None
+    when nothing was added. runc refuses such a config, and so does ocirun as root."""
+    linux = doc.get("linux") if isinstance(doc, dict) else None
+    if not isinstance(linux, dict) or linux.get("uidMappings") or linux.get("gidMappings"):
+        return None
+    namespaces = linux.get("namespaces")
+    if not isinstance(namespaces, list) or not any(
+            isinstance(ns, dict) and ns.get("type") == "user" and not ns.get("path") for ns in namespaces):
+        return None
+    uid, gid = ids
+    linux["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": 1}]
+    return (f"$.linux: a new user namespace without uidMappings/gidMappings: container root is "
+            f"mapped to your own uid {uid} and gid {gid} (as crun does)")
+
+
+def load_bundle(bundle: str, *, rootless_ids: tuple[int, int] | None = None) -> LoadedBundle:
     """Read, check and model ``<bundle>/config.json``.
 
     Raises BundleError when the bundle directory or its config.json is missing
     or unreadable, ConfigError for anything wrong inside config.json
     (including a missing rootfs directory, reported at ``$.root.path``).
+    ``rootless_ids``: the (euid, egid) of a rootless runtime (effective uid not 0):
+    a user namespace without mappings then maps root to them (:func:`default_user_mappings`).
     """
     # Resolved, as runc resolves it (its state's "bundle" is the real path): symlinks
     # in the bundle's own path are the caller's choice; the rootfs is checked below.
@@ -209,7 +230,7 @@ def load_bundle(bundle: str) -> LoadedBundle:
         raise BundleError(f"bundle {bundle_abs} {what}")
     config_path = os.path.join(bundle_abs, CONFIG_NAME)
     data = read_config_file(config_path, f"bundle {bundle_abs} has no {CONFIG_NAME}")
-    return with_depth(_load, bundle_abs, config_path, data)
+    return with_depth(_load, bundle_abs, config_path, data, rootless_ids)
 
 
 def read_config_file(path: str, missing: str) -> bytes:
@@ -251,8 +272,10 @@ def read_config_file(path: str, missing: str) -> bytes:
         os.close(fd)
 
 
-def _load(bundle_abs: str, config_path: str, data: bytes) -> LoadedBundle:
+def _load(bundle_abs: str, config_path: str, data: bytes,
+          rootless_ids: tuple[int, int] | None = None) -> LoadedBundle:
     doc = parse_config(data, config_path)
+    added = default_user_mappings(doc, rootless_ids) if rootless_ids is not None else None
     config = check_config(doc, config_path, bundle_abs)
     assert config.root is not None  # the rules require it on Linux
     from ocirun.spec.rules import warnings
@@ -262,5 +285,5 @@ def _load(bundle_abs: str, config_path: str, data: bytes) -> LoadedBundle:
         config_path=config_path,
         rootfs=os.path.normpath(os.path.join(bundle_abs, config.root.path)),
         config=config,
-        warnings=tuple(warnings(doc)),
+        warnings=tuple(warnings(doc)) + ((added,) if added else ()),
     )

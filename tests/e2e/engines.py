@@ -367,6 +367,79 @@ class Podman:
         return leaks
 
 
+class RootlessPodman(Podman):
+    """Rootless podman: ``user`` (tests/integration/rootless_user.RootlessUser) runs it,
+    with the same private containers.conf as root's (cgroupfs, no network, file
+    events and locks) and a storage.conf whose rootless_storage_path keeps its
+    storage under ``root`` too (rootless podman ignores graphroot). No
+    --cgroup-parent: on cgroup v1 rootless podman makes no cgroups, on v2 the
+    user's own delegated subtree decides. The user's XDG_RUNTIME_DIR holds
+    podman's run root and the runtime's default state root."""
+
+    def __init__(self, root: Path, runtime: Path, user, *, storage_driver: str = "overlay"):
+        super().__init__(root, runtime, storage_driver=storage_driver)
+        self.user = user
+        self.storage_conf.write_text(f'[storage]\ndriver = "{storage_driver}"\n'
+                                     f'graphroot = "{root}/storage"\nrunroot = "{root}/runroot"\n'
+                                     f'rootless_storage_path = "{root}/storage"\n')
+        self.env = user.env(CONTAINERS_CONF=str(self.containers_conf),
+                            CONTAINERS_STORAGE_CONF=str(self.storage_conf), TMPDIR=str(root / "tmp"))
+        user.give(root)
+
+    def argv(self, *args: str) -> list[str]:
+        return self.user.argv(["podman", *args])
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 120,
+                 input: str | None = None) -> Result:
+        return run_cmd(self.argv(*args), env=self.env, check=check, timeout=timeout, input=input,
+                       cwd=self.user.home)
+
+    @property
+    def create_opts(self) -> list[str]:
+        return []
+
+    def load_image(self, layout: Path) -> None:
+        """skopeo as the user (it enters podman's user namespace for containers-storage)
+        from a copy of the layout the user can read."""
+        mine = self.root / "image"
+        shutil.copytree(layout, mine, symlinks=True)
+        self.user.give(mine)
+        run_cmd(self.user.argv(["skopeo", "copy", "--quiet", "--policy", str(self.policy),
+                                f"oci:{mine}:{IMAGE_TAG}", f"containers-storage:{IMAGE}"]),
+                env=self.env, check=True, timeout=300, cwd=self.user.home)
+
+    def pause_pids(self) -> set[int]:
+        """Podman's rootless pause process (it holds the user namespace), if running."""
+        pids = set()
+        for f in (*self.root.rglob("pause.pid"), *self.user.runtime_dir.rglob("pause.pid")):
+            try:
+                pids.add(int(f.read_text().strip()))
+            except (OSError, ValueError):
+                pass
+        return {p for p in pids if Path(f"/proc/{p}").exists()}
+
+    def close(self) -> list[str]:
+        leaks: list[str] = []
+        self.remove_all()
+        left = self("ps", "--all", "--quiet", check=False).stdout.split()
+        if left:
+            leaks.append(f"podman containers still there after rm --all: {left}")
+        pause = self.pause_pids()
+        deadline = time.monotonic() + 10
+        while (stray := [p for p in self.user.processes() if p not in pause]) and time.monotonic() < deadline:
+            reap_orphans()  # conmon and the containers' last processes may still be exiting
+            time.sleep(0.05)
+        if stray:
+            leaks.append(f"processes still running: {[' '.join(cmdline(p)) for p in stray]}")
+        # the pause process, and anything else of the user's, goes with the user
+        self.user.kill_all()
+        reap_orphans()
+        for m in unmount_under(self.root):
+            leaks.append(f"mounted: {m}")
+        shutil.rmtree(self.root, ignore_errors=True)
+        return leaks
+
+
 # --- containerd -------------------------------------------------------------------------------------
 
 CONTAINERD_DISABLED = [

@@ -16,10 +16,12 @@ import time
 from engines import Result, reap_orphans, release, spawn
 
 
-def run_in_pty(argv: list[str], *, env: dict[str, str], timeout: float = 60) -> Result:
+def run_in_pty(argv: list[str], *, env: dict[str, str], timeout: float = 60,
+               cwd: str | os.PathLike[str] | None = None) -> Result:
+    """``cwd``: where the client starts (an unprivileged client may not reach the checkout)."""
     master, slave = os.openpty()
     try:
-        p = spawn(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+        p = spawn(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True, cwd=cwd)
     finally:
         os.close(slave)
     chunks: list[bytes] = []

@@ -11,10 +11,12 @@ directories; process.args becomes the probe; linux.cgroupsPath is made unique
 cgroup. process.terminal stays as written: those containers are driven through
 a console socket, as conmon and containerd's shim drive them.
 
-The rootless configs (`runc spec --rootless`, `crun spec --rootless`) are run
-as root here: a user namespace config run by root works (root maps to root),
-but what makes them rootless-specific (no mappings in crun's, an unprivileged
-caller) needs the rootless support another change builds; see the marker.
+`runc spec --rootless` is run as root here too: a user namespace config run by
+root works (root maps to root). `crun spec --rootless` writes a new user
+namespace without mappings, which crun fills from its caller: as root runc
+1.1.5 refuses it and so does ocirun (test_crun_rootless_spec_as_root_is_refused_as_runc_does);
+run by an unprivileged user, ocirun maps container root to that user as crun
+does (test_rootless.py::test_real_rootless_configs, the same config file).
 """
 
 from __future__ import annotations
@@ -44,11 +46,7 @@ CASES = [
     "runc-spec",
     "crun-spec",
     "runc-spec-rootless",
-    # runc 1.1 refuses it too ("User namespaces enabled, but no uid mappings found");
-    # crun derives the mappings from its caller: rootless support, built later
-    pytest.param("crun-spec-rootless", marks=pytest.mark.xfail(
-        strict=True, reason="a user namespace without mappings: crun's rootless default mapping "
-                            "(rootless support, later)")),
+    # crun-spec-rootless: below, and as an unprivileged user in test_rootless.py
     "podman-run",
     "podman-privileged-tty-limits",
     "containerd-run",
@@ -159,3 +157,31 @@ def test_real_config_runs_as_with_runc(name, ocirun, bundle, tmp_path):
         _remove_parents(theirs_tag)
     assert "uid=0(root)" in ours.splitlines()[0]  # the probe ran
     assert _comparable(ours) == _comparable(reference)
+
+
+@pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed")
+def test_crun_rootless_spec_as_root_is_refused_as_runc_does(ocirun, bundle, tmp_path):
+    """`crun spec --rootless` as written: a new user namespace without uidMappings and
+    gidMappings. runc 1.1.5 run by root refuses it ("User namespaces enabled, but no
+    uid mappings found"); so does ocirun as root (crun's default mapping of root to the
+    caller is for a rootless runtime only, docs/rootless.md): one error naming both
+    fields, exit 1, nothing left (the ocirun fixture's leak check)."""
+    cid = ocirun.new_id("ocitest-rc")
+    theirs = bundle.copy(tmp_path / "runc-bundle")
+    config = _prepare("crun-spec-rootless", bundle, cid)
+    assert "uidMappings" not in config["linux"] and any(
+        ns["type"] == "user" for ns in config["linux"]["namespaces"])
+    p = ocirun("run", "--bundle", str(bundle.path), cid, check=False)
+    assert p.returncode == 1, p
+    stderr = p.stderr.decode()
+    errors = [ln for ln in stderr.splitlines() if not ln.startswith("warning: ")]
+    assert "$.linux.uidMappings: required when a new user namespace is created" in stderr, stderr
+    assert "$.linux.gidMappings: required when a new user namespace is created" in stderr, stderr
+    assert not any("internal error" in ln or "Traceback" in ln for ln in errors), stderr
+    assert not (ocirun.root / cid).exists()
+    runc_id = ocirun.new_id("ocitest-rc")
+    _prepare("crun-spec-rootless", theirs, runc_id)
+    r = subprocess.run(["runc", "--root", str(tmp_path / "runc-root"), "run", "--bundle", str(theirs.path),
+                        runc_id], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    reap_orphans()
+    assert r.returncode == 1 and "no uid mappings found" in r.stderr, r

@@ -86,7 +86,7 @@ struct ctx {
     int fifo;    /* O_PATH fd of the exec fifo */
     int rootfd;  /* O_PATH fd of the rootfs (before pivot), then of "/" */
     int rootfs_via_cwd; /* cwd is the rootfs (in our mount namespace) */
-    int selffd;  /* /proc/self/fd of a procfs of our own, or -1 (src/selffd.c) */
+    int selffd;  /* /proc/self/fd of a procfs of our own or the runtime's, or -1 (src/selffd.c) */
     char exe[PATH_MAX]; /* args[0] resolved */
 };
 

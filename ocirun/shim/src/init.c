@@ -201,10 +201,35 @@ static void begin_child(struct ctx *c, const struct ocirun_plan *plan, int sock,
         fail(c, OCIRUN_STEP_DUMPABLE, errno, -1);
 }
 
+/* process.oomScoreAdj, on ourselves: the init inherits it (fork copies it).
+ * 0 or an errno, reported once the parent listens (see stage1_main). */
+static int set_oom_score_adj(const struct ocirun_plan *plan)
+{
+    if (!plan->oom_score_adj_set)
+        return 0;
+    char buf[24], *p = buf;
+    long v = plan->oom_score_adj;
+    if (v < 0)
+        *p++ = '-';
+    p = put_decimal(p, (unsigned long)(v < 0 ? -v : v));
+    size_t len = (size_t)(p - buf);
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    ssize_t n = write(fd, buf, len);
+    int err = n < 0 ? errno : ((size_t)n == len ? 0 : EIO);
+    close(fd);
+    return err;
+}
+
 __attribute__((noreturn)) static void stage1_main(const struct ocirun_plan *plan, int sock, int fifo,
                                                   long parent)
 {
     struct ctx c;
+    /* Before begin_child makes us non-dumpable: a non-dumpable process's /proc
+     * files belong to root, and a rootless runtime could no longer open its own
+     * oom_score_adj (runc's nsexec writes it first for the same reason). */
+    int oom_err = set_oom_score_adj(plan);
     begin_child(&c, plan, sock, fifo);
     /* Right after the signals are reset (SIGKILL needs no handler): a killed
      * `ocirun create` takes us along, until the init is committed. */
@@ -220,6 +245,8 @@ __attribute__((noreturn)) static void stage1_main(const struct ocirun_plan *plan
      * when we exit with that message unread (the socket is reset). */
     if (aff < 0)
         fail(&c, OCIRUN_STEP_AFFINITY_INITIAL, -aff, -1);
+    if (oom_err)
+        fail(&c, OCIRUN_STEP_OOM_SCORE_ADJ, oom_err, -1);
     /* The stdio the caller asked for (ocirun.Runtime), while the fds given are
      * still the caller's; the init inherits them, closes every other one. */
     for (int i = 0; plan->stdio != NULL && i < 3; i++) {
@@ -230,9 +257,17 @@ __attribute__((noreturn)) static void stage1_main(const struct ocirun_plan *plan
     enter_rootfs(&c);
     join_namespaces(&c);
     create_namespaces(&c);
+    /* A rootless parent (or the newuidmap it runs) must own our /proc files to
+     * write the id maps; nothing but us is in the new namespaces yet, and we are
+     * non-dumpable again before anything else happens (runc's nsexec does the same). */
+    int dumpable = plan->rootless_euid && (plan->new_namespaces & CLONE_NEWUSER);
+    if (dumpable && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+        fail(&c, OCIRUN_STEP_USERNS_DUMPABLE, errno, -1);
     /* The parent writes uid_map/gid_map/timens_offsets now: only it can. */
     send_msg(sock, OCIRUN_MSG_NS_READY, 0, 0, -1, 0);
     wait_for(&c, OCIRUN_MSG_NS_ACK);
+    if (dumpable && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        fail(&c, OCIRUN_STEP_DUMPABLE, errno, -1);
     if ((plan->new_namespaces & CLONE_NEWUSER) || plan->joins_user_ns) {
         become_userns_root(&c);
         /* setresuid/setresgid changed our ids (the kernel cleared it). */

@@ -50,8 +50,11 @@ static void become_userns_root(struct ctx *c)
         fail(c, OCIRUN_STEP_USERNS_SETRESGID, errno, -1);
     if (syscall(SYS_setresuid, 0, 0, 0) < 0)
         fail(c, OCIRUN_STEP_USERNS_SETRESUID, errno, -1);
-    /* Joined user namespaces may have setgroups "deny": then there is nothing to drop. */
-    if (syscall(SYS_setgroups, 0, NULL) < 0 && !(errno == EPERM && !(c->plan->new_namespaces & CLONE_NEWUSER)))
+    /* Joined user namespaces may have setgroups "deny", and so may a new one whose
+     * gid map a rootless parent wrote (the kernel requires it for a map written
+     * without privilege): then there is nothing to drop. */
+    if (syscall(SYS_setgroups, 0, NULL) < 0 &&
+        !(errno == EPERM && (!(c->plan->new_namespaces & CLONE_NEWUSER) || c->plan->rootless_euid)))
         fail(c, OCIRUN_STEP_USERNS_SETGROUPS, errno, -1);
 }
 

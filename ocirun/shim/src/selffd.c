@@ -13,8 +13,13 @@
  * which has no *at form, relative paths from that directory as the cwd.
  *
  * Where no procfs of our own can be made (fsopen missing, or refused in a
- * user namespace whose /proc is partly masked) c->selffd stays -1 and the
- * names go through /proc/self/fd as before. */
+ * user namespace that does not own its pid namespace, or whose /proc is
+ * partly masked) c->selffd is /proc/self/fd of the runtime's /proc, opened
+ * before any mount of the container's: after pivot_root it is still ours and
+ * still reachable, where a container without a /proc of its own (a rootless
+ * one without a pid namespace cannot mount one) would have no
+ * /proc/self/fd at all. Only if even that cannot be opened does c->selffd stay
+ * -1, and the names go through /proc/self/fd. */
 
 #ifndef SYS_fsopen
 #define SYS_fsopen 430
@@ -33,27 +38,43 @@
 #define SELFFD_MOUNT_ATTR_NOEXEC 0x00000008
 #define SELFFD_PROC_SUPER_MAGIC 0x9fa0
 
+/* An fd of /proc/self/fd: of a procfs of our own (its "self" is us, in the pid
+ * namespace we are in), else of the runtime's /proc; -1 if neither opens. */
+static int open_selffd_dir(void)
+{
+    int fs = (int)syscall(SYS_fsopen, "proc", SELFFD_FSOPEN_CLOEXEC);
+    int mnt = -1;
+    if (fs >= 0) {
+        if (syscall(SYS_fsconfig, fs, SELFFD_FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0)
+            mnt = (int)syscall(SYS_fsmount, fs, SELFFD_FSMOUNT_CLOEXEC,
+                               SELFFD_MOUNT_ATTR_NOSUID | SELFFD_MOUNT_ATTR_NODEV | SELFFD_MOUNT_ATTR_NOEXEC);
+        close(fs);
+    }
+    struct statfs sf;
+    int dir = -1;
+    if (mnt >= 0) {
+        if (fstatfs(mnt, &sf) == 0 && sf.f_type == SELFFD_PROC_SUPER_MAGIC)
+            dir = openat(mnt, "self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        close(mnt);
+        if (dir >= 0)
+            return dir;
+    }
+    /* No procfs of our own: the runtime's, before the container mounts anything. */
+    dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir >= 0 && (fstatfs(dir, &sf) < 0 || sf.f_type != SELFFD_PROC_SUPER_MAGIC)) {
+        close(dir);
+        dir = -1;
+    }
+    return dir;
+}
+
 /* c->selffd: /proc/self/fd of a procfs of our own (its "self" is us, in the pid
  * namespace we are in), at or above `floor` so that it never takes the place
- * of a preserved fd; -1 if none can be made. */
+ * of a preserved fd; -1 if none can be opened. */
 static void open_selffd(struct ctx *c, unsigned int floor)
 {
     c->selffd = -1;
-    int fs = (int)syscall(SYS_fsopen, "proc", SELFFD_FSOPEN_CLOEXEC);
-    if (fs < 0)
-        return;
-    int mnt = -1;
-    if (syscall(SYS_fsconfig, fs, SELFFD_FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0)
-        mnt = (int)syscall(SYS_fsmount, fs, SELFFD_FSMOUNT_CLOEXEC,
-                           SELFFD_MOUNT_ATTR_NOSUID | SELFFD_MOUNT_ATTR_NODEV | SELFFD_MOUNT_ATTR_NOEXEC);
-    close(fs);
-    if (mnt < 0)
-        return;
-    struct statfs sf;
-    int dir = -1;
-    if (fstatfs(mnt, &sf) == 0 && sf.f_type == SELFFD_PROC_SUPER_MAGIC)
-        dir = openat(mnt, "self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    close(mnt);
+    int dir = open_selffd_dir();
     if (dir < 0)
         return;
     if ((unsigned int)dir < floor) {
