@@ -349,11 +349,9 @@ def write_pid_file(path: str, pid: int) -> None:
 
 
 def _kill_init(pid: int) -> None:
-    try:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
+    from ocirun.parent import kill_and_reap
+
+    kill_and_reap(pid)
 
 
 __all__ = ["cmd_create", "create_container", "CreateOptions"]

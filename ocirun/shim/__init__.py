@@ -46,7 +46,6 @@ blocks until ``ocirun start`` opens it for reading), writes ``0`` and execs.
 
 from __future__ import annotations
 
-import _signal as signal  # not `signal`: its enums cost ~2 ms per call
 import errno as _errno
 import os
 import struct
@@ -265,12 +264,26 @@ class _Missing(dict):
 
 
 class _CPlan:
-    """The LaunchPlan as C structs; owns every buffer until spawn returns."""
+    """The LaunchPlan as C structs, all in one :class:`~ocirun.shim.arena.Arena`
+    (which a helper's worker can hand to the front end that clones); owns the
+    buffer until spawn returns."""
 
     def __init__(self, plan: LaunchPlan, ns_fds: list[int], tree_fds: list[int] | None = None):
+        from ocirun.shim.arena import Arena, ArenaFull
+
         ffi, _ = _load()
-        self._keep: list[object] = []
-        p = self.plan = ffi.new("struct ocirun_plan *")
+        size = 16384 + len(plan.seccomp_bpf or b"")
+        while True:
+            self.arena = Arena(ffi, size)
+            try:
+                self._build(plan, ns_fds, tree_fds)
+                return
+            except ArenaFull:
+                size *= 4
+
+    def _build(self, plan: LaunchPlan, ns_fds: list[int], tree_fds: list[int] | None) -> None:
+        ffi, _ = _load()
+        p = self.plan = self.new("struct ocirun_plan *")
         p.rootfs = self.s(plan.rootfs)
         p.new_namespaces = plan.new_namespaces
         joins = self.new("struct ocirun_nsjoin[]", max(1, len(plan.join_namespaces)))
@@ -405,10 +418,7 @@ class _CPlan:
             c.mpol_nodes_len = 0
 
     def new(self, ctype, init=None):
-        ffi, _ = _load()
-        obj = ffi.new(ctype, init)
-        self._keep.append(obj)
-        return obj
+        return self.arena.new(ctype, init)
 
     def s(self, b: bytes | None):
         ffi, _ = _load()
@@ -446,16 +456,9 @@ def _write_proc(pid: int, name: str, data: bytes) -> None:
 
 
 def _kill_and_reap(pid: int | None) -> None:
-    if pid is None:
-        return
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
+    from ocirun.parent import kill_and_reap
+
+    kill_and_reap(pid)
 
 
 def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
@@ -489,10 +492,8 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
     sock = -1
     stage1: int | None = None
     init: int | None = None
-    cg = -1 if cgroup_fd is None else cgroup_fd
     try:
-        stage1, sock = _launch(plan, lambda cplan, res: lib.ocirun_spawn(cplan, exec_fifo_fd, cg, res),
-                               cgroup_fd, on_child_created)
+        stage1, sock = _launch(plan, "spawn", cgroup_fd, on_child_created, exec_fifo_fd=exec_fifo_fd)
         last = "clone"
         while True:
             listener: int | None = None
@@ -549,14 +550,18 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
             os.close(sock)
 
 
-def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
-            on_child_created: Callable[[int], None]) -> tuple[int, int]:
+def _launch(plan: LaunchPlan, kind: str, cgroup_fd: int | None,
+            on_child_created: Callable[[int], None], *, exec_fifo_fd: int = -1,
+            stdio: tuple[int, int, int] = (-1, -1, -1)) -> tuple[int, int]:
     """What spawn and exec_process share: open the namespaces to join (above the
-    preserved fds, which the container keeps), start the first child through
-    ``start_c(cplan, res)`` (ocirun_spawn or ocirun_exec), place it in its
+    preserved fds, which the container keeps), start the first child (``kind``
+    "spawn": ocirun_spawn, "exec": ocirun_exec) in the process that parents the
+    container (ocirun.parent: this one, or a helper's caller), place it in its
     cgroups and let it go on. Returns its pid and the parent's end of the sync
     socket; on failure nothing is left open or running."""
-    ffi, lib = _load()
+    from ocirun import parent
+
+    _, lib = _load()
     floor = 3 + (plan.process.preserve_fds if plan.process is not None else 0)
     ns_fds: list[int] = []
     tree_fds: list[int] = []
@@ -580,8 +585,9 @@ def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
                 fd = high
             ns_fds.append(fd)
         cplan = _CPlan(plan, ns_fds, tree_fds)
-        res = ffi.new("struct ocirun_spawn_result *")
-        if start_c(cplan.plan, res) < 0:
+        res = parent.current.clone(kind, cplan, exec_fifo_fd=exec_fifo_fd,
+                                   cgroup_fd=-1 if cgroup_fd is None else cgroup_fd, stdio=stdio)
+        if res.rc < 0:
             raise _step_error(res.step, res.err, -1, plan)
     finally:
         for fd in ns_fds + tree_fds:  # the child has its copies
@@ -669,8 +675,10 @@ def _unpack(data: bytes) -> tuple[int, int, int, int, int]:
 
 
 def _reap(pid: int) -> None:
+    from ocirun.parent import waitpid
+
     try:
-        os.waitpid(pid, 0)
+        waitpid(pid, 0)
     except ChildProcessError:
         pass
 
@@ -708,15 +716,12 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
     """
     if plan.process is None:
         raise SetupError("exec", detail="no process to run")
-    ffi, lib = _load()
+    _, lib = _load()
     sock = -1
     stage1: int | None = None
     proc: int | None = None
-    cstdio = ffi.new("int[3]", list(stdio))
-    cg = -1 if cgroup_fd is None else cgroup_fd
     try:
-        stage1, sock = _launch(plan, lambda cplan, res: lib.ocirun_exec(cplan, cstdio, cg, res),
-                               cgroup_fd, on_child_created)
+        stage1, sock = _launch(plan, "exec", cgroup_fd, on_child_created, stdio=stdio)
         while True:
             master: int | None = None
             if plan.process.terminal or plan.seccomp_notify:  # CONSOLE_FD, SECCOMP_FD carry an fd
