@@ -128,6 +128,8 @@ def _build_parser(parser_class: Any = None) -> Any:
     parser.add_argument("--systemd-cgroup", action="store_true", help="use the systemd cgroup driver")
     parser.add_argument("--rootless", default="auto", choices=("true", "false", "auto"))
     parser.add_argument("--criu", default="criu", help=argparse.SUPPRESS)
+    parser.add_argument("--no-helper", action="store_true",
+                        help="run this call without the warm helper (as OCIRUN_HELPER=off)")
     parser.add_argument("--version", "-v", action="store_true", help="print the version")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")  # subparsers: parser_class too
 
@@ -218,6 +220,12 @@ def _build_parser(parser_class: Any = None) -> Any:
                  "pids-limit", "l3-cache-schema", "mem-bw-schema"):
         p.add_argument(f"--{flag}")
     p.add_argument("id")
+
+    p = cmd("helper", "ocirun.helper.cli:cmd_helper", "the warm helper: status, stop")
+    p.add_argument("action", choices=("status", "stop", "serve"))
+    p.add_argument("--dir", help=argparse.SUPPRESS)
+    p.add_argument("--id", help=argparse.SUPPRESS)
+    p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)
 
     for name in ("checkpoint", "restore"):
         p = cmd(name, f"ocirun.cli:not_implemented_{name}", f"{name} (needs CRIU)")

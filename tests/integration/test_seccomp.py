@@ -17,12 +17,12 @@ import shutil
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from conftest import OCIRUN
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE = json.loads((REPO / "tests" / "unit" / "fixtures" / "seccomp-default-profile.json").read_text())
@@ -337,7 +337,7 @@ def test_filter_is_in_place_in_a_created_container(ocirun, bundle):
     prepare(bundle, allow_but({"names": MKDIR, "action": "SCMP_ACT_ERRNO"}), "sleep", "10")
     cid = ocirun.new_id()
     # stdio not piped to us: the created init keeps it open until it exits
-    subprocess.run([sys.executable, "-m", "ocirun", "--root", str(ocirun.root), "create", "--bundle",
+    subprocess.run([*OCIRUN, "--root", str(ocirun.root), "create", "--bundle",
                     str(bundle.path), cid], check=True, stdin=subprocess.DEVNULL,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
     pid = ocirun.state(cid)["pid"]

@@ -1,0 +1,359 @@
+"""The helper process: ``ocirun helper serve`` (started by the front end; docs/helper.md).
+
+It leaves the caller's cgroups, imports all of ocirun, binds its socket and keeps
+one *spare* worker: a fork blocked in accept(). The spare that takes a
+connection tells the helper (TAKEN) and becomes that call's worker
+(ocirun.helper.worker); the helper forks the next spare meanwhile, so a call never
+waits for a fork. The helper itself never touches a caller's fds.
+
+It watches: each busy worker's caller (a pidfd: if the caller dies, its worker
+is killed), the installed code (inotify on the package's directories: a change
+and it exits, so that the next call starts a helper with the new code), its idle
+time (no call for ``idle`` seconds and none running: it exits), SIGTERM
+(``ocirun helper stop``: it exits). Exiting, it removes its socket and status
+file; running workers finish their calls on their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+
+from ocirun.helper import context, worker
+from ocirun.helper.paths import Files
+
+DEFAULT_IDLE = 60.0
+
+_IN_MODIFY = 0x2
+_IN_ATTRIB = 0x4
+_IN_CLOSE_WRITE = 0x8
+_IN_MOVED_FROM = 0x40
+_IN_MOVED_TO = 0x80
+_IN_CREATE = 0x100
+_IN_DELETE = 0x200
+_IN_DELETE_SELF = 0x400
+_IN_MOVE_SELF = 0x800
+_IN_WATCH = (_IN_MODIFY | _IN_ATTRIB | _IN_CLOSE_WRITE | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE
+             | _IN_DELETE | _IN_DELETE_SELF | _IN_MOVE_SELF)
+_IN_NONBLOCK = 0o4000
+_IN_CLOEXEC = 0o2000000
+_INOTIFY_EVENT = struct.Struct("=iIII")
+
+
+def warm_up() -> None:
+    """Import what any call may need, once (this is the point of the helper)."""
+    import pkgutil
+
+    import ocirun
+
+    skip = ("ocirun.__main__", "ocirun.frontend.build_frontend", "ocirun.shim.build_shim",
+            "ocirun.seccomp._build_ffi", "ocirun.spec._codegen")
+    for info in pkgutil.walk_packages(ocirun.__path__, "ocirun."):
+        if info.name in skip:
+            continue
+        with contextlib.suppress(ImportError):
+            __import__(info.name)
+    for name in ("json", "argparse", "ast", "traceback", "termios", "tty", "fcntl", "array", "select",
+                 "socket", "subprocess", "decimal", "jsonschema", "pyroute2"):
+        with contextlib.suppress(ImportError):
+            __import__(name)
+    from ocirun.shim import _load
+
+    _load()
+
+
+def leave_caller_cgroups() -> None:
+    """Into the root cgroup of every hierarchy (of our cgroup namespace): a helper
+    must never keep the cgroup of whoever started it (a conmon, a shim, a
+    systemd scope) from being removed. SystemExit if it cannot."""
+    from ocirun.cgroups.hierarchy import Host
+
+    host = Host.current()
+    own = host.own_cgroups()
+    if host.mode() == "unified":
+        mountpoint, root = host.v2_mount()
+        targets = [(mountpoint, root, own.get("unified"))]
+    else:
+        targets = [(h.mountpoint, h.root, own.get(h.key)) for h in host.v1_hierarchies()]
+    for mountpoint, root, path in targets:
+        if path is None or path == root:
+            continue
+        try:
+            with open(os.path.join(mountpoint, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        except OSError as e:
+            raise SystemExit(f"ocirun helper: cannot leave cgroup {path} ({mountpoint}): {e.strerror}") from None
+
+
+def _package_dirs() -> list[str]:
+    import ocirun
+
+    top = os.path.dirname(os.path.abspath(ocirun.__file__))
+    out = []
+    for dirpath, dirs, _ in os.walk(top):
+        dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith(".")]
+        out.append(dirpath)
+    return out
+
+
+def _watch_code() -> int:
+    """An inotify fd that becomes readable when a file of the package changes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+    if fd < 0:
+        return -1
+    for d in _package_dirs():
+        libc.inotify_add_watch(fd, os.fsencode(d), _IN_WATCH)
+    return fd
+
+
+def _code_changed(fd: int) -> bool:
+    """Read the pending events; True if one is about code (not bytecode caches)."""
+    changed = False
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return changed
+        if not data:
+            return changed
+        at = 0
+        while at + _INOTIFY_EVENT.size <= len(data):
+            _, mask, _, length = _INOTIFY_EVENT.unpack_from(data, at)
+            name = data[at + _INOTIFY_EVENT.size: at + _INOTIFY_EVENT.size + length].rstrip(b"\0")
+            at += _INOTIFY_EVENT.size + length
+            if name == b"__pycache__" or name.endswith((b".pyc", b".swp", b"~")) or name.startswith(b".#"):
+                continue
+            if mask & 0x8000:  # IN_IGNORED: a watch went away (its directory did)
+                changed = True
+                continue
+            changed = True
+
+
+class Helper:
+    def __init__(self, files: Files, lock_fd: int, idle: float) -> None:
+        self.files = files
+        self.lock_fd = lock_fd
+        self.idle = idle
+        self.own = context.Own()
+        self.spare: int | None = None
+        self.workers: dict[int, int] = {}          # pid -> its pidfd (busy ones and the spare)
+        self.callers: dict[int, int] = {}          # worker pid -> caller's pidfd
+        self.last_call = time.monotonic()
+        self.stopping = False
+
+    # -------------------------------------------------------------- set up
+
+    def bind(self) -> None:
+        old = os.umask(0o077)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.files.sock)  # a dead helper's (we hold the lock: no live one)
+            self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            self.listener.bind(self.files.sock)
+            self.listener.listen(256)
+        finally:
+            os.umask(old)
+        self.sock_ino = os.stat(self.files.sock).st_ino
+        self.notify_r, self.notify_w = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        self.ctrl_r, self.ctrl_w = os.pipe2(os.O_CLOEXEC)
+        self.stale_r, self.stale_w = os.pipe2(os.O_CLOEXEC)
+        self.inotify = _watch_code()
+        self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def _on_term(self, _signum, _frame) -> None:
+        self.stopping = True
+
+    def write_status(self) -> None:
+        import ocirun
+        from ocirun.linux.proc import start_time
+
+        status = {
+            "pid": os.getpid(), "startTime": start_time(os.getpid()),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "idle": self.idle, "protocol": worker.protocol.PROTOCOL, "socket": self.files.sock,
+            "package": os.path.dirname(os.path.abspath(ocirun.__file__)), "launcher": sys.argv[0],
+        }
+        tmp = f"{self.files.status}.{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(status, f)
+        os.rename(tmp, self.files.status)
+
+    # -------------------------------------------------------------- workers
+
+    def fork_spare(self) -> None:
+        pid = os.fork()
+        if pid == 0:
+            self._spare_main()  # never returns
+        self.spare = pid
+        self.workers[pid] = os.pidfd_open(pid)
+
+    def _spare_main(self) -> None:
+        try:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            keep = {self.listener.fileno(), self.ctrl_r, self.notify_w.fileno(), self.stale_r, self.inotify}
+            for fd in (self.lock_fd, self.ctrl_w, self.stale_w, self.wake_r, self.wake_w,
+                       self.notify_r.fileno(), *self.workers.values(), *self.callers.values()):
+                if fd not in keep:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            poller = select.poll()
+            poller.register(self.listener.fileno(), select.POLLIN)
+            poller.register(self.ctrl_r, select.POLLIN)
+            while True:
+                events = dict(poller.poll())
+                if self.ctrl_r in events:
+                    os._exit(0)  # the helper is going: take no more calls
+                try:
+                    conn_fd, _ = self.listener._accept()  # type: ignore[attr-defined]
+                except (BlockingIOError, InterruptedError):
+                    continue
+                break
+            worker.note(self.notify_w.fileno(), worker.NOTE_TAKEN, os.getpid())
+            self.listener.close()
+            os.close(self.ctrl_r)
+            stale = [self.stale_r] + ([self.inotify] if self.inotify >= 0 else [])
+            session = worker.Session(notify=self.notify_w.detach(), stale=stale, own=self.own,
+                                     argv0=sys.argv[0])
+            worker.handle(conn_fd, session)
+        except BaseException:  # noqa: BLE001 - never back into the helper's loop
+            pass
+        os._exit(0)
+
+    def _on_note(self) -> None:
+        try:
+            data, anc, _, _ = self.notify_r.recvmsg(worker.NOTE.size, socket.CMSG_SPACE(4),
+                                                    socket.MSG_CMSG_CLOEXEC | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        fd = None
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS and len(payload) >= 4:
+                fd = struct.unpack("=i", payload[:4])[0]
+        if len(data) != worker.NOTE.size:
+            if fd is not None:
+                os.close(fd)
+            return
+        kind, pid = worker.NOTE.unpack(data)
+        if kind == worker.NOTE_TAKEN:
+            self.last_call = time.monotonic()
+            if pid == self.spare:
+                self.spare = None
+        elif kind == worker.NOTE_CALLER and fd is not None and pid in self.workers:
+            old = self.callers.pop(pid, None)
+            if old is not None:
+                os.close(old)
+            self.callers[pid] = fd
+            fd = None
+        if fd is not None:
+            os.close(fd)
+
+    def _reap(self, pid: int) -> None:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        os.close(self.workers.pop(pid))
+        caller = self.callers.pop(pid, None)
+        if caller is not None:
+            os.close(caller)
+        if pid == self.spare:
+            self.spare = None
+
+    # -------------------------------------------------------------- the loop
+
+    def run(self) -> None:
+        gc.freeze()  # what is imported now stays shared with every fork
+        while not self.stopping:
+            if self.spare is None:
+                self.fork_spare()
+            busy = [p for p in self.workers if p != self.spare]
+            timeout = None
+            if not busy:
+                timeout = self.last_call + self.idle - time.monotonic()
+                if timeout <= 0:
+                    return  # idle
+            poller = select.poll()
+            fixed = [self.notify_r.fileno(), self.wake_r] + ([self.inotify] if self.inotify >= 0 else [])
+            for fd in fixed:
+                poller.register(fd, select.POLLIN)
+            by_fd: dict[int, tuple[str, int]] = {}
+            for pid, fd in self.workers.items():
+                by_fd[fd] = ("worker", pid)
+                poller.register(fd, select.POLLIN)
+            for pid, fd in self.callers.items():
+                by_fd[fd] = ("caller", pid)
+                poller.register(fd, select.POLLIN)
+            try:
+                events = poller.poll(None if timeout is None else max(0, int(timeout * 1000) + 1))
+            except InterruptedError:
+                continue
+            for fd, _ in events:
+                if fd == self.notify_r.fileno():
+                    self._on_note()
+                elif fd == self.wake_r:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self.wake_r, 64)
+                elif fd == self.inotify:
+                    if _code_changed(self.inotify):
+                        os.write(self.stale_w, b"x")  # workers that have not accepted yet refuse
+                        return
+                elif fd in by_fd:
+                    what, pid = by_fd[fd]
+                    if what == "worker" and pid in self.workers:
+                        self._reap(pid)
+                    elif what == "caller" and pid in self.callers:
+                        # the caller is gone: its worker must not go on for it
+                        with contextlib.suppress(ProcessLookupError):
+                            signal.pidfd_send_signal(self.workers[pid], signal.SIGKILL)
+                        os.close(self.callers.pop(pid))
+
+    def shut_down(self) -> None:
+        """No new calls: the socket and status file go; the spare leaves; running
+        workers finish on their own (they need nothing of ours)."""
+        with contextlib.suppress(OSError):
+            if os.stat(self.files.sock).st_ino == self.sock_ino:
+                os.unlink(self.files.sock)
+        with contextlib.suppress(OSError):
+            os.unlink(self.files.status)
+        self.listener.close()
+        os.close(self.ctrl_w)  # the spare sees POLLHUP and exits
+
+
+def serve(directory: str, ident: str, lock_fd: int, idle: float | None = None) -> int:
+    if idle is None:
+        try:
+            idle = float(os.environ.get("OCIRUN_HELPER_IDLE", DEFAULT_IDLE))
+        except ValueError:
+            idle = DEFAULT_IDLE
+    import fcntl
+
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held since the front end took it
+    except OSError:
+        return 1
+    os.set_inheritable(lock_fd, False)
+    leave_caller_cgroups()
+    warm_up()
+    if len(os.listdir("/proc/self/task")) != 1:
+        return 1  # a thread (an import started one): fork and setns need one
+    helper = Helper(Files(directory, ident), lock_fd, idle)
+    helper.bind()
+    helper.write_status()
+    try:
+        helper.run()
+    finally:
+        helper.shut_down()
+    return 0

@@ -1,0 +1,255 @@
+"""One call, in a worker forked by the helper (docs/helper.md).
+
+The worker reads the front end's REQUEST, checks that it may act for the caller,
+adopts the caller's context (ocirun.helper.context), answers ACCEPT, and once
+the front end says GO runs exactly what the direct path runs (``ocirun.cli.main``)
+with :class:`ocirun.helper.frontend.FrontEnd` as ocirun.parent: every clone,
+wait and signal goes through the front end, which is the caller's own process.
+Its output goes straight to the caller's fds. At the end it closes them and
+sends EXIT with the status; the front end exits with it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import sys
+
+from ocirun.helper import context, protocol
+from ocirun.helper.context import Refused
+
+#: notify messages (worker -> helper, SOCK_SEQPACKET): kind, pid; CALLER carries a pidfd
+NOTE = struct.Struct("=ii")
+NOTE_TAKEN = 1
+NOTE_CALLER = 2
+
+
+class Session:
+    """What a worker gets from the helper that forked it."""
+
+    def __init__(self, *, notify: int, stale: list[int], own: context.Own, argv0: str) -> None:
+        self.notify = notify      # SOCK_SEQPACKET to the helper
+        self.stale = stale        # readable when the installed code changed
+        self.own = own
+        self.argv0 = argv0        # sys.argv[0] of the direct path (the launcher)
+
+
+def note(fd: int, kind: int, pid: int, passed: int | None = None) -> None:
+    s = socket.socket(fileno=os.dup(fd))
+    try:
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("=i", passed))] if passed is not None else []
+        s.sendmsg([NOTE.pack(kind, pid)], anc)
+    except OSError:
+        pass
+    finally:
+        s.close()
+
+
+def _is_stale(fds: list[int]) -> bool:
+    import select
+
+    if not fds:
+        return False
+    return bool(select.select(fds, [], [], 0)[0])
+
+
+def _pid_of_pidfd(pidfd: int) -> int:
+    with open(f"/proc/self/fdinfo/{pidfd}") as f:
+        for line in f:
+            if line.startswith("Pid:"):
+                return int(line.split()[1])
+    return -1
+
+
+def handle(conn_fd: int, session: Session) -> None:
+    """Serve one connection; never returns (os._exit)."""
+    conn = socket.socket(fileno=conn_fd)
+    conn.settimeout(10)  # a peer that connects and sends nothing
+    try:
+        request = _receive(conn, session)
+    except Refused as r:
+        _refuse(conn, str(r))
+        os._exit(0)
+    except (protocol.ProtocolError, OSError, ValueError):
+        os._exit(0)
+    try:
+        conn = _adopt(conn, request, session)
+    except Refused as r:
+        _refuse(conn, str(r))
+        os._exit(0)
+    except (protocol.ProtocolError, OSError, ValueError) as e:
+        _refuse(conn, f"adopting the caller's context: {e}")
+        os._exit(0)
+    _run(conn, request)
+
+
+class Request:
+    def __init__(self) -> None:
+        self.pid = 0
+        self.pidfd = -1
+        self.root = -1
+        self.cwd = -1
+        self.tty = -1
+        self.table: list[int] = []
+        self.received: list[int] = []
+        self.argv: list[bytes] = []
+        self.env: dict[str, str] = {}
+
+
+def _receive(conn: socket.socket, session: Session) -> Request:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    peer_pid, peer_uid, _ = struct.unpack("3i", creds)
+    kind, payload, fds = protocol.recv_frame(conn)
+    req = Request()
+    try:
+        if peer_uid != os.geteuid():
+            raise Refused("not our user")
+        if kind != protocol.REQUEST or len(payload) < protocol.REQUEST_HEAD.size:
+            raise Refused("not a request")
+        version, flags, argc, envc, nfds, _ = protocol.REQUEST_HEAD.unpack_from(payload)
+        if version != protocol.PROTOCOL:
+            session.stale.append(-1)  # another front end: this helper is out of date
+            raise Refused(f"protocol {version}, not {protocol.PROTOCOL}")
+        head = 3 + (1 if flags & protocol.REQUEST_HAS_TTY else 0)
+        if len(fds) != head + nfds:
+            raise Refused("fds missing")
+        req.pidfd, req.root, req.cwd = fds[0], fds[1], fds[2]
+        req.tty = fds[3] if head == 4 else -1
+        req.received = fds[head:]
+        at = protocol.REQUEST_HEAD.size
+        req.table = list(struct.unpack_from(f"={nfds}i", payload, at))
+        at += 4 * nfds
+        req.argv, at = protocol.split_strings(payload, argc, at)
+        env, at = protocol.split_strings(payload, envc, at)
+        req.env = context.parse_env(env)
+        # The pidfd is the peer's own (the front end opened it): pid reuse cannot fool us.
+        req.pid = _pid_of_pidfd(req.pidfd)
+        if req.pid != peer_pid or req.pid <= 0:
+            raise Refused("the pidfd is not the peer's")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    # From now on the helper kills us if the caller goes away.
+    note(session.notify, NOTE_CALLER, os.getpid(), req.pidfd)
+    return req
+
+
+def _refuse(conn: socket.socket, why: str) -> None:
+    try:
+        protocol.send_frame(conn, protocol.REFUSE, why.encode(errors="replace"))
+    except OSError:
+        pass
+
+
+def _adopt(conn: socket.socket, req: Request, session: Session) -> socket.socket:
+    """Check and take on the caller's context; ACCEPT. Returns the connection (at a
+    new fd number, above the caller's fd table)."""
+    own = session.own
+    if _is_stale(session.stale) or -1 in session.stale:
+        raise Refused("the installed ocirun changed")
+    caller = context.Caller(req.pid)
+    caller.check_credentials(own)
+    context.check_python_env(req.env, own)
+    cfg = context.StdioConfig(req.env)
+    if cfg.fs_encoding != own.fs_encoding:
+        raise Refused("the filesystem encoding would differ")
+    flags = caller.namespaces_to_join()
+    context.join(caller, req.pidfd, flags, req.root, req.cwd)
+    os.close(req.root)
+    os.close(req.cwd)
+    context.adopt_rlimits(caller)
+    os.umask(caller.umask())
+    # Our own fds: nothing of the helper's stays open (the notify socket, the
+    # listener, the stale watch); the connection, the caller's pidfd and tty
+    # move above the caller's fd table, which becomes ours.
+    for fd in (session.notify, *[s for s in session.stale if s >= 0]):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    keep = [conn.detach(), req.pidfd] + ([req.tty] if req.tty >= 0 else [])
+    moved = context.place_fds(req.table, req.received, keep)
+    conn = socket.socket(fileno=moved[0])
+    req.pidfd = moved[1]
+    req.tty = moved[2] if req.tty >= 0 else -1
+    context.adopt_environment(req.env, cfg)
+    context.adopt_signals(caller)
+    pidfd = os.pidfd_open(os.getpid())
+    try:
+        protocol.send_frame(conn, protocol.ACCEPT, b"", [pidfd])
+    finally:
+        os.close(pidfd)
+    return conn
+
+
+def _run(conn: socket.socket, req: Request) -> None:
+    from ocirun import cli, parent
+    from ocirun.helper.frontend import FrontEnd
+
+    conn.settimeout(None)
+    try:
+        kind, _, fds = protocol.recv_frame(conn)
+    except (protocol.ProtocolError, OSError):
+        os._exit(0)  # the front end gave up (its timeout): it runs the direct path
+    for fd in fds:
+        os.close(fd)
+    if kind != protocol.GO:
+        os._exit(0)
+    parent.current = FrontEnd(conn, tty=req.tty)
+    sys.argv = [sys.argv[0], *(os.fsdecode(a) for a in req.argv[1:])]
+    code = _main(cli, sys.argv[1:])
+    _finish(conn, code)
+
+
+def _main(cli, argv: list[str]) -> int:
+    """cli.main, and what the interpreter would make of a SystemExit (argparse's -h)."""
+    try:
+        code = cli.main(argv)
+    except SystemExit as e:
+        code = e.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        sys.stderr.write(f"{code}\n")
+    except Exception:  # noqa: BLE001
+        pass
+    return 1
+
+
+def _finish(conn: socket.socket, code: int) -> None:
+    """As cli.exit_now: flush (a failing flush is reported as the interpreter does
+    at exit: "Exception ignored ...", status 120), close the caller's fds, EXIT."""
+    import fcntl
+
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None:
+            continue
+        try:
+            stream.flush()
+        except Exception as e:  # noqa: BLE001
+            code = 120
+            try:
+                sys.stderr.write(f"Exception ignored in: {stream!r}\n{type(e).__name__}: {e}\n")
+                sys.stderr.flush()
+            except Exception:  # noqa: BLE001
+                pass
+    mine = conn.fileno()
+    for fd_name in os.listdir("/proc/self/fd"):
+        fd = int(fd_name)
+        if fd == mine:
+            continue
+        try:
+            if not fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC or fd <= 2:
+                os.close(fd)  # the caller's (ours are CLOEXEC): its pipes see EOF with it
+        except OSError:
+            pass
+    try:
+        protocol.send_frame(conn, protocol.EXIT, struct.pack("=i", code))
+    except OSError:
+        pass
+    os._exit(0)
