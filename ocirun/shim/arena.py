@@ -11,7 +11,7 @@ cffi's own description of the types, with no code per struct:
   them point into it); the front end adds (its copy's address - ours) to each;
 - the *fd slots*: the offset of every int field that holds an fd (FD_FIELDS),
   with the fd; the worker passes the fds (SCM_RIGHTS) and the front end writes
-  its numbers for them there.
+  its numbers for them there. These fields start as -1 (no fd) in the arena.
 
 A field added to a struct needs nothing here, unless it holds an fd: then it is
 named in FD_FIELDS.
@@ -40,6 +40,7 @@ class Arena:
     def __init__(self, ffi, size: int) -> None:
         self.ffi = ffi
         self.buf = ffi.new("char[]", size)  # zeroed; owns the memory
+        self.view = ffi.buffer(self.buf)
         self.base = int(ffi.cast("uintptr_t", self.buf))
         self.size = size
         self.used = 0
@@ -68,6 +69,12 @@ class Arena:
         self.used = off + size
         self.objects.append((off, item, count))
         ptr = ffi.cast(ffi.getctype(item, "*"), self.base + off)
+        _, fd_offsets = _slots(ffi, item)
+        if fd_offsets:  # an fd field is -1 (none) until set: zero would be stdin
+            step = ffi.sizeof(item)
+            for i in range(count):
+                for f in fd_offsets:
+                    _INT.pack_into(self.view, off + i * step + f, -1)
         if isinstance(init, bytes):
             ffi.memmove(ptr, init, len(init))
         elif init is not None and not isinstance(init, int):
@@ -84,7 +91,7 @@ class Arena:
     def tables(self) -> tuple[list[int], list[tuple[int, int]]]:
         """(relocations, fd slots): see the module docstring. ValueError if a pointer
         leads out of the arena (something not allocated here)."""
-        data = self.ffi.buffer(self.buf, self.used)
+        data = self.view
         relocs: list[int] = []
         fd_slots: list[tuple[int, int]] = []
         for off, item, count in self.objects:
