@@ -10,8 +10,18 @@ It watches: each busy worker's caller (a pidfd: if the caller dies, its worker
 is killed), the installed code (inotify on the package's directories: a change
 and it exits, so that the next call starts a helper with the new code), its idle
 time (no call for ``idle`` seconds and none running: it exits), SIGTERM
-(``ocirun helper stop``: it exits). Exiting, it removes its socket and status
-file; running workers finish their calls on their own.
+(``ocirun helper stop``: it exits), and its parent. Exiting, it removes its
+socket and status file; running workers finish their calls on their own.
+
+Its parent: the front end starts it detached (double fork), so it is reparented
+to init, or to the nearest child subreaper above the first caller: conmon,
+containerd's shim, a test runner. Some of those wait for every child before they
+exit (conmon runs its exit command, then waits until it has none): a helper
+that is their child would keep them alive. So a helper whose parent is not
+init looks at it every ``PARENT_POLL`` seconds and exits as soon as it is
+blocked waiting for any child (or for us): /proc/PID/syscall shows wait4 or
+waitid on -1, P_ALL or our pid, without WNOHANG. The next call starts a new
+helper, from wherever it comes (podman's own calls: their orphans go to init).
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from ocirun.helper import context, worker
 from ocirun.helper.paths import Files
 
 DEFAULT_IDLE = 60.0
+PARENT_POLL = 0.02
 
 _IN_MODIFY = 0x2
 _IN_ATTRIB = 0x4
@@ -139,6 +150,31 @@ def _code_changed(fd: int) -> bool:
             changed = True
 
 
+#: (wait4, waitid) by machine
+_WAIT_SYSCALLS = {"x86_64": (61, 247), "aarch64": (260, 95)}.get(os.uname().machine, (-1, -1))
+_WNOHANG = 1
+_P_ALL, _P_PID = 0, 1
+
+
+def waits_for_me(syscall: str, me: int) -> bool:
+    """/proc/PID/syscall of a process blocked in a wait that our exit would end."""
+    fields = syscall.split()
+    if len(fields) < 5 or not fields[0].isdigit():
+        return False  # "running", or not in a syscall
+    nr = int(fields[0])
+    args = [int(f, 16) for f in fields[1:7]]
+
+    def s32(v: int) -> int:
+        v &= 0xFFFFFFFF
+        return v - (1 << 32) if v >= 1 << 31 else v
+
+    if nr == _WAIT_SYSCALLS[0]:  # wait4(pid, status, options, rusage)
+        return s32(args[0]) in (-1, me) and not args[2] & _WNOHANG
+    if nr == _WAIT_SYSCALLS[1]:  # waitid(idtype, id, info, options, rusage)
+        return (args[0] == _P_ALL or (args[0] == _P_PID and args[1] == me)) and not args[3] & _WNOHANG
+    return False
+
+
 class Helper:
     def __init__(self, files: Files, lock_fd: int, idle: float) -> None:
         self.files = files
@@ -150,6 +186,8 @@ class Helper:
         self.callers: dict[int, int] = {}          # worker pid -> caller's pidfd
         self.last_call = time.monotonic()
         self.stopping = False
+        #: the subreaper we were reparented to, watched (None: init, nothing to watch)
+        self.reaper: int | None = None
 
     # -------------------------------------------------------------- set up
 
@@ -262,6 +300,21 @@ class Helper:
         if fd is not None:
             os.close(fd)
 
+    def _reaper_waits(self) -> bool:
+        """Our parent (not init) is blocked waiting for its children: us among them."""
+        if self.reaper is None:
+            return False
+        ppid = os.getppid()
+        if ppid != self.reaper:  # it exited: we have a new parent
+            self.reaper = ppid if ppid > 1 else None
+            if self.reaper is None:
+                return False
+        try:
+            with open(f"/proc/{self.reaper}/syscall") as f:
+                return waits_for_me(f.read(), os.getpid())
+        except OSError:
+            return False
+
     def _reap(self, pid: int) -> None:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
@@ -276,7 +329,11 @@ class Helper:
 
     def run(self) -> None:
         gc.freeze()  # what is imported now stays shared with every fork
+        ppid = os.getppid()
+        self.reaper = ppid if ppid > 1 else None
         while not self.stopping:
+            if self._reaper_waits():
+                return  # never keep a subreaper (conmon) from exiting
             if self.spare is None:
                 self.fork_spare()
             busy = [p for p in self.workers if p != self.spare]
@@ -285,6 +342,8 @@ class Helper:
                 timeout = self.last_call + self.idle - time.monotonic()
                 if timeout <= 0:
                     return  # idle
+            if self.reaper is not None:
+                timeout = PARENT_POLL if timeout is None else min(timeout, PARENT_POLL)
             poller = select.poll()
             fixed = [self.notify_r.fileno(), self.wake_r] + ([self.inotify] if self.inotify >= 0 else [])
             for fd in fixed:
@@ -324,12 +383,13 @@ class Helper:
         """No new calls: the socket and status file go; the spare leaves; running
         workers finish on their own (they need nothing of ours)."""
         with contextlib.suppress(OSError):
-            if os.stat(self.files.sock).st_ino == self.sock_ino:
+            if os.stat(self.files.sock).st_ino == getattr(self, "sock_ino", None):
                 os.unlink(self.files.sock)
         with contextlib.suppress(OSError):
             os.unlink(self.files.status)
-        self.listener.close()
-        os.close(self.ctrl_w)  # the spare sees POLLHUP and exits
+        if hasattr(self, "ctrl_w"):
+            self.listener.close()
+            os.close(self.ctrl_w)  # the spare sees POLLHUP and exits
 
 
 def serve(directory: str, ident: str, lock_fd: int, idle: float | None = None) -> int:
@@ -350,9 +410,9 @@ def serve(directory: str, ident: str, lock_fd: int, idle: float | None = None) -
     if len(os.listdir("/proc/self/task")) != 1:
         return 1  # a thread (an import started one): fork and setns need one
     helper = Helper(Files(directory, ident), lock_fd, idle)
-    helper.bind()
-    helper.write_status()
+    helper.write_status()  # first: once the socket exists, so does the status
     try:
+        helper.bind()
         helper.run()
     finally:
         helper.shut_down()

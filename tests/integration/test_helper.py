@@ -572,3 +572,35 @@ def test_an_unprivileged_user_cannot_use_roots_helper(helper, ocirun, bundle):
     finally:
         os.chmod(helper.dir, 0o700)
     assert _alive(pid)
+
+
+WAITING_PARENT = r"""
+import ctypes, json, os, subprocess, sys, time
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)   # PR_SET_CHILD_SUBREAPER, as conmon
+subprocess.run([sys.argv[1], "--version"], stdout=subprocess.DEVNULL, check=True)  # starts a helper: ours
+end = time.monotonic() + 30
+while time.monotonic() < end and not any(n.endswith(".sock") for n in os.listdir(sys.argv[2])):
+    time.sleep(0.05)
+pid = json.loads(open([os.path.join(sys.argv[2], n) for n in os.listdir(sys.argv[2])
+                       if n.endswith(".json")][0]).read())["pid"]
+parent = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]
+start = time.monotonic()
+while True:   # as conmon's exit: wait until no child is left
+    try:
+        os.waitpid(-1, 0)
+    except ChildProcessError:
+        break
+print(json.dumps({"me": os.getpid(), "helper_parent": int(parent), "waited": time.monotonic() - start}))
+"""
+
+
+def test_a_subreaper_that_waits_for_all_children_is_not_kept_waiting(helper):
+    """conmon waits for every child before it exits: a helper that is its child (the
+    first caller's orphan) leaves as soon as it waits."""
+    p = subprocess.run([sys.executable, "-c", WAITING_PARENT, str(FRONT_END), helper.dir], env=helper.env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    facts = json.loads(p.stdout)
+    assert facts["helper_parent"] == facts["me"]  # it was the subreaper's child
+    assert facts["waited"] < 5
+    assert not helper.processes()

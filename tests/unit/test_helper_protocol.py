@@ -164,3 +164,21 @@ def test_install_id_is_the_front_ends():
     # FNV-1a 64 (frontend.c install_id): a known vector
     assert paths.install_id("") == "cbf29ce484222325"
     assert paths.install_id("a") == "af63dc4c8601ec8c"
+
+
+def test_a_parent_waiting_for_any_child_is_noticed():
+    from ocirun.helper.server import _WAIT_SYSCALLS, waits_for_me
+
+    wait4, waitid = _WAIT_SYSCALLS
+    if wait4 < 0:
+        pytest.skip("wait syscall numbers unknown on this machine")
+    line = "{nr} {a0} 0x7ffd0 {a2} 0x0 0x1 0x8 0x7ffdfb646fb8 0x7fa11c871bd3"
+    assert waits_for_me(line.format(nr=wait4, a0="0xffffffff", a2="0x0"), 42)  # waitpid(-1, ..., 0): conmon
+    assert waits_for_me(line.format(nr=wait4, a0="0xffffffffffffffff", a2="0x0"), 42)
+    assert waits_for_me(line.format(nr=wait4, a0=hex(42), a2="0x0"), 42)  # for us
+    assert not waits_for_me(line.format(nr=wait4, a0=hex(43), a2="0x0"), 42)  # for another child (pytest)
+    assert not waits_for_me(line.format(nr=wait4, a0="0xffffffff", a2="0x1"), 42)  # WNOHANG
+    assert waits_for_me(f"{waitid} 0x0 0x0 0x7ffd0 0x4 0x0 0x0 0x7ff 0x7ff", 42)  # waitid(P_ALL, ..., WEXITED)
+    assert not waits_for_me(f"{waitid} 0x0 0x0 0x7ffd0 0x5 0x0 0x0 0x7ff 0x7ff", 42)  # | WNOHANG
+    assert not waits_for_me("running", 42)
+    assert not waits_for_me("7 0x5 0x1 0xffffffff 0x0 0x0 0x0 0x7ff 0x7ff", 42)  # poll
