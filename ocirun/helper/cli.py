@@ -89,6 +89,7 @@ def _status(files: paths.Files) -> int:
 def _stop(files: paths.Files, timeout: float = 10.0) -> int:
     found = _running(files)
     if found is None:
+        _remove_stale(files)
         sys.stdout.write("helper: not running\n")
         return 0
     status, pidfd = found
@@ -101,9 +102,33 @@ def _stop(files: paths.Files, timeout: float = 10.0) -> int:
         pass
     finally:
         os.close(pidfd)
-    # a helper killed outright leaves its socket and status file: a later one replaces them
     deadline = time.monotonic() + 1
     while os.path.exists(files.status) and time.monotonic() < deadline:
         time.sleep(0.01)
+    _remove_stale(files)
     sys.stdout.write(f"helper: stopped (pid {status['pid']})\n")
     return 0
+
+
+def _remove_stale(files: paths.Files) -> None:
+    """A helper killed outright (SIGKILL) leaves its socket and status file; gone
+    once nobody holds the lock (a new helper would replace them anyway)."""
+    import fcntl
+
+    try:
+        fd = os.open(files.lock, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return
+    try:
+        for path in (files.sock, files.status):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+    finally:
+        os.close(fd)

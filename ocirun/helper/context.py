@@ -99,7 +99,10 @@ class Caller:
         """CLONE_NEW* flags of the namespaces to join. Refused for another user or
         pid namespace (ids and pids would not mean the same)."""
         def ino(pid: int | str, name: str) -> tuple[int, int]:
-            st = os.stat(f"/proc/{pid}/ns/{name}")
+            try:
+                st = os.stat(f"/proc/{pid}/ns/{name}")
+            except FileNotFoundError:  # a kernel without this kind (time: < 5.6)
+                return (0, 0)
             return st.st_dev, st.st_ino
 
         for name in ("user", "pid"):

@@ -258,7 +258,8 @@ def host_ulimits() -> list[str]:
 
 
 def runtime_name(binary: Path) -> str:
-    return binary.name
+    # ocirun-direct is ocirun's direct path (docs/helper.md): to podman, still "ocirun"
+    return "ocirun" if binary.name == "ocirun-direct" else binary.name
 
 
 # --- podman ----------------------------------------------------------------------------------------
