@@ -391,9 +391,21 @@ def _parse_options(parser: _Recorder, argv: Sequence[str], i: int, values: dict[
     return i
 
 
+_recorded: Any = None
+
+
+def _recorder() -> Any:
+    """The recorded flag definitions, made once per process (a warm helper's workers
+    share its copy)."""
+    global _recorded
+    if _recorded is None:
+        _recorded = _build_parser(_Recorder)
+    return _recorded
+
+
 def _fast_parse(argv: Sequence[str]) -> Any:
     """argparse's Namespace for a plain command line, or None (see the module docstring)."""
-    top = _build_parser(_Recorder)
+    top = _recorder()
     values = dict(top.defaults)
     i = _parse_options(top, argv, 0, values)
     if i < 0 or not top.usable:

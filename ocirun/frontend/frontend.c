@@ -419,6 +419,7 @@ static void start_helper(const char *dir, const char *id)
     }
     const char *idle = getenv("OCIRUN_HELPER_IDLE");
     const char *hdir = getenv("OCIRUN_HELPER_DIR");
+    const char *trace = getenv("OCIRUN_HELPER_TRACE");
     sigset_t all, old;
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &old);
@@ -448,14 +449,16 @@ static void start_helper(const char *dir, const char *id)
             signal(sig, SIG_DFL);
         sigemptyset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);
-        char e_idle[64], e_dir[PATH_MAX + 32];
-        char *env[4];
+        char e_idle[64], e_dir[PATH_MAX + 32], e_trace[PATH_MAX + 32];
+        char *env[5];
         int n = 0;
         env[n++] = "PATH=" DEFAULT_PATH;
         if (idle && snprintf(e_idle, sizeof e_idle, "OCIRUN_HELPER_IDLE=%s", idle) < (int)sizeof e_idle)
             env[n++] = e_idle;
         if (hdir && snprintf(e_dir, sizeof e_dir, "OCIRUN_HELPER_DIR=%s", hdir) < (int)sizeof e_dir)
             env[n++] = e_dir;
+        if (trace && snprintf(e_trace, sizeof e_trace, "OCIRUN_HELPER_TRACE=%s", trace) < (int)sizeof e_trace)
+            env[n++] = e_trace;
         env[n] = NULL;
         char *args[] = {python, "-S", launcher, "helper", "serve", "--dir", (char *)dir,
                         "--id", (char *)id, "--lock-fd", "3", NULL};

@@ -168,24 +168,42 @@ def adopt_rlimits(caller: Caller) -> None:
             raise Refused(f"cannot take the caller's rlimit {r}") from None
 
 
-def adopt_signals(caller: Caller) -> None:
-    """As a Python started by the caller: its blocked signals, its ignored ones (and
-    SIGPIPE, SIGXFSZ ignored, SIGINT raising KeyboardInterrupt unless ignored)."""
-    ignored = caller.signal_mask("SigIgn")
+def python_signals() -> None:
+    """Every disposition as a Python just started with none ignored has it (SIGPIPE,
+    SIGXFSZ ignored, SIGINT raising KeyboardInterrupt, the rest default): what a spare
+    worker sets up before a call, so that adopt_signals changes only a few."""
     for sig in signal.valid_signals():
         if sig in (signal.SIGKILL, signal.SIGSTOP):
             continue
-        if sig in (signal.SIGPIPE, signal.SIGXFSZ) or sig in ignored:
-            handler: object = signal.SIG_IGN
-        elif sig == signal.SIGINT:
-            handler = signal.default_int_handler
-        else:
-            handler = signal.SIG_DFL
-        try:
+        _set(sig, _python_default(sig, ignored=False))
+
+
+def _python_default(sig: int, *, ignored: bool) -> object:
+    if sig in (signal.SIGPIPE, signal.SIGXFSZ) or ignored:
+        return signal.SIG_IGN
+    if sig == signal.SIGINT:
+        return signal.default_int_handler
+    return signal.SIG_DFL
+
+
+def _set(sig: int, handler: object) -> None:
+    try:
+        if signal.getsignal(sig) is not handler:
             signal.signal(sig, handler)  # type: ignore[arg-type]
-        except (OSError, ValueError):
-            pass
-    signal.pthread_sigmask(signal.SIG_SETMASK, caller.signal_mask("SigBlk"))
+    except (OSError, ValueError):
+        pass
+
+
+def adopt_signals(caller: Caller) -> None:
+    """As a Python started by the caller: its blocked signals, its ignored ones (and
+    SIGPIPE, SIGXFSZ ignored, SIGINT raising KeyboardInterrupt unless ignored).
+    Expects python_signals() done."""
+    for sig in caller.signal_mask("SigIgn"):
+        if sig in signal.valid_signals() and sig not in (signal.SIGKILL, signal.SIGSTOP):
+            _set(sig, signal.SIG_IGN)
+    blocked = caller.signal_mask("SigBlk")
+    if blocked:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 # ------------------------------------------------------------------ the environment
@@ -198,28 +216,35 @@ def check_python_env(env: dict[str, str], own: Own) -> None:
         raise Refused("a Python setting in the environment differs")
 
 
-def _locale_available(name: str) -> bool:
+#: locale name -> its codeset, or None if setlocale refuses it (memo: the helper fills
+#: it for the usual names, its workers add the rest for their call)
+_CODESETS: dict[str, str | None] = {}
+
+
+def _codeset(name: str) -> str | None:
+    if name in _CODESETS:
+        return _CODESETS[name]
     import locale
 
     old = locale.setlocale(locale.LC_CTYPE)
     try:
         locale.setlocale(locale.LC_CTYPE, name)
+        codeset: str | None = locale.nl_langinfo(locale.CODESET)
     except locale.Error:
-        return False
+        codeset = None
     finally:
         locale.setlocale(locale.LC_CTYPE, old)
-    return True
+    _CODESETS[name] = codeset
+    return codeset
 
 
-def _codeset(name: str) -> str:
-    import locale
+def _locale_available(name: str) -> bool:
+    return _codeset(name) is not None
 
-    old = locale.setlocale(locale.LC_CTYPE)
-    try:
-        locale.setlocale(locale.LC_CTYPE, name)
-        return locale.nl_langinfo(locale.CODESET)
-    finally:
-        locale.setlocale(locale.LC_CTYPE, old)
+
+def warm_locales() -> None:
+    for name in ("C", "POSIX", "C.UTF-8", "C.utf8", "UTF-8", "en_US.UTF-8", "en_US.utf8"):
+        _codeset(name)
 
 
 _COERCION_TARGETS = ("C.UTF-8", "C.utf8", "UTF-8")
@@ -252,7 +277,7 @@ class StdioConfig:
         if self.utf8_mode:
             encoding = "utf-8"
         else:
-            codeset = "ascii" if legacy else _codeset(name)
+            codeset = "ascii" if legacy else (_codeset(name) or "ascii")
             encoding = codecs.lookup(codeset).name
         self.fs_encoding = encoding
         errors = "surrogateescape" if (self.utf8_mode or legacy or name in _COERCION_TARGETS) else "strict"
@@ -295,16 +320,19 @@ def adopt_environment(env: dict[str, str], cfg: StdioConfig) -> None:
     import locale
     import time
 
+    tz = os.environ.get("TZ")
     os.environ.clear()
     for k, v in env.items():
         os.environ[k] = v
     if cfg.coerced_ctype is not None:
         os.environ["LC_CTYPE"] = cfg.coerced_ctype
     try:
-        locale.setlocale(locale.LC_CTYPE, cfg.locale)
+        if locale.setlocale(locale.LC_CTYPE) != cfg.locale:
+            locale.setlocale(locale.LC_CTYPE, cfg.locale)
     except locale.Error:
         pass
-    time.tzset()
+    if env.get("TZ") != tz:
+        time.tzset()
     sys.stdin = sys.__stdin__ = make_stdio(0, False, "<stdin>", cfg)  # type: ignore[misc]
     sys.stdout = sys.__stdout__ = make_stdio(1, True, "<stdout>", cfg)  # type: ignore[misc]
     sys.stderr = sys.__stderr__ = make_stdio(2, True, "<stderr>", cfg)  # type: ignore[misc]

@@ -188,6 +188,7 @@ class Helper:
         self.stopping = False
         #: the subreaper we were reparented to, watched (None: init, nothing to watch)
         self.reaper: int | None = None
+        self.trace = os.environ.get("OCIRUN_HELPER_TRACE") or None
 
     # -------------------------------------------------------------- set up
 
@@ -242,13 +243,14 @@ class Helper:
     def _spare_main(self) -> None:
         try:
             signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            context.python_signals()
             keep = {self.listener.fileno(), self.ctrl_r, self.notify_w.fileno(), self.stale_r, self.inotify}
             for fd in (self.lock_fd, self.ctrl_w, self.stale_w, self.wake_r, self.wake_w,
                        self.notify_r.fileno(), *self.workers.values(), *self.callers.values()):
                 if fd not in keep:
                     with contextlib.suppress(OSError):
                         os.close(fd)
+            self._rehearse()
             poller = select.poll()
             poller.register(self.listener.fileno(), select.POLLIN)
             poller.register(self.ctrl_r, select.POLLIN)
@@ -266,11 +268,38 @@ class Helper:
             os.close(self.ctrl_r)
             stale = [self.stale_r] + ([self.inotify] if self.inotify >= 0 else [])
             session = worker.Session(notify=self.notify_w.detach(), stale=stale, own=self.own,
-                                     argv0=sys.argv[0])
+                                     argv0=sys.argv[0], trace=self.trace)
             worker.handle(conn_fd, session)
         except BaseException:  # noqa: BLE001 - never back into the helper's loop
             pass
         os._exit(0)
+
+    def _rehearse(self) -> None:
+        """Before a call arrives: go through what a call goes through, on nothing (a
+        state root that does not exist; output to the helper's /dev/null). A fork
+        shares the helper's memory until it writes to it, and CPython writes to every
+        object it uses (reference counts): this makes the copies now, while the
+        spare waits, instead of on the call's time."""
+        from ocirun import cli
+
+        caller = context.Caller(os.getpid())
+        with contextlib.suppress(context.Refused):
+            caller.check_credentials(self.own)
+        with contextlib.suppress(context.Refused):
+            caller.namespaces_to_join()
+        caller.rlimits()
+        caller.umask()
+        caller.signal_mask("SigIgn")
+        cfg = context.StdioConfig(dict(os.environ))
+        for fd in (1, 2):
+            context.make_stdio(fd, True, "<rehearsal>", cfg)
+        root = "/nonexistent/ocirun-helper-rehearsal"
+        for argv in (["--root", root, "state", "rehearsal"], ["--root", root, "list"]):
+            with contextlib.suppress(Exception):
+                cli.main(argv)
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
 
     def _on_note(self) -> None:
         try:
@@ -407,6 +436,7 @@ def serve(directory: str, ident: str, lock_fd: int, idle: float | None = None) -
     os.set_inheritable(lock_fd, False)
     leave_caller_cgroups()
     warm_up()
+    context.warm_locales()
     if len(os.listdir("/proc/self/task")) != 1:
         return 1  # a thread (an import started one): fork and setns need one
     helper = Helper(Files(directory, ident), lock_fd, idle)

@@ -28,11 +28,60 @@ NOTE_CALLER = 2
 class Session:
     """What a worker gets from the helper that forked it."""
 
-    def __init__(self, *, notify: int, stale: list[int], own: context.Own, argv0: str) -> None:
+    def __init__(self, *, notify: int, stale: list[int], own: context.Own, argv0: str,
+                 trace: str | None = None) -> None:
         self.notify = notify      # SOCK_SEQPACKET to the helper
         self.stale = stale        # readable when the installed code changed
         self.own = own
         self.argv0 = argv0        # sys.argv[0] of the direct path (the launcher)
+        self.trace = trace        # OCIRUN_HELPER_TRACE of the helper: a file for timings
+
+
+class _Trace:
+    """OCIRUN_HELPER_TRACE=FILE (in the environment that starts the helper): one JSON
+    line per call with the time to each step and the worker's CPU time and page
+    faults (copy-on-write of the helper's memory), for docs/performance.md."""
+
+    def __init__(self, path: str | None) -> None:
+        import time
+
+        self.fd = -1
+        self.marks: list[tuple[str, float]] = [("accepted", time.perf_counter())]
+        self.usage: list = []
+        if path:
+            try:
+                self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:
+                self.fd = -1
+
+    def mark(self, name: str) -> None:
+        if self.fd >= 0:
+            import resource
+            import time
+
+            ru = resource.getrusage(resource.RUSAGE_SELF)
+            self.marks.append((name, time.perf_counter()))
+            self.usage.append((name, round((ru.ru_utime + ru.ru_stime) * 1000, 2), ru.ru_minflt))
+
+    def write(self, argv: list[bytes]) -> None:
+        if self.fd < 0:
+            return
+        import json
+        import resource
+
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = self.marks[0][1]
+        line = {"argv": [os.fsdecode(a) for a in argv[1:4]],
+                **{n: round((t - t0) * 1000, 3) for n, t in self.marks[1:]},
+                "cpu_ms": round((ru.ru_utime + ru.ru_stime) * 1000, 3), "minflt": ru.ru_minflt,
+                "usage": self.usage}
+        try:
+            os.write(self.fd, (json.dumps(line) + "\n").encode())
+        except OSError:
+            pass
+
+
+_trace = _Trace(None)
 
 
 def note(fd: int, kind: int, pid: int, passed: int | None = None) -> None:
@@ -64,6 +113,8 @@ def _pid_of_pidfd(pidfd: int) -> int:
 
 def handle(conn_fd: int, session: Session) -> None:
     """Serve one connection; never returns (os._exit)."""
+    global _trace
+    _trace = _Trace(session.trace)
     conn = socket.socket(fileno=conn_fd)
     conn.settimeout(10)  # a peer that connects and sends nothing
     try:
@@ -73,6 +124,7 @@ def handle(conn_fd: int, session: Session) -> None:
         os._exit(0)
     except (protocol.ProtocolError, OSError, ValueError):
         os._exit(0)
+    _trace.mark("received")
     try:
         conn = _adopt(conn, request, session)
     except Refused as r:
@@ -169,13 +221,19 @@ def _adopt(conn: socket.socket, req: Request, session: Session) -> socket.socket
             os.close(fd)
         except OSError:
             pass
-    keep = [conn.detach(), req.pidfd] + ([req.tty] if req.tty >= 0 else [])
+    _trace.mark("checked_and_joined")
+    keep = [conn.detach(), req.pidfd] + ([req.tty] if req.tty >= 0 else []) + ([_trace.fd] if _trace.fd >= 0 else [])
     moved = context.place_fds(req.table, req.received, keep)
     conn = socket.socket(fileno=moved[0])
     req.pidfd = moved[1]
     req.tty = moved[2] if req.tty >= 0 else -1
+    if _trace.fd >= 0:
+        _trace.fd = moved[-1]
+    _trace.mark("fds")
     context.adopt_environment(req.env, cfg)
+    _trace.mark("environment")
     context.adopt_signals(caller)
+    _trace.mark("signals")
     pidfd = os.pidfd_open(os.getpid())
     try:
         protocol.send_frame(conn, protocol.ACCEPT, b"", [pidfd])
@@ -197,10 +255,12 @@ def _run(conn: socket.socket, req: Request) -> None:
         os.close(fd)
     if kind != protocol.GO:
         os._exit(0)
+    _trace.mark("go")
     parent.current = FrontEnd(conn, tty=req.tty)
     sys.argv = [sys.argv[0], *(os.fsdecode(a) for a in req.argv[1:])]
     code = _main(cli, sys.argv[1:])
-    _finish(conn, code)
+    _trace.mark("main")
+    _finish(conn, code, req.argv)
 
 
 def _main(cli, argv: list[str]) -> int:
@@ -220,7 +280,7 @@ def _main(cli, argv: list[str]) -> int:
     return 1
 
 
-def _finish(conn: socket.socket, code: int) -> None:
+def _finish(conn: socket.socket, code: int, argv: list[bytes]) -> None:
     """As cli.exit_now: flush (a failing flush is reported as the interpreter does
     at exit: "Exception ignored ...", status 120), close the caller's fds, EXIT."""
     import fcntl
@@ -239,6 +299,8 @@ def _finish(conn: socket.socket, code: int) -> None:
             except Exception:  # noqa: BLE001
                 pass
     mine = conn.fileno()
+    _trace.mark("flushed")
+    _trace.write(argv)
     for fd_name in os.listdir("/proc/self/fd"):
         fd = int(fd_name)
         if fd == mine:
