@@ -209,6 +209,9 @@ def _adopt(conn: socket.socket, req: Request, session: Session) -> socket.socket
         raise Refused("the filesystem encoding would differ")
     flags = caller.namespaces_to_join()
     context.join(caller, req.pidfd, flags, req.root, req.cwd)
+    from ocirun.linux import proc
+
+    proc.CALLER = str(req.pid)  # its cgroups are the runtime's own (the default cgroup path)
     os.close(req.root)
     os.close(req.cwd)
     context.adopt_rlimits(caller)

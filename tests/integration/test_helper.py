@@ -604,3 +604,41 @@ def test_a_subreaper_that_waits_for_all_children_is_not_kept_waiting(helper):
     assert facts["helper_parent"] == facts["me"]  # it was the subreaper's child
     assert facts["waited"] < 5
     assert not helper.processes()
+
+
+def test_the_default_cgroup_is_below_the_callers_as_with_runc(helper, ocirun, bundle):
+    """The runtime's own cgroup, which a default cgroups path is relative to, is the
+    caller's (not the helper's, which sits at the roots)."""
+    from ocirun.cgroups.hierarchy import detect_mode, v1_hierarchies
+
+    if detect_mode() == "unified":
+        pytest.skip("v1: the caller's own cgroup, with processes, cannot have children with controllers on v2")
+    pids = next((h for h in v1_hierarchies() if h.controllers == ("pids",)), None)
+    if pids is None:
+        pytest.skip("no v1 pids hierarchy")
+    helper.start()
+    bundle.set_args("sleep", "30")
+
+    def f(c):
+        c["linux"].pop("cgroupsPath", None)
+
+    bundle.edit(f)
+    cid = ocirun.new_id()
+    caller_cg = Path(pids.mountpoint) / f"{cid}-caller"
+    caller_cg.mkdir()
+    try:
+        script = 'echo $$ > "$1/cgroup.procs" && exec "$2" --root "$3" create --bundle "$4" "$5"'
+        with tempfile.TemporaryFile() as err:
+            p = subprocess.run(["sh", "-c", script, "sh", str(caller_cg), str(FRONT_END), str(ocirun.root),
+                                str(bundle.path), cid], env=helper.env, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+            err.seek(0)
+            assert p.returncode == 0, err.read()
+        reap_orphans()
+        init = json.loads(helper.run("--root", str(ocirun.root), "state", cid).stdout)["pid"]
+        assert init_comm(init) == "ocirun"
+        line = next(x for x in Path(f"/proc/{init}/cgroup").read_text().splitlines() if x.split(":")[1] == "pids")
+        assert line.split(":", 2)[2] == f"{pids.root.rstrip('/')}/{cid}-caller/{cid}".replace("//", "/")
+    finally:
+        helper.run("--root", str(ocirun.root), "delete", "--force", cid)
+        caller_cg.rmdir()
