@@ -268,7 +268,7 @@ class Helper:
             os.close(self.ctrl_r)
             stale = [self.stale_r] + ([self.inotify] if self.inotify >= 0 else [])
             session = worker.Session(notify=self.notify_w.detach(), stale=stale, own=self.own,
-                                     argv0=sys.argv[0], trace=self.trace)
+                                     trace=self.trace)
             worker.handle(conn_fd, session)
         except BaseException:  # noqa: BLE001 - never back into the helper's loop
             pass

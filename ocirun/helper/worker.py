@@ -28,12 +28,11 @@ NOTE_CALLER = 2
 class Session:
     """What a worker gets from the helper that forked it."""
 
-    def __init__(self, *, notify: int, stale: list[int], own: context.Own, argv0: str,
+    def __init__(self, *, notify: int, stale: list[int], own: context.Own,
                  trace: str | None = None) -> None:
         self.notify = notify      # SOCK_SEQPACKET to the helper
         self.stale = stale        # readable when the installed code changed
         self.own = own
-        self.argv0 = argv0        # sys.argv[0] of the direct path (the launcher)
         self.trace = trace        # OCIRUN_HELPER_TRACE of the helper: a file for timings
 
 
@@ -71,7 +70,7 @@ class _Trace:
 
         ru = resource.getrusage(resource.RUSAGE_SELF)
         t0 = self.marks[0][1]
-        line = {"argv": [os.fsdecode(a) for a in argv[1:4]],
+        line = {"argv": [os.fsdecode(a) for a in argv[1:6]],
                 **{n: round((t - t0) * 1000, 3) for n, t in self.marks[1:]},
                 "cpu_ms": round((ru.ru_utime + ru.ru_stime) * 1000, 3), "minflt": ru.ru_minflt,
                 "usage": self.usage}
@@ -260,6 +259,7 @@ def _run(conn: socket.socket, req: Request) -> None:
         os._exit(0)
     _trace.mark("go")
     parent.current = FrontEnd(conn, tty=req.tty)
+    # argv[0] stays the helper's: the launcher, as the direct path's
     sys.argv = [sys.argv[0], *(os.fsdecode(a) for a in req.argv[1:])]
     code = _main(cli, sys.argv[1:])
     _trace.mark("main")
