@@ -166,7 +166,7 @@ def main() -> int:
                 for rt in runtimes:
                     root = work / f"root-{rt.name}"
                     prepare(rt, root, i)
-                    t = timed(lambda rt=rt, root=root: call(rt, root, i))
+                    t = timed(lambda rt=rt, root=root, call=call, i=i: call(rt, root, i))
                     clean(rt, root, i)
                     if i >= 2:  # two warm-up rounds
                         samples[rt.name].append(t)
