@@ -128,6 +128,11 @@ class Caller:
     def rlimits(self) -> dict[int, tuple[int, int]]:
         return {r: resource.prlimit(self.pid, r) for r in RLIMITS}
 
+    def scheduling(self) -> tuple[int, object, int, set[int]]:
+        """Its scheduling policy and parameters, nice value, CPU affinity."""
+        return (os.sched_getscheduler(self.pid), os.sched_getparam(self.pid),
+                os.getpriority(os.PRIO_PROCESS, self.pid), os.sched_getaffinity(self.pid))
+
 
 def setns(fd: int, flags: int) -> None:
     if _libc.setns(fd, flags) < 0:
@@ -192,6 +197,21 @@ def _set(sig: int, handler: object) -> None:
             signal.signal(sig, handler)  # type: ignore[arg-type]
     except (OSError, ValueError):
         pass
+
+
+def adopt_scheduling(caller: Caller) -> None:
+    """The caller's scheduling policy, nice value and CPU affinity (a spare worker
+    waits at a low priority: it must not compete with the call before it)."""
+    policy, param, nice, cpus = caller.scheduling()
+    try:
+        if os.sched_getscheduler(0) != policy or os.sched_getparam(0) != param:
+            os.sched_setscheduler(0, policy, param)  # type: ignore[arg-type]
+        if os.getpriority(os.PRIO_PROCESS, 0) != nice:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+        if os.sched_getaffinity(0) != cpus:
+            os.sched_setaffinity(0, cpus)
+    except OSError as e:
+        raise Refused(f"cannot take the caller's scheduling: {e.strerror}") from None
 
 
 def adopt_signals(caller: Caller) -> None:

@@ -213,6 +213,7 @@ def _adopt(conn: socket.socket, req: Request, session: Session) -> socket.socket
     proc.CALLER = str(req.pid)  # its cgroups are the runtime's own (the default cgroup path)
     os.close(req.root)
     os.close(req.cwd)
+    context.adopt_scheduling(caller)  # first: we waited at a low priority
     context.adopt_rlimits(caller)
     os.umask(caller.umask())
     # Our own fds: nothing of the helper's stays open (the notify socket, the
