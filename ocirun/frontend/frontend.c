@@ -46,6 +46,8 @@
 static char self_dir[PATH_MAX];   /* where this binary lives: ocirun-direct and python are here */
 static int fd_floor = 3;          /* our own fds go at or above: never in the caller's fd table */
 static int worker_pidfd = -1;
+static int commit_token = -1;     /* our copy of the commit token (protocol.h) */
+static int fd_channel = -1;       /* our copy of the receiving end of the fd channel */
 static uint64_t forwarding;       /* signals passed on to the worker (bit sig-1) */
 static uint64_t base_forwarding;  /* SIGINT, unless the caller ignores it */
 static struct sigaction original[65];
@@ -174,9 +176,22 @@ static void free_frame(struct frame *f, int close_fds)
     f->data = NULL;
 }
 
+static int recv_frame_flags(int sock, struct frame *f, int flags);
+
 /* Read one frame; its fds are moved to fd_floor or above (CLOEXEC). 0, or -1
  * on EOF or error. */
 static int recv_frame(int sock, struct frame *f)
+{
+    return recv_frame_flags(sock, f, 0);
+}
+
+/* The same, or -1 at once if none is there. */
+static int recv_frame_nowait(int sock, struct frame *f)
+{
+    return recv_frame_flags(sock, f, MSG_DONTWAIT);
+}
+
+static int recv_frame_flags(int sock, struct frame *f, int flags)
 {
     struct ocirun_frame h;
     struct iovec iov = {&h, sizeof h};
@@ -192,7 +207,7 @@ static int recv_frame(int sock, struct frame *f)
     mh.msg_controllen = sizeof u.buf;
     ssize_t r;
     do
-        r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+        r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
     while (r < 0 && errno == EINTR);
     f->nfds = 0;
     f->data = NULL;
@@ -511,14 +526,48 @@ static int send_request(int sock, int argc, char **argv, char **envp, const int 
         return -1;
     fds[n++] = root;
     fds[n++] = cwd;
+    /* The commit token: one byte, taken by the worker or, if it is too late, by us. */
+    int token[2];
+    if (pipe2(token, O_CLOEXEC | O_NONBLOCK) < 0)
+        return -1;
+    if (write(token[1], "t", 1) != 1) {
+        close(token[0]);
+        close(token[1]);
+        return -1;
+    }
+    close(token[1]);
+    commit_token = move_high(token[0], fd_floor);
+    if (commit_token < 0)
+        return -1;
+    fds[n++] = commit_token;
+    /* The fd channel: our fds travel in a socket pair, so that we can take them
+     * back if no worker commits (an fd in flight on an unaccepted connection would
+     * keep our stdout open, and a reader waiting for its EOF, until the helper
+     * gets to it). */
+    int ch[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ch) < 0)
+        return -1;
+    fd_channel = move_high(ch[1], fd_floor);
+    ch[0] = move_high(ch[0], fd_floor);
+    if (fd_channel < 0 || ch[0] < 0)
+        return -1;
+    fds[n++] = fd_channel;
+    int passed[MAX_FDS];
+    int npassed = 0;
     /* Our controlling terminal, for a foreground terminal proxy (console.host_console). */
     int tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (tty >= 0) {
-        fds[n++] = move_high(tty, fd_floor);
+        passed[npassed++] = move_high(tty, fd_floor);
         req.flags |= OCIRUN_REQUEST_HAS_TTY;
     }
     for (int i = 0; i < ntable; i++)
-        fds[n++] = table[i];
+        passed[npassed++] = table[i];
+    int sent = send_frame(ch[0], OCIRUN_FRAME_FDS, passed, npassed, NULL, 0);
+    close(ch[0]);
+    if (tty >= 0)
+        close(passed[0]);
+    if (sent < 0)
+        return -1;
     req.argc = (uint32_t)argc;
     int envc = 0;
     while (envp[envc])
@@ -537,8 +586,9 @@ static int send_request(int sock, int argc, char **argv, char **envp, const int 
         parts[p++] = (struct iovec){envp[i], strlen(envp[i]) + 1};
     int r = send_frame(sock, OCIRUN_FRAME_REQUEST, fds, n, parts, p);
     free(parts);
-    for (int i = 0; i < n - ntable; i++)  /* the worker has its copies */
-        close(fds[i]);
+    for (int i = 0; i < n; i++)  /* the worker has its copies (token, fd channel: we keep ours) */
+        if (fds[i] != commit_token && fds[i] != fd_channel)
+            close(fds[i]);
     return r;
 }
 
@@ -881,28 +931,50 @@ __attribute__((noreturn)) static void serve(int sock)
 }
 
 /* ACCEPT (the worker's pidfd), REFUSE, or nothing in time: 0 to go on, -1 for
- * the direct path. */
+ * the direct path. In time: the worker committed (it took the token) or we take
+ * the token back (protocol.h). */
 static int await_accept(int sock)
 {
     struct pollfd p = {sock, POLLIN, 0};
+    const char *t = getenv("OCIRUN_HELPER_TIMEOUT");  /* ms; for tests */
+    int timeout = t && *t ? atoi(t) : ACCEPT_TIMEOUT_MS;
     int r;
     do
-        r = poll(&p, 1, ACCEPT_TIMEOUT_MS);
+        r = poll(&p, 1, timeout);
     while (r < 0 && errno == EINTR);
-    if (r <= 0)
+    if (r == 0) {
+        char c;
+        if (read(commit_token, &c, 1) == 1) {
+            /* ours: no worker will run it; and our fds come back out of the channel */
+            struct frame back;
+            if (recv_frame_nowait(fd_channel, &back) == 0)
+                free_frame(&back, 1);
+            return -1;
+        }
+        /* the worker has it: it runs the call; wait for it */
+    } else if (r < 0) {
         return -1;
+    }
     struct frame f;
-    if (recv_frame(sock, &f) < 0)
-        return -1;
-    if (f.type != OCIRUN_FRAME_ACCEPT || f.nfds != 1) {
-        if (getenv("OCIRUN_HELPER_DEBUG") && f.type == OCIRUN_FRAME_REFUSE)
+    if (recv_frame(sock, &f) < 0) {
+        char c;
+        if (read(commit_token, &c, 1) == 1)
+            return -1;  /* gone before it committed */
+        die("the helper's worker exited before the command finished", 0);
+    }
+    if (f.type == OCIRUN_FRAME_REFUSE) {  /* before it took the token: it did nothing */
+        if (getenv("OCIRUN_HELPER_DEBUG"))
             fprintf(stderr, "ocirun: helper refused: %s\n", f.data ? f.data : "");
         free_frame(&f, 1);
         return -1;
     }
-    worker_pidfd = f.fds[0];
-    f.nfds = 0;
-    free_frame(&f, 0);
+    if (f.type != OCIRUN_FRAME_ACCEPT)
+        die("unexpected message from the helper's worker", 0);
+    if (f.nfds == 1) {
+        worker_pidfd = f.fds[0];
+        f.nfds = 0;
+    }
+    free_frame(&f, 1);
     return 0;
 }
 
@@ -938,7 +1010,7 @@ int main(int argc, char **argv, char **envp)
             start_helper(dir, id);
         direct(argc, argv);
     }
-    /* SIGINT before GO would end us, as a Python not yet in main(): the same. */
+    /* SIGINT before ACCEPT would end us, as a Python not yet in main(): the same. */
     struct sigaction cur;
     if (sigaction(SIGINT, NULL, &cur) == 0 && cur.sa_handler != SIG_IGN)
         base_forwarding = 1ull << (SIGINT - 1);
@@ -949,7 +1021,7 @@ int main(int argc, char **argv, char **envp)
         direct(argc, argv);
     }
     set_forwarding(0);
-    if (send_frame(sock, OCIRUN_FRAME_GO, NULL, 0, NULL, 0) < 0)
-        die("lost the helper's worker", errno);
+    close(commit_token);
+    close(fd_channel);
     serve(sock);
 }

@@ -11,10 +11,12 @@
  *  |------------|------------------|--------------------------------------|--------------------------|
  *  | REQUEST    | front -> worker  | struct ocirun_request, fd numbers,   | pidfd of the caller, its |
  *  |            |                  | argv, envp (NUL-terminated strings)  | root and cwd (O_PATH),   |
- *  |            |                  |                                      | [/dev/tty], its fd table |
+ *  |            |                  |                                      | the commit token, the    |
+ *  |            |                  |                                      | fd channel               |
+ *  | FDS        | front -> worker, | -                                    | [/dev/tty], the caller's |
+ *  |            | in the channel   |                                      | fd table                 |
  *  | ACCEPT     | worker -> front  | -                                    | pidfd of the worker      |
  *  | REFUSE     | worker -> front  | why (text, for debugging)            | -                        |
- *  | GO         | front -> worker  | -                                    | -                        |
  *  | CLONE      | worker -> front  | struct ocirun_clone, relocations,    | the fds the plan and the |
  *  |            |                  | fd slots, the plan's arena           | call name                |
  *  | SPAWN      | worker -> front  | struct ocirun_spawn, actions, path,  | the DUP2 sources         |
@@ -26,10 +28,20 @@
  *  | REPLY      | front -> worker  | four int32 (per request, below)      | CLONE: the sync socket   |
  *  | EXIT       | worker -> front  | exit status                          | -                        |
  *
- * The worker accepts, adopts the caller's context and sends ACCEPT; the
- * front end commits with GO (until then either may give up: the front end
- * then runs the direct path). After GO the worker runs the command; every
- * request it makes is answered by one REPLY:
+ * The commit token: the read end of a pipe holding one byte, which the front
+ * end keeps too. The worker checks and adopts the caller's context, then takes
+ * the byte (a non-blocking read: of two readers exactly one gets it), sends
+ * ACCEPT and runs the command at once. A front end that had no ACCEPT in time
+ * tries to take the byte itself: if it gets it, the worker cannot commit any
+ * more and the front end runs the direct path; if not, the worker has
+ * committed and the front end waits for it. So no round trip is needed to
+ * agree. REFUSE (before the token) also sends the front end to the direct
+ * path. The caller's own fds travel apart, in the fd channel (a socket pair
+ * whose receiving end goes with the REQUEST and stays with the front end too):
+ * a front end that takes the token back takes them back out of the channel, so
+ * that no fd of the caller's (its stdout: someone may wait for its EOF) stays
+ * in flight on a connection a late helper has yet to accept. Once committed,
+ * every request the worker makes is answered by one REPLY:
  *   CLONE     rc, pid, used_clone3, step/err (ocirun_spawn/ocirun_exec's result;
  *             on success the parent's end of the sync socket comes with it)
  *   SPAWN     pid or -errno
@@ -41,13 +53,13 @@
 #define OCIRUN_FRONTEND_PROTOCOL_H
 #include <stdint.h>
 
-#define OCIRUN_HELPER_PROTOCOL 1
+#define OCIRUN_HELPER_PROTOCOL 2
 
 enum ocirun_frame_type {
     OCIRUN_FRAME_REQUEST = 1,
     OCIRUN_FRAME_ACCEPT = 2,
     OCIRUN_FRAME_REFUSE = 3,
-    OCIRUN_FRAME_GO = 4,
+    OCIRUN_FRAME_FDS = 5,
     OCIRUN_FRAME_CLONE = 10,
     OCIRUN_FRAME_SPAWN = 11,
     OCIRUN_FRAME_WAITPID = 12,

@@ -11,12 +11,12 @@ import array
 import socket
 import struct
 
-PROTOCOL = 1
+PROTOCOL = 2
 
 REQUEST = 1
 ACCEPT = 2
 REFUSE = 3
-GO = 4
+FDS = 5
 CLONE = 10
 SPAWN = 11
 WAITPID = 12
@@ -76,10 +76,11 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
-def recv_frame(sock: socket.socket) -> tuple[int, bytes, list[int]]:
+def recv_frame(sock: socket.socket, nowait: bool = False) -> tuple[int, bytes, list[int]]:
     """(type, payload, fds) of the next frame; the fds are CLOEXEC and ours to close.
-    ProtocolError on EOF or a malformed frame."""
-    data, anc, flags, _ = sock.recvmsg(FRAME.size, socket.CMSG_SPACE(4 * MAX_FDS), socket.MSG_CMSG_CLOEXEC)
+    ProtocolError on EOF or a malformed frame; ``nowait``: BlockingIOError if none is there."""
+    data, anc, flags, _ = sock.recvmsg(FRAME.size, socket.CMSG_SPACE(4 * MAX_FDS),
+                                       socket.MSG_CMSG_CLOEXEC | (socket.MSG_DONTWAIT if nowait else 0))
     fds: list[int] = []
     for level, kind, payload in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:

@@ -74,8 +74,11 @@ def warm_up() -> None:
             continue
         with contextlib.suppress(ImportError):
             __import__(info.name)
+    # Not jsonschema (only for listing a bad config's every problem) nor pyroute2 (only
+    # for linux.netDevices): together 23 of the 41 MB a helper would hold, which every
+    # fork copies the page tables of; a call that needs one imports it, as directly.
     for name in ("json", "argparse", "ast", "traceback", "termios", "tty", "fcntl", "array", "select",
-                 "socket", "subprocess", "decimal", "jsonschema", "pyroute2"):
+                 "socket", "subprocess", "decimal"):
         with contextlib.suppress(ImportError):
             __import__(name)
     from ocirun.shim import _load
@@ -190,6 +193,7 @@ class Helper:
         #: the subreaper we were reparented to, watched (None: init, nothing to watch)
         self.reaper: int | None = None
         self.trace = os.environ.get("OCIRUN_HELPER_TRACE") or None
+        self.nice = os.getpriority(os.PRIO_PROCESS, 0)
 
     # -------------------------------------------------------------- set up
 
@@ -275,7 +279,7 @@ class Helper:
             os.close(self.ctrl_r)
             stale = [self.stale_r] + ([self.inotify] if self.inotify >= 0 else [])
             session = worker.Session(notify=self.notify_w.detach(), stale=stale, own=self.own,
-                                     trace=self.trace)
+                                     nice=self.nice, trace=self.trace)
             worker.handle(conn_fd, session)
         except BaseException:  # noqa: BLE001 - never back into the helper's loop
             pass

@@ -1,8 +1,9 @@
 """One call, in a worker forked by the helper (docs/helper.md).
 
 The worker reads the front end's REQUEST, checks that it may act for the caller,
-adopts the caller's context (ocirun.helper.context), answers ACCEPT, and once
-the front end says GO runs exactly what the direct path runs (``ocirun.cli.main``)
+adopts the caller's context (ocirun.helper.context), takes the commit token
+(protocol.h: unless the front end, tired of waiting, took it first), answers
+ACCEPT and runs exactly what the direct path runs (``ocirun.cli.main``)
 with :class:`ocirun.helper.frontend.FrontEnd` as ocirun.parent: every clone,
 wait and signal goes through the front end, which is the caller's own process.
 Its output goes straight to the caller's fds. At the end it closes them and
@@ -28,11 +29,12 @@ NOTE_CALLER = 2
 class Session:
     """What a worker gets from the helper that forked it."""
 
-    def __init__(self, *, notify: int, stale: list[int], own: context.Own,
+    def __init__(self, *, notify: int, stale: list[int], own: context.Own, nice: int = 0,
                  trace: str | None = None) -> None:
         self.notify = notify      # SOCK_SEQPACKET to the helper
         self.stale = stale        # readable when the installed code changed
         self.own = own
+        self.nice = nice          # the helper's (a call runs at it until it has the caller's)
         self.trace = trace        # OCIRUN_HELPER_TRACE of the helper: a file for timings
 
 
@@ -114,6 +116,8 @@ def handle(conn_fd: int, session: Session) -> None:
     """Serve one connection; never returns (os._exit)."""
     global _trace
     _trace = _Trace(session.trace)
+    if os.getpriority(os.PRIO_PROCESS, 0) != session.nice:
+        os.setpriority(os.PRIO_PROCESS, 0, session.nice)  # a spare waits below it
     conn = socket.socket(fileno=conn_fd)
     conn.settimeout(10)  # a peer that connects and sends nothing
     try:
@@ -141,6 +145,7 @@ class Request:
         self.pidfd = -1
         self.root = -1
         self.cwd = -1
+        self.token = -1
         self.tty = -1
         self.table: list[int] = []
         self.received: list[int] = []
@@ -162,12 +167,25 @@ def _receive(conn: socket.socket, session: Session) -> Request:
         if version != protocol.PROTOCOL:
             session.stale.append(-1)  # another front end: this helper is out of date
             raise Refused(f"protocol {version}, not {protocol.PROTOCOL}")
-        head = 3 + (1 if flags & protocol.REQUEST_HAS_TTY else 0)
-        if len(fds) != head + nfds:
+        if len(fds) != 5:
             raise Refused("fds missing")
-        req.pidfd, req.root, req.cwd = fds[0], fds[1], fds[2]
-        req.tty = fds[3] if head == 4 else -1
-        req.received = fds[head:]
+        req.pidfd, req.root, req.cwd, req.token, channel = fds
+        # The caller's own fds, in the fd channel (protocol.h); not there: the front
+        # end took them back (and the token with them): nothing to do.
+        fds.remove(channel)
+        ch = socket.socket(fileno=channel)
+        try:
+            fds_kind, _, passed = protocol.recv_frame(ch, nowait=True)
+        except (BlockingIOError, protocol.ProtocolError):
+            raise SystemExit(0) from None
+        finally:
+            ch.close()
+        fds.extend(passed)
+        tty = 1 if flags & protocol.REQUEST_HAS_TTY else 0
+        if fds_kind != protocol.FDS or len(passed) != tty + nfds:
+            raise Refused("fds missing")
+        req.tty = passed[0] if tty else -1
+        req.received = passed[tty:]
         at = protocol.REQUEST_HEAD.size
         req.table = list(struct.unpack_from(f"={nfds}i", payload, at))
         at += 4 * nfds
@@ -225,11 +243,12 @@ def _adopt(conn: socket.socket, req: Request, session: Session) -> socket.socket
         except OSError:
             pass
     _trace.mark("checked_and_joined")
-    keep = [conn.detach(), req.pidfd] + ([req.tty] if req.tty >= 0 else []) + ([_trace.fd] if _trace.fd >= 0 else [])
+    keep = [conn.detach(), req.pidfd, req.token] + ([req.tty] if req.tty >= 0 else [])
+    keep += [_trace.fd] if _trace.fd >= 0 else []
     moved = context.place_fds(req.table, req.received, keep)
     conn = socket.socket(fileno=moved[0])
-    req.pidfd = moved[1]
-    req.tty = moved[2] if req.tty >= 0 else -1
+    req.pidfd, req.token = moved[1], moved[2]
+    req.tty = moved[3] if req.tty >= 0 else -1
     if _trace.fd >= 0:
         _trace.fd = moved[-1]
     _trace.mark("fds")
@@ -237,6 +256,13 @@ def _adopt(conn: socket.socket, req: Request, session: Session) -> socket.socket
     _trace.mark("environment")
     context.adopt_signals(caller)
     _trace.mark("signals")
+    # Commit: the token's byte is ours, or the front end took it (it runs the direct path).
+    try:
+        taken = os.read(req.token, 1)
+    except BlockingIOError:
+        taken = b""
+    if not taken:
+        os._exit(0)
     pidfd = os.pidfd_open(os.getpid())
     try:
         protocol.send_frame(conn, protocol.ACCEPT, b"", [pidfd])
@@ -250,14 +276,7 @@ def _run(conn: socket.socket, req: Request) -> None:
     from ocirun.helper.frontend import FrontEnd
 
     conn.settimeout(None)
-    try:
-        kind, _, fds = protocol.recv_frame(conn)
-    except (protocol.ProtocolError, OSError):
-        os._exit(0)  # the front end gave up (its timeout): it runs the direct path
-    for fd in fds:
-        os.close(fd)
-    if kind != protocol.GO:
-        os._exit(0)
+    os.close(req.token)
     _trace.mark("go")
     parent.current = FrontEnd(conn, tty=req.tty)
     # argv[0] stays the helper's: the launcher, as the direct path's

@@ -642,3 +642,28 @@ def test_the_default_cgroup_is_below_the_callers_as_with_runc(helper, ocirun, bu
     finally:
         helper.run("--root", str(ocirun.root), "delete", "--force", cid)
         caller_cg.rmdir()
+
+
+def test_a_busy_helper_means_the_direct_path_and_the_call_runs_once(helper, ocirun, bundle, tmp_path):
+    """No worker takes the call in time (the spare is stopped): the front end takes
+    the commit token back and runs the direct path; the worker that takes the call
+    later finds the token gone and does nothing."""
+    pid = helper.start()
+    spare = _children(pid)
+    assert len(spare) == 1
+    mark = tmp_path / "ran"
+    bundle.set_args("sh", "-c", "echo once >> /mnt/ran")
+
+    def f(c):
+        c["mounts"].append({"destination": "/mnt", "type": "bind", "source": str(tmp_path), "options": ["bind"]})
+
+    bundle.edit(f)
+    os.kill(spare[0], signal.SIGSTOP)
+    try:
+        p = helper.run("--root", str(ocirun.root), "run", "--bundle", str(bundle.path), ocirun.new_id(),
+                       env=dict(helper.env, OCIRUN_HELPER_TIMEOUT="300"))
+    finally:
+        os.kill(spare[0], signal.SIGCONT)
+    assert p.returncode == 0, p.stderr
+    assert _wait_gone(spare)  # it took the call, found no token, left
+    assert mark.read_text() == "once\n"
