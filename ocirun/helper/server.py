@@ -311,6 +311,13 @@ class Helper:
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
+        # Fresh allocations of a call would fault too (the free memory is the helper's
+        # until written): take and give back a little of every small size now.
+        junk: list[object] = [bytes(n) for n in range(0, 1024, 16) for _ in range(32)]
+        junk += [bytes(n) for n in range(1024, 16384, 512) for _ in range(4)]
+        junk += [[None] * n for n in range(48) for _ in range(24)]
+        junk += [{i: i for i in range(n)} for n in range(0, 24, 3) for _ in range(32)]
+        del junk
 
     def _on_note(self) -> None:
         try:

@@ -50,6 +50,10 @@ class _Trace:
         self.marks: list[tuple[str, float]] = [("accepted", time.perf_counter())]
         self.usage: list = []
         if path:
+            import resource
+
+            ru = resource.getrusage(resource.RUSAGE_SELF)
+            self.usage.append(("accepted", round((ru.ru_utime + ru.ru_stime) * 1000, 2), ru.ru_minflt))
             try:
                 self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except OSError:
