@@ -81,7 +81,7 @@ def _status(files: paths.Files) -> int:
         f"package: {status.get('package')}\n"
         f"protocol: {status.get('protocol')}\n"
         f"memory (RSS): {rss}\n"
-        f"workers: {max(0, children - 1)} busy, 1 spare\n"
+        f"workers: {children} (busy and spare)\n"
     )
     return 0
 

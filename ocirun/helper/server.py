@@ -1,10 +1,10 @@
 """The helper process: ``ocirun helper serve`` (started by the front end; docs/helper.md).
 
 It leaves the caller's cgroups, imports all of ocirun, binds its socket and keeps
-one *spare* worker: a fork blocked in accept(). The spare that takes a
-connection tells the helper (TAKEN) and becomes that call's worker
-(ocirun.helper.worker); the helper forks the next spare meanwhile, so a call never
-waits for a fork. The helper itself never touches a caller's fds.
+``SPARES`` *spare* workers: forks that rehearse a call, then wait in accept().
+The spare that takes a connection tells the helper (TAKEN) and becomes that
+call's worker (ocirun.helper.worker); the helper forks the next spare meanwhile,
+so a call never waits for a fork. The helper itself never touches a caller's fds.
 
 It watches: each busy worker's caller (a pidfd: if the caller dies, its worker
 is killed), the installed code (inotify on the package's directories: a change
@@ -44,6 +44,9 @@ from ocirun.helper.paths import Files
 DEFAULT_IDLE = 60.0
 PARENT_POLL = 0.02
 SPARE_NICE = 10
+#: Two: calls in a row (create, start, delete) find one that has rehearsed while
+#: the next one forks and rehearses.
+SPARES = 2
 
 _IN_MODIFY = 0x2
 _IN_ATTRIB = 0x4
@@ -185,8 +188,9 @@ class Helper:
         self.lock_fd = lock_fd
         self.idle = idle
         self.own = context.Own()
-        self.spare: int | None = None
-        self.workers: dict[int, int] = {}          # pid -> its pidfd (busy ones and the spare)
+        #: spare workers: forked, rehearsing or waiting in accept()
+        self.spares: set[int] = set()
+        self.workers: dict[int, int] = {}          # pid -> its pidfd (busy ones and the spares)
         self.callers: dict[int, int] = {}          # worker pid -> caller's pidfd
         self.last_call = time.monotonic()
         self.stopping = False
@@ -205,6 +209,7 @@ class Helper:
             self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
             self.listener.bind(self.files.sock)
             self.listener.listen(256)
+            self.listener.setblocking(False)  # spares poll it; one of them gets each call
         finally:
             os.umask(old)
         self.sock_ino = os.stat(self.files.sock).st_ino
@@ -242,7 +247,7 @@ class Helper:
         pid = os.fork()
         if pid == 0:
             self._spare_main()  # never returns
-        self.spare = pid
+        self.spares.add(pid)
         self.workers[pid] = os.pidfd_open(pid)
 
     def _spare_main(self) -> None:
@@ -336,8 +341,7 @@ class Helper:
         kind, pid = worker.NOTE.unpack(data)
         if kind == worker.NOTE_TAKEN:
             self.last_call = time.monotonic()
-            if pid == self.spare:
-                self.spare = None
+            self.spares.discard(pid)
         elif kind == worker.NOTE_CALLER and fd is not None and pid in self.workers:
             old = self.callers.pop(pid, None)
             if old is not None:
@@ -369,8 +373,7 @@ class Helper:
         caller = self.callers.pop(pid, None)
         if caller is not None:
             os.close(caller)
-        if pid == self.spare:
-            self.spare = None
+        self.spares.discard(pid)
 
     # -------------------------------------------------------------- the loop
 
@@ -381,9 +384,9 @@ class Helper:
         while not self.stopping:
             if self._reaper_waits():
                 return  # never keep a subreaper (conmon) from exiting
-            if self.spare is None:
+            while len(self.spares) < SPARES:
                 self.fork_spare()
-            busy = [p for p in self.workers if p != self.spare]
+            busy = [p for p in self.workers if p not in self.spares]
             timeout = None
             if not busy:
                 timeout = self.last_call + self.idle - time.monotonic()
@@ -427,7 +430,7 @@ class Helper:
                         os.close(self.callers.pop(pid))
 
     def shut_down(self) -> None:
-        """No new calls: the socket and status file go; the spare leaves; running
+        """No new calls: the socket and status file go; the spares leave; running
         workers finish on their own (they need nothing of ours)."""
         with contextlib.suppress(OSError):
             if os.stat(self.files.sock).st_ino == getattr(self, "sock_ino", None):
@@ -436,7 +439,7 @@ class Helper:
             os.unlink(self.files.status)
         if hasattr(self, "ctrl_w"):
             self.listener.close()
-            os.close(self.ctrl_w)  # the spare sees POLLHUP and exits
+            os.close(self.ctrl_w)  # the spares see POLLHUP and exit
 
 
 def serve(directory: str, ident: str, lock_fd: int, idle: float | None = None) -> int:

@@ -392,7 +392,7 @@ def test_status_and_stop(helper):
     assert p.returncode == 0 and p.stdout.decode().startswith(f"helper: running (pid {pid})")
     p = subprocess.run([str(DIRECT), "helper", "stop"], env=helper.env, capture_output=True, text=True)
     assert p.returncode == 0 and p.stdout == f"helper: stopped (pid {pid})\n"
-    assert _wait_gone([pid]) and not helper.processes()
+    assert _wait_gone([pid]) and _wait_gone(helper.processes())
     assert not [n for n in os.listdir(helper.dir) if n.endswith((".sock", ".json"))]
 
 
@@ -485,18 +485,19 @@ def test_a_dead_caller_takes_its_worker_along(helper, ocirun, bundle, tmp_path):
 
     bundle.edit(f)
     cid = ocirun.new_id()
-    before = set(_children(helper_pid))
+    cwd = tmp_path / "caller-cwd"
+    cwd.mkdir()
     p = subprocess.Popen([str(FRONT_END), "--root", str(ocirun.root), "create", "--bundle", str(bundle.path), cid],
                          env=helper.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+                         stderr=subprocess.DEVNULL, cwd=cwd)
     end = time.monotonic() + 30
     while not mark.exists() and time.monotonic() < end:
         time.sleep(0.05)
-    # the spare that took the call is its worker now (a new spare was forked)
-    workers = [w for w in _children(helper_pid) if w in before]
+    # its worker: the one child of the helper in the caller's cwd (spares are in /)
+    workers = [w for w in _children(helper_pid) if os.readlink(f"/proc/{w}/cwd") == str(cwd)]
     hook_pid = int(mark.read_text())
     try:
-        assert workers
+        assert len(workers) == 1
         p.kill()  # the caller dies mid-create
         p.wait()
         assert _wait_gone(workers), "the worker outlived its caller"
@@ -648,9 +649,14 @@ def test_a_busy_helper_means_the_direct_path_and_the_call_runs_once(helper, ocir
     """No worker takes the call in time (the spare is stopped): the front end takes
     the commit token back and runs the direct path; the worker that takes the call
     later finds the token gone and does nothing."""
+    from ocirun.helper.server import SPARES
+
     pid = helper.start()
-    spare = _children(pid)
-    assert len(spare) == 1
+    end = time.monotonic() + 30
+    while len(_children(pid)) < SPARES and time.monotonic() < end:
+        time.sleep(0.05)
+    spares = _children(pid)
+    assert len(spares) == SPARES
     mark = tmp_path / "ran"
     bundle.set_args("sh", "-c", "echo once >> /mnt/ran")
 
@@ -658,12 +664,17 @@ def test_a_busy_helper_means_the_direct_path_and_the_call_runs_once(helper, ocir
         c["mounts"].append({"destination": "/mnt", "type": "bind", "source": str(tmp_path), "options": ["bind"]})
 
     bundle.edit(f)
-    os.kill(spare[0], signal.SIGSTOP)
+    for spare in spares:
+        os.kill(spare, signal.SIGSTOP)
     try:
         p = helper.run("--root", str(ocirun.root), "run", "--bundle", str(bundle.path), ocirun.new_id(),
                        env=dict(helper.env, OCIRUN_HELPER_TIMEOUT="300"))
     finally:
-        os.kill(spare[0], signal.SIGCONT)
+        for spare in spares:
+            os.kill(spare, signal.SIGCONT)
     assert p.returncode == 0, p.stderr
-    assert _wait_gone(spare)  # it took the call, found no token, left
+    end = time.monotonic() + 10  # the one that took the call found no token, and left
+    while time.monotonic() < end and all(_alive(s) for s in spares):
+        time.sleep(0.05)
+    assert not all(_alive(s) for s in spares)
     assert mark.read_text() == "once\n"
