@@ -266,10 +266,13 @@ class Helper:
                 if fd not in keep:
                     with contextlib.suppress(OSError):
                         os.close(fd)
-            self._rehearse()
             poller = select.poll()
             poller.register(self.listener.fileno(), select.POLLIN)
             poller.register(self.ctrl_r, select.POLLIN)
+            for step in self._rehearsal():
+                step()
+                if poller.poll(0):
+                    break  # a call (or the end): it goes first, rehearsed or not
             while True:
                 events = dict(poller.poll())
                 if self.ctrl_r in events:
@@ -290,39 +293,52 @@ class Helper:
             pass
         os._exit(0)
 
-    def _rehearse(self) -> None:
-        """Before a call arrives: go through what a call goes through, on nothing (a
-        state root that does not exist; output to the helper's /dev/null). A fork
-        shares the helper's memory until it writes to it, and CPython writes to every
-        object it uses (reference counts): this makes the copies now, while the
-        spare waits, instead of on the call's time."""
+    def _rehearsal(self) -> list:
+        """Before a call arrives, in steps (a call that comes meanwhile goes first): go
+        through what a call goes through, on nothing (a state root that does not
+        exist; output to the helper's /dev/null). A fork shares the helper's memory
+        until it writes to it, and CPython writes to every object it uses (reference
+        counts): this makes the copies now, while the spare waits, instead of on the
+        call's time."""
         from ocirun import cli
 
-        caller = context.Caller(os.getpid())
-        with contextlib.suppress(context.Refused):
-            caller.check_credentials(self.own)
-        with contextlib.suppress(context.Refused):
-            caller.namespaces_to_join()
-        caller.rlimits()
-        caller.umask()
-        caller.signal_mask("SigIgn")
-        cfg = context.StdioConfig(dict(os.environ))
-        for fd in (1, 2):
-            context.make_stdio(fd, True, "<rehearsal>", cfg)
+        def caller() -> None:
+            c = context.Caller(os.getpid())
+            with contextlib.suppress(context.Refused):
+                c.check_credentials(self.own)
+            with contextlib.suppress(context.Refused):
+                c.namespaces_to_join()
+            c.rlimits()
+            c.scheduling()
+            c.umask()
+            c.signal_mask("SigIgn")
+
+        def stdio() -> None:
+            cfg = context.StdioConfig(dict(os.environ))
+            for fd in (1, 2):
+                context.make_stdio(fd, True, "<rehearsal>", cfg)
+
+        def cli_call(*argv: str):
+            def call() -> None:
+                with contextlib.suppress(Exception):
+                    cli.main(list(argv))
+                with contextlib.suppress(Exception):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+            return call
+
+        def memory() -> None:
+            # Fresh allocations of a call would fault too (the free memory is the
+            # helper's until written): take and give back a little of every small size.
+            junk: list[object] = [bytes(n) for n in range(0, 1024, 16) for _ in range(32)]
+            junk += [bytes(n) for n in range(1024, 16384, 512) for _ in range(4)]
+            junk += [[None] * n for n in range(48) for _ in range(24)]
+            junk += [{i: i for i in range(n)} for n in range(0, 24, 3) for _ in range(32)]
+            del junk
+
         root = "/nonexistent/ocirun-helper-rehearsal"
-        for argv in (["--root", root, "state", "rehearsal"], ["--root", root, "list"]):
-            with contextlib.suppress(Exception):
-                cli.main(argv)
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        # Fresh allocations of a call would fault too (the free memory is the helper's
-        # until written): take and give back a little of every small size now.
-        junk: list[object] = [bytes(n) for n in range(0, 1024, 16) for _ in range(32)]
-        junk += [bytes(n) for n in range(1024, 16384, 512) for _ in range(4)]
-        junk += [[None] * n for n in range(48) for _ in range(24)]
-        junk += [{i: i for i in range(n)} for n in range(0, 24, 3) for _ in range(32)]
-        del junk
+        return [caller, stdio, memory, cli_call("--root", root, "state", "rehearsal"),
+                cli_call("--root", root, "list")]
 
     def _on_note(self) -> None:
         try:
