@@ -146,7 +146,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="ocirun-bench-"))
     hdir = work / "helper"
     hdir.mkdir(mode=0o700)
-    base = {k: v for k, v in os.environ.items() if not k.startswith("OCIRUN_HELPER")}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OCIRUN_HELPER") or k == "OCIRUN_HELPER_TRACE"}
     helper_env = dict(base, OCIRUN_HELPER_DIR=str(hdir), OCIRUN_HELPER_IDLE="600")
     direct_env = dict(base, OCIRUN_HELPER="off")
     front = str(BIN / "ocirun")

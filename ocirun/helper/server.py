@@ -43,7 +43,7 @@ from ocirun.helper.paths import Files
 
 DEFAULT_IDLE = 60.0
 PARENT_POLL = 0.02
-SPARE_NICE = 10
+SPARE_NICE = 10  # the helper and its spares, relative to the helper's start
 #: Two: calls in a row (create, start, delete) find one that has rehearsed while
 #: the next one forks and rehearses.
 SPARES = 2
@@ -252,12 +252,6 @@ class Helper:
 
     def _spare_main(self) -> None:
         try:
-            # Until a call comes (then it takes the caller's priority): the call
-            # before us, which made the helper fork us, goes first. (Root only: the
-            # way back up needs CAP_SYS_NICE.)
-            if os.geteuid() == 0:
-                with contextlib.suppress(OSError):
-                    os.setpriority(os.PRIO_PROCESS, 0, SPARE_NICE)
             signal.set_wakeup_fd(-1)
             context.python_signals()
             keep = {self.listener.fileno(), self.ctrl_r, self.notify_w.fileno(), self.stale_r, self.inotify}
@@ -395,6 +389,12 @@ class Helper:
 
     def run(self) -> None:
         gc.freeze()  # what is imported now stays shared with every fork
+        # Below the calls (a worker takes its caller's priority when it takes a call):
+        # forking and rehearsing spares must not compete with the call that is running.
+        # (Root only: a worker's way back up needs CAP_SYS_NICE.)
+        if os.geteuid() == 0:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, 0, min(19, self.nice + SPARE_NICE))
         ppid = os.getppid()
         self.reaper = ppid if ppid > 1 else None
         while not self.stopping:
