@@ -229,7 +229,13 @@ def adopt_signals(caller: Caller) -> None:
 # ------------------------------------------------------------------ the environment
 
 
+#: Read by the direct path at start-up (ocirun.testhooks): a worker would not see them.
+DIRECT_ONLY_VARS = ("OCIRUN_TEST_KILL_AT", "OCIRUN_TEST_STOP_AT")
+
+
 def check_python_env(env: dict[str, str], own: Own) -> None:
+    if any(env.get(k) for k in DIRECT_ONLY_VARS):
+        raise Refused("fault injection (ocirun.testhooks) is the direct path's")
     theirs = {k: v for k, v in env.items() if k.startswith("PYTHON") and k not in PYTHON_VARS_OK}
     mine = {k: v for k, v in own.env_python.items() if k not in PYTHON_VARS_OK}
     if theirs != mine:

@@ -18,19 +18,28 @@ NS_READY           stage-1 → parent  –               namespaces joined/creat
                                                      on_namespaces_ready(stage-1 pid)
 NS_ACK             parent → stage-1  –               done; become root in the user ns, clone init
 INIT_PID           stage-1 → parent  pid             the init's pid (host pid ns); stage-1 exits and
-                                                     is reaped; the parent writes oom_score_adj
+                                                     is reaped; the parent writes oom_score_adj and
+                                                     calls on_init_created(init pid): the pids limit,
+                                                     now that the init is the cgroup's only task
 INIT_ACK           parent → init     –               the parent knows the init: it may start (and
                                                      fail) now
 BEFORE_PIVOT       init → parent     –               (sync_before_pivot only) mounts done, before
                                                      pivot_root: on_before_pivot(init pid)
 BEFORE_PIVOT_ACK   parent → init     –               hooks done; pivot_root
-READY              init → parent     –               setup done; the init blocks on the exec fifo;
-                                                     spawn returns the init's pid
+READY              init → parent     –               setup done; the parent calls on_ready(init pid):
+                                                     state.json is saved there
+COMMIT             parent → init     –               the container exists for others now: the init
+                                                     stops dying with the parent (PR_SET_PDEATHSIG,
+                                                     armed in stage-1 and the init until now), closes
+                                                     its end (the EOF tells the parent) and blocks on
+                                                     the exec fifo; spawn returns the init's pid
 ERROR              child → parent    step,errno,idx  a step failed (the child exits); spawn kills
                                                      and reaps every child and raises SetupError
 SECCOMP_FD         init → parent     fd (SCM_RIGHTS) seccomp filter loaded with NEW_LISTENER:
-                                                     on_seccomp_fd(init pid, fd) hands it to the
-                                                     agent at listenerPath
+                                     or idx          on_seccomp_fd(init pid, fd) hands it to the
+                                                     agent at listenerPath. When the filter refuses
+                                                     sendmsg(2), no fd comes: idx is its number in
+                                                     the init, taken with pidfd_getfd(2)
 SECCOMP_ACK        parent → init     –               the agent has it; go on
 CONSOLE_FD         init → parent     fd (SCM_RIGHTS) process.terminal: the pty master, made in the
                                                      container's devpts; on_console_fd(init pid, fd)
@@ -38,7 +47,10 @@ CONSOLE_FD         init → parent     fd (SCM_RIGHTS) process.terminal: the pty
 =================  ================  ==============  ==============================================
 
 EOF before READY means a child died without a word (killed): SetupError naming
-the last message received.
+the last message received. A killed parent (`ocirun create`): stage-1 and the
+init die with it (the parent-death signal, and the EOF at their next wait) until
+COMMIT, so nothing of the container outlives a create that did not finish;
+``delete --force`` removes what it left (ocirun.container.delete).
 
 After READY the init reopens the exec fifo (``/proc/self/fd/N``, O_WRONLY: it
 blocks until ``ocirun start`` opens it for reading), writes ``0`` and execs.
@@ -53,6 +65,7 @@ from collections.abc import Callable
 
 from ocirun.errors import SetupError
 from ocirun.plan.model import LaunchPlan
+from ocirun.testhooks import reached
 
 _MSG = struct.Struct("=5i")
 
@@ -170,6 +183,10 @@ STEPS: dict[str, str] = {
     "IDMAP_SETATTR": "mount_setattr(MOUNT_ATTR_IDMAP)",
     "IDMAP_MOVE_MOUNT": "{idmap_path}: {mount}: move_mount of the id-mapped mount",
     "IDMAP_DUP_FD": "move the id-mapped mount's fd above the preserved fds",
+    "BIND_TREE_HELPER": "start the helper that opens bind mount sources with the runtime's privileges",
+    "BIND_TREE_OPEN": "open_tree(OPEN_TREE_CLONE) of the source",
+    "PDEATHSIG": "prctl PR_SET_PDEATHSIG",
+    "LOOPBACK": "bring up the loopback interface lo in the new network namespace",
 }
 
 
@@ -234,6 +251,8 @@ def _step_error(step: int, err: int, index: int, plan: LaunchPlan) -> SetupError
     arg0 = _dec(proc.exe or proc.args[0]) if proc and (proc.exe or proc.args) else ""
     fields["arg0"] = arg0
     text = STEPS.get(name, name).format_map(_Missing(fields))
+    if name == "IDMAP_MOVE_MOUNT" and m is not None and m.idmap is None:
+        text = f"{fields['mount']}: move_mount of the bind opened by the runtime"
 
     detail = None
     if name == "EXEC_LOOKUP":
@@ -242,6 +261,11 @@ def _step_error(step: int, err: int, index: int, plan: LaunchPlan) -> SetupError
             detail = "executable file not found in $PATH"
         elif err == _errno.ENOENT:
             detail = f"stat {arg0}: no such file or directory"
+    elif name == "MOUNT_MKDIR" and err == _errno.EBUSY and m is not None:
+        # rootfs.c refuses it: a mount there would cover the rootfs itself
+        where = f"{m.json_path}.destination " if m.json_path else ""
+        detail = (f"{where}{_dec(m.target)!r} resolves to the container's root directory (through "
+                  "a symlink in the rootfs): a mount there would hide the rootfs")
     elif name == "MASK_DEVNULL" and err == _errno.ENODEV:
         detail = "refusing to bind /dev/null over it: /dev/null in the container is not the null device (char 1:3)"
     elif name == "SCHEDULER" and err == _errno.EPERM and proc and proc.scheduler and proc.scheduler.policy in (1, 2):
@@ -268,11 +292,13 @@ class _CPlan:
     (which a helper's worker can hand to the front end that clones); owns the
     buffer until spawn returns."""
 
-    def __init__(self, plan: LaunchPlan, ns_fds: list[int], tree_fds: list[int] | None = None):
+    def __init__(self, plan: LaunchPlan, ns_fds: list[int], tree_fds: list[int] | None = None,
+                 size: int = 0):
         from ocirun.shim.arena import Arena, ArenaFull
 
         ffi, _ = _load()
-        size = 16384 + len(plan.seccomp_bpf or b"")
+        self._args = (plan, ns_fds, tree_fds)
+        size = size or 16384 + len(plan.seccomp_bpf or b"")
         while True:
             self.arena = Arena(ffi, size)
             try:
@@ -379,6 +405,8 @@ class _CPlan:
         c.rlimits, c.n_rlimits = rls, len(pr.rlimits)
         c.no_new_privileges = int(pr.no_new_privileges)
         c.preserve_fds = pr.preserve_fds
+        c.absent_fds = self.new("int[]", list(pr.absent_fds) or [-1])
+        c.n_absent_fds = len(pr.absent_fds)
         self._process_attrs(c, pr)
         c.terminal = int(pr.terminal)
         if pr.console_size is not None:
@@ -417,8 +445,18 @@ class _CPlan:
             c.mpol_nodes = ffi.NULL
             c.mpol_nodes_len = 0
 
-    def new(self, ctype, init=None):
-        return self.arena.new(ctype, init)
+    def new(self, ctype, init=None, fds: bool = False):
+        return self.arena.new(ctype, init, fds)
+
+    def set_stdio(self, stdio: tuple[int, int, int]) -> None:
+        """plan.stdio: the fds that become the init's 0-2 (-1: the parent's)."""
+        from ocirun.shim.arena import ArenaFull
+
+        try:
+            self.plan.stdio = self.new("int[3]", list(stdio), fds=True)
+        except ArenaFull:  # no room left: the same plan in a larger arena
+            self.__init__(self._args[0], self._args[1], self._args[2], size=self.arena.size * 2)
+            self.plan.stdio = self.new("int[3]", list(stdio), fds=True)
 
     def s(self, b: bytes | None):
         ffi, _ = _load()
@@ -466,7 +504,10 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
           on_namespaces_ready: Callable[[int], None],
           on_before_pivot: Callable[[int], None] | None = None,
           on_seccomp_fd: Callable[[int, int], None] | None = None,
-          on_console_fd: Callable[[int, int], None] | None = None) -> int:
+          on_console_fd: Callable[[int, int], None] | None = None,
+          on_init_created: Callable[[int], None] | None = None,
+          on_ready: Callable[[int], None] | None = None,
+          stdio: tuple[int, int, int] | None = None) -> int:
     """Clone the container init per the plan; return its host pid once it is READY
     (setup done, blocked on the exec fifo).
 
@@ -481,7 +522,12 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
     init's pid and the seccomp listener fd before READY; the fd is closed after.
     ``on_console_fd`` (needed when the process has ``terminal``) gets the init's
     pid and the pty master before READY; the fd is closed after (dup it to keep it).
-    The init is this process's child.
+    ``on_init_created`` gets the init's pid once stage-1 is reaped, before the init
+    does anything (it waits for INIT_ACK). ``on_ready`` gets it at READY: what
+    makes the container exist for others (state.json) is written there; only
+    then is the init told to outlive us (COMMIT), and spawn returns once it has
+    (until then stage-1 and the init die with this process). ``stdio``: fds to
+    become the init's 0, 1, 2 (-1: ours); None: ours. The init is this process's child.
 
     Raises SetupError(step, errno, detail) on failure, after killing and
     reaping every process it made. An exception from a callback propagates
@@ -493,7 +539,8 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
     stage1: int | None = None
     init: int | None = None
     try:
-        stage1, sock = _launch(plan, "spawn", cgroup_fd, on_child_created, exec_fifo_fd=exec_fifo_fd)
+        stage1, sock = _launch(plan, "spawn", cgroup_fd, on_child_created, "create",
+                               exec_fifo_fd=exec_fifo_fd, plan_stdio=stdio)
         last = "clone"
         while True:
             listener: int | None = None
@@ -506,9 +553,12 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
                     mtype not in (lib.OCIRUN_MSG_SECCOMP_FD, lib.OCIRUN_MSG_CONSOLE_FD) or init is None):
                 os.close(listener)
                 listener = None
+            if mtype == lib.OCIRUN_MSG_SECCOMP_FD and listener is None and init is not None:
+                listener = _take_fd(init, index)
             if mtype == 0:
                 raise SetupError(f"container init exited before it was ready (last: {last})")
             last = _msg_name(mtype)
+            reached("create:" + last)
             if mtype == lib.OCIRUN_MSG_ERROR:
                 raise _step_error(step, err, index, plan)
             if mtype == lib.OCIRUN_MSG_NS_READY and stage1 is not None:
@@ -527,6 +577,8 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
                 stage1 = None
                 if plan.oom_score_adj is not None:
                     _write_proc(init, "oom_score_adj", str(plan.oom_score_adj).encode())
+                if on_init_created is not None:
+                    on_init_created(init)
                 _send(sock, lib.OCIRUN_MSG_INIT_ACK)
             elif mtype == lib.OCIRUN_MSG_BEFORE_PIVOT and init is not None:
                 if on_before_pivot is not None:
@@ -538,6 +590,9 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
             elif mtype == lib.OCIRUN_MSG_CONSOLE_FD and init is not None and listener is not None:
                 _hand_over(listener, on_console_fd, init, "process.terminal", "no receiver for the pty master")
             elif mtype == lib.OCIRUN_MSG_READY and init is not None:
+                if on_ready is not None:
+                    on_ready(init)
+                _commit(sock, plan)
                 return init
             else:
                 raise SetupError("sync with container init", detail=f"unexpected message {last}")
@@ -550,15 +605,30 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
             os.close(sock)
 
 
+def _commit(sock: int, plan: LaunchPlan) -> None:
+    """COMMIT, then wait for the init to say it has stopped dying with us (it
+    closes its end: EOF); an ERROR instead raises."""
+    _, lib = _load()
+    _send(sock, lib.OCIRUN_MSG_COMMIT)
+    reached("create:COMMIT")
+    mtype, step, err, index, _ = _recv(sock)
+    if mtype == lib.OCIRUN_MSG_ERROR:
+        raise _step_error(step, err, index, plan)
+    if mtype != 0:
+        raise SetupError("sync with container init", detail=f"unexpected message {_msg_name(mtype)} after COMMIT")
+
+
 def _launch(plan: LaunchPlan, kind: str, cgroup_fd: int | None,
-            on_child_created: Callable[[int], None], *, exec_fifo_fd: int = -1,
-            stdio: tuple[int, int, int] = (-1, -1, -1)) -> tuple[int, int]:
+            on_child_created: Callable[[int], None], verb: str, *, exec_fifo_fd: int = -1,
+            stdio: tuple[int, int, int] = (-1, -1, -1),
+            plan_stdio: tuple[int, int, int] | None = None) -> tuple[int, int]:
     """What spawn and exec_process share: open the namespaces to join (above the
     preserved fds, which the container keeps), start the first child (``kind``
-    "spawn": ocirun_spawn, "exec": ocirun_exec) in the process that parents the
-    container (ocirun.parent: this one, or a helper's caller), place it in its
-    cgroups and let it go on. Returns its pid and the parent's end of the sync
-    socket; on failure nothing is left open or running."""
+    "spawn": ocirun_spawn, "exec": ocirun_exec, with ``stdio``) in the process
+    that parents the container (ocirun.parent: this one, or a helper's caller),
+    place it in its cgroups and let it go on. ``plan_stdio``: the init's 0-2
+    (plan.stdio; None: the parent's). Returns its pid and the parent's end of the
+    sync socket; on failure nothing is left open or running."""
     from ocirun import parent
 
     _, lib = _load()
@@ -566,7 +636,7 @@ def _launch(plan: LaunchPlan, kind: str, cgroup_fd: int | None,
     ns_fds: list[int] = []
     tree_fds: list[int] = []
     try:
-        if any(m.idmap is not None for m in plan.mounts):
+        if any(m.idmap is not None or m.open_by_parent for m in plan.mounts):
             from ocirun.shim.idmap import make_trees
 
             # Before the clone, so that a mapping or filesystem the kernel refuses
@@ -585,6 +655,8 @@ def _launch(plan: LaunchPlan, kind: str, cgroup_fd: int | None,
                 fd = high
             ns_fds.append(fd)
         cplan = _CPlan(plan, ns_fds, tree_fds)
+        if plan_stdio is not None:
+            cplan.set_stdio(plan_stdio)
         res = parent.current.clone(kind, cplan, exec_fifo_fd=exec_fifo_fd,
                                    cgroup_fd=-1 if cgroup_fd is None else cgroup_fd, stdio=stdio)
         if res.rc < 0:
@@ -595,15 +667,30 @@ def _launch(plan: LaunchPlan, kind: str, cgroup_fd: int | None,
                 os.close(fd)
     child, sock = res.pid, res.sock
     try:
+        reached(verb + ":clone")
         if cgroup_fd is not None and not res.used_clone3:
             _write_cgroup_procs(cgroup_fd, child)
         on_child_created(child)
         _send(sock, lib.OCIRUN_MSG_CGROUP_PLACED)
+        reached(verb + ":placed")
     except BaseException:
         os.close(sock)
         _kill_and_reap(child)
         raise
     return child, sock
+
+
+def _take_fd(pid: int, fd: int) -> int | None:
+    """A child's fd by number (pidfd_getfd(2)): the seccomp listener when the
+    filter it just loaded refuses sendmsg(2). The child waits for our ACK, and
+    is ours to reap, so the pid is its."""
+    if fd < 0:
+        return None
+    _, lib = _load()
+    got = lib.ocirun_pidfd_getfd(pid, fd)
+    if got < 0:
+        raise SetupError("take the seccomp listener fd from the container (pidfd_getfd)", -got)
+    return got
 
 
 def _hand_over(fd: int, receiver: Callable[[int, int], None] | None, pid: int,
@@ -721,7 +808,7 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
     stage1: int | None = None
     proc: int | None = None
     try:
-        stage1, sock = _launch(plan, "exec", cgroup_fd, on_child_created, stdio=stdio)
+        stage1, sock = _launch(plan, "exec", cgroup_fd, on_child_created, "exec", stdio=stdio)
         while True:
             master: int | None = None
             if plan.process.terminal or plan.seccomp_notify:  # CONSOLE_FD, SECCOMP_FD carry an fd
@@ -732,6 +819,8 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
                     master = None
             else:
                 mtype, step, err, index, pid = _recv(sock)
+            if mtype == lib.OCIRUN_MSG_SECCOMP_FD and master is None and proc is not None:
+                master = _take_fd(proc, index)
             if mtype == lib.OCIRUN_MSG_CONSOLE_FD and master is not None:
                 _hand_over(master, on_console_fd, proc or 0, "exec --tty", "no receiver for the pty master")
                 continue
@@ -750,6 +839,7 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
                 proc = pid
                 _reap(stage1)
                 stage1 = None
+                reached("exec:EXEC_PID")
                 _send(sock, lib.OCIRUN_MSG_EXEC_ACK)
             else:
                 raise SetupError("sync with exec process", detail=f"unexpected message {_msg_name(mtype)}")

@@ -10,11 +10,14 @@ cffi's own description of the types, with no code per struct:
 - the *relocations*: the offset of every non-NULL pointer in the buffer (all of
   them point into it); the front end adds (its copy's address - ours) to each;
 - the *fd slots*: the offset of every int field that holds an fd (FD_FIELDS),
-  with the fd; the worker passes the fds (SCM_RIGHTS) and the front end writes
-  its numbers for them there. These fields start as -1 (no fd) in the arena.
+  and of every element of an int array made with ``new(..., fds=True)``
+  (plan.stdio), with the fd; the worker passes the fds (SCM_RIGHTS) and the
+  front end writes its numbers for them there. Fd fields start as -1 (no fd).
 
 A field added to a struct needs nothing here, unless it holds an fd: then it is
-named in FD_FIELDS.
+named in FD_FIELDS (or its array is made with ``fds=True``). Numbers that are
+not fds of ours (process.absent_fds: numbers of the caller's fd table, the
+same in the front end) are plain ints.
 """
 
 from __future__ import annotations
@@ -46,10 +49,13 @@ class Arena:
         self.used = 0
         #: (offset, item type, count) of every object, for the tables
         self.objects: list[tuple[int, object, int]] = []
+        #: (offset, count) of the int arrays that hold fds
+        self.fd_arrays: list[tuple[int, int]] = []
 
-    def new(self, ctype: str, init=None):
+    def new(self, ctype: str, init=None, fds: bool = False):
         """As ``ffi.new(ctype, init)`` for "T *" (one zeroed T) and "T[]" (``init``: a
-        length, bytes or a list), but in the arena; a ``T *`` to it."""
+        length, bytes or a list), but in the arena; a ``T *`` to it. ``fds``: an int
+        array whose elements are fds (-1: none)."""
         ffi = self.ffi
         if ctype.endswith("[]"):
             item = ffi.typeof(ctype[:-2].strip())
@@ -68,6 +74,8 @@ class Arena:
             raise ArenaFull
         self.used = off + size
         self.objects.append((off, item, count))
+        if fds:
+            self.fd_arrays.append((off, count))
         ptr = ffi.cast(ffi.getctype(item, "*"), self.base + off)
         _, fd_offsets = _slots(ffi, item)
         if fd_offsets:  # an fd field is -1 (none) until set: zero would be stdin
@@ -111,6 +119,11 @@ class Arena:
                     (fd,) = _INT.unpack_from(data, at + f)
                     if fd >= 0:
                         fd_slots.append((at + f, fd))
+        for off, count in self.fd_arrays:
+            for i in range(count):
+                (fd,) = _INT.unpack_from(data, off + 4 * i)
+                if fd >= 0:
+                    fd_slots.append((off + 4 * i, fd))
         return relocs, fd_slots
 
 
