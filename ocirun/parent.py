@@ -21,7 +21,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
 
 class CloneResult:
@@ -52,7 +52,7 @@ class Direct:
             rc = lib.ocirun_exec(cplan.plan, ffi.new("int[3]", list(stdio)), cgroup_fd, res)
         return CloneResult(rc, res.pid, res.sock, res.used_clone3, res.step, res.err)
 
-    def posix_spawn(self, path: str, args: list[str], env: dict[str, str], *,
+    def posix_spawn(self, path: str, args: list[str], env: Mapping[str, str], *,
                     file_actions: Sequence[tuple[int, ...]], setsigdef: Sequence[int]) -> int:
         """os.posix_spawn with these file actions (DUP2 and CLOSE only)."""
         return os.posix_spawn(path, args, env, file_actions=file_actions, setsigdef=setsigdef)

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import struct
+from collections.abc import Mapping
 
 from ocirun.helper import protocol
 from ocirun.parent import CloneResult, Direct
@@ -89,7 +90,7 @@ class FrontEnd(Direct):
             raise protocol.ProtocolError("CLONE: no sync socket")
         return CloneResult(0, a, got[0], b, 0, 0)
 
-    def posix_spawn(self, path: str, args: list[str], env: dict[str, str], *,
+    def posix_spawn(self, path: str, args: list[str], env: Mapping[str, str], *,
                     file_actions, setsigdef) -> int:
         fds: list[int] = []
         actions = []

@@ -294,15 +294,17 @@ class _CPlan:
 
     def __init__(self, plan: LaunchPlan, ns_fds: list[int], tree_fds: list[int] | None = None,
                  size: int = 0):
+        self._args = (plan, ns_fds, tree_fds)
+        self._build_in(size or 16384 + len(plan.seccomp_bpf or b""))
+
+    def _build_in(self, size: int) -> None:
         from ocirun.shim.arena import Arena, ArenaFull
 
         ffi, _ = _load()
-        self._args = (plan, ns_fds, tree_fds)
-        size = size or 16384 + len(plan.seccomp_bpf or b"")
         while True:
             self.arena = Arena(ffi, size)
             try:
-                self._build(plan, ns_fds, tree_fds)
+                self._build(*self._args)
                 return
             except ArenaFull:
                 size *= 4
@@ -455,7 +457,7 @@ class _CPlan:
         try:
             self.plan.stdio = self.new("int[3]", list(stdio), fds=True)
         except ArenaFull:  # no room left: the same plan in a larger arena
-            self.__init__(self._args[0], self._args[1], self._args[2], size=self.arena.size * 2)
+            self._build_in(self.arena.size * 2)
             self.plan.stdio = self.new("int[3]", list(stdio), fds=True)
 
     def s(self, b: bytes | None):
