@@ -403,6 +403,11 @@ def place_fds(table: list[int], received: list[int], keep: list[int]) -> list[in
     import fcntl
 
     hi = max([2, *table]) + 1
+    # Ours well above too, where no --preserve-fds range reaches: a number in such a
+    # range that the caller left free must look free (ocirun.linux.fds.fill_holes).
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY or soft - 64 > hi:
+        hi = max(hi, min(soft, 1 << 20) - 64)
     moved = []
     for fd in keep:
         if fd >= hi:

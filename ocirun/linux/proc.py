@@ -29,6 +29,11 @@ _EXITED_STATES = frozenset({"Z", "X", "x"})
 CALLER = "self"
 
 
+def caller_pid() -> int:
+    """The pid of the process ocirun acts for (ours on the direct path)."""
+    return os.getpid() if CALLER == "self" else int(CALLER)
+
+
 class ProcStat:
     """The fields of ``/proc/PID/stat`` that ocirun uses.
 
