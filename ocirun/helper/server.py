@@ -276,7 +276,6 @@ class Helper:
                 except (BlockingIOError, InterruptedError):
                     continue
                 break
-            worker.note(self.notify_w.fileno(), worker.NOTE_TAKEN, os.getpid())
             self.listener.close()
             os.close(self.ctrl_r)
             stale = [self.stale_r] + ([self.inotify] if self.inotify >= 0 else [])
@@ -352,12 +351,12 @@ class Helper:
         if kind == worker.NOTE_TAKEN:
             self.last_call = time.monotonic()
             self.spares.discard(pid)
-        elif kind == worker.NOTE_CALLER and fd is not None and pid in self.workers:
-            old = self.callers.pop(pid, None)
-            if old is not None:
-                os.close(old)
-            self.callers[pid] = fd
-            fd = None
+            if fd is not None and pid in self.workers:
+                old = self.callers.pop(pid, None)
+                if old is not None:
+                    os.close(old)
+                self.callers[pid] = fd
+                fd = None
         if fd is not None:
             os.close(fd)
 

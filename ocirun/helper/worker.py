@@ -20,10 +20,10 @@ import sys
 from ocirun.helper import context, protocol
 from ocirun.helper.context import Refused
 
-#: notify messages (worker -> helper, SOCK_SEQPACKET): kind, pid; CALLER carries a pidfd
+#: notify messages (worker -> helper, SOCK_SEQPACKET): kind, pid; TAKEN carries the
+#: caller's pidfd when there is one (one message: each wakes the helper)
 NOTE = struct.Struct("=ii")
 NOTE_TAKEN = 1
-NOTE_CALLER = 2
 
 
 class Session:
@@ -35,7 +35,8 @@ class Session:
         self.stale = stale        # readable when the installed code changed
         self.own = own
         self.nice = nice          # the helper's (a call runs at it until it has the caller's)
-        self.trace = trace        # OCIRUN_HELPER_TRACE of the helper: a file for timings
+        self.trace = trace
+        self.noted = False        # the helper knows we took a call        # OCIRUN_HELPER_TRACE of the helper: a file for timings
 
 
 class _Trace:
@@ -126,10 +127,11 @@ def handle(conn_fd: int, session: Session) -> None:
     conn.settimeout(10)  # a peer that connects and sends nothing
     try:
         request = _receive(conn, session)
-    except Refused as r:
-        _refuse(conn, str(r))
-        os._exit(0)
-    except (protocol.ProtocolError, OSError, ValueError):
+    except BaseException as e:
+        if not session.noted:
+            note(session.notify, NOTE_TAKEN, os.getpid())
+        if isinstance(e, Refused):
+            _refuse(conn, str(e))
         os._exit(0)
     _trace.mark("received")
     try:
@@ -204,8 +206,9 @@ def _receive(conn: socket.socket, session: Session) -> Request:
         for fd in fds:
             os.close(fd)
         raise
-    # From now on the helper kills us if the caller goes away.
-    note(session.notify, NOTE_CALLER, os.getpid(), req.pidfd)
+    # The helper forks the next spare, and from now on kills us if the caller goes away.
+    note(session.notify, NOTE_TAKEN, os.getpid(), req.pidfd)
+    session.noted = True
     return req
 
 
