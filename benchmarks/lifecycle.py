@@ -182,29 +182,36 @@ def main() -> int:
             runc_cold: dict[str, list[float]] = {k: [] for k in cold}
             root = work / "root-cold"
             for i in range(max(5, args.n // 2)):
+                # other ids than ocirun's: the default cgroup path is the id, for both
                 runtimes[0]("--root", str(work / "root-runc"), "run", "--bundle", str(sleep_bundle), "-d",
-                            f"c{i}", check=False)
+                            f"rc{i}", check=False)
                 runtimes[1]("--root", str(root), "create", "--bundle", str(sleep_bundle), f"c{i}")
                 stop_helper(helper_env)
                 cold["state (cold)"].append(timed(lambda i=i: runtimes[1]("--root", str(root), "state", f"c{i}")))
                 runc_cold["state (cold)"].append(timed(lambda i=i: runtimes[0]("--root", str(work / "root-runc"),
-                                                                             "state", f"c{i}")))
+                                                                             "state", f"rc{i}")))
                 runtimes[1]("--root", str(root), "delete", "--force", f"c{i}")
-                runtimes[0]("--root", str(work / "root-runc"), "delete", "--force", f"c{i}", check=False)
+                runtimes[0]("--root", str(work / "root-runc"), "delete", "--force", f"rc{i}", check=False)
                 wait_helper(helper_env, runtimes[1])
                 stop_helper(helper_env)
                 cold["run /bin/true (cold)"].append(timed(lambda i=i: runtimes[1](
                     "--root", str(root), "run", "--bundle", str(true_bundle), f"r{i}")))
                 runc_cold["run /bin/true (cold)"].append(timed(lambda i=i: runtimes[0](
-                    "--root", str(work / "root-runc"), "run", "--bundle", str(true_bundle), f"r{i}")))
+                    "--root", str(work / "root-runc"), "run", "--bundle", str(true_bundle), f"rr{i}")))
                 runtimes[1]("--root", str(root), "delete", "--force", f"r{i}", check=False)
-                runtimes[0]("--root", str(work / "root-runc"), "delete", "--force", f"r{i}", check=False)
+                runtimes[0]("--root", str(work / "root-runc"), "delete", "--force", f"rr{i}", check=False)
                 wait_helper(helper_env, runtimes[1])
             for name, v in cold.items():
                 r = statistics.median(runc_cold[name]) * 1000
                 o = statistics.median(v) * 1000
                 print(f"{name:<22} {r:>8.1f} {o:>8.1f} {o / r:>6.2f}   (helper not running; median of {len(v)})")
     finally:
+        for rt in runtimes:  # whatever an error left running
+            for root in work.glob("root-*"):
+                p = subprocess.run([*rt.argv, "--root", str(root), "list", "-q"], env=rt.env,
+                                   capture_output=True, text=True)
+                for cid in p.stdout.split() if p.returncode == 0 else []:
+                    rt("--root", str(root), "delete", "--force", cid, check=False)
         stop_helper(helper_env)
         shutil.rmtree(work, ignore_errors=True)
     return 0

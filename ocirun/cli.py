@@ -232,6 +232,7 @@ def _build_parser(parser_class: Any = None) -> Any:
     p.add_argument("--dir", help=argparse.SUPPRESS)
     p.add_argument("--id", help=argparse.SUPPRESS)
     p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--nice", type=int, help=argparse.SUPPRESS)
 
     for name in ("checkpoint", "restore"):
         p = cmd(name, f"ocirun.cli:not_implemented_{name}", f"{name} (needs CRIU)")

@@ -32,7 +32,7 @@ def cmd_helper(g: GlobalOptions, args: argparse.Namespace) -> int:
             raise UsageError("helper serve needs --dir, --id and --lock-fd")
         from ocirun.helper.server import serve
 
-        return serve(args.dir, args.id, args.lock_fd)
+        return serve(args.dir, args.id, args.lock_fd, nice=args.nice)
     files = paths.current()
     if files is None:
         raise OcirunError("helper: no directory for a helper (not root, and no XDG_RUNTIME_DIR)")

@@ -183,7 +183,7 @@ def waits_for_me(syscall: str, me: int) -> bool:
 
 
 class Helper:
-    def __init__(self, files: Files, lock_fd: int, idle: float) -> None:
+    def __init__(self, files: Files, lock_fd: int, idle: float, nice: int | None = None) -> None:
         self.files = files
         self.lock_fd = lock_fd
         self.idle = idle
@@ -197,7 +197,7 @@ class Helper:
         #: the subreaper we were reparented to, watched (None: init, nothing to watch)
         self.reaper: int | None = None
         self.trace = os.environ.get("OCIRUN_HELPER_TRACE") or None
-        self.nice = os.getpriority(os.PRIO_PROCESS, 0)
+        self.nice = os.getpriority(os.PRIO_PROCESS, 0) if nice is None else nice
 
     # -------------------------------------------------------------- set up
 
@@ -457,7 +457,11 @@ class Helper:
             os.close(self.ctrl_w)  # the spares see POLLHUP and exit
 
 
-def serve(directory: str, ident: str, lock_fd: int, idle: float | None = None) -> int:
+def serve(directory: str, ident: str, lock_fd: int, idle: float | None = None,
+          nice: int | None = None) -> int:
+    """Run a helper. ``nice``: the first caller's nice value (the front end starts us
+    SPARE_NICE below it, so that our start does not slow the call that started us;
+    our workers take their caller's)."""
     if idle is None:
         try:
             idle = float(os.environ.get("OCIRUN_HELPER_IDLE", DEFAULT_IDLE))
@@ -475,7 +479,7 @@ def serve(directory: str, ident: str, lock_fd: int, idle: float | None = None) -
     context.warm_locales()
     if len(os.listdir("/proc/self/task")) != 1:
         return 1  # a thread (an import started one): fork and setns need one
-    helper = Helper(Files(directory, ident), lock_fd, idle)
+    helper = Helper(Files(directory, ident), lock_fd, idle, nice)
     helper.write_status()  # first: once the socket exists, so does the status
     try:
         helper.bind()
