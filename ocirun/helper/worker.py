@@ -69,7 +69,7 @@ class _Trace:
             self.marks.append((name, time.perf_counter()))
             self.usage.append((name, round((ru.ru_utime + ru.ru_stime) * 1000, 2), ru.ru_minflt))
 
-    def write(self, argv: list[bytes]) -> None:
+    def write(self, argv: list[bytes], refused: str | None = None) -> None:
         if self.fd < 0:
             return
         import json
@@ -78,6 +78,7 @@ class _Trace:
         ru = resource.getrusage(resource.RUSAGE_SELF)
         t0 = self.marks[0][1]
         line = {"argv": [os.fsdecode(a) for a in argv[1:6]],
+                **({"refused": refused} if refused is not None else {}),
                 **{n: round((t - t0) * 1000, 3) for n, t in self.marks[1:]},
                 "cpu_ms": round((ru.ru_utime + ru.ru_stime) * 1000, 3), "minflt": ru.ru_minflt,
                 "usage": self.usage}
@@ -132,15 +133,17 @@ def handle(conn_fd: int, session: Session) -> None:
             note(session.notify, NOTE_TAKEN, os.getpid())
         if isinstance(e, Refused):
             _refuse(conn, str(e))
+        else:
+            _trace.write([], refused=f"receiving the request: {e!r}")
         os._exit(0)
     _trace.mark("received")
     try:
         conn = _adopt(conn, request, session)
     except Refused as r:
-        _refuse(conn, str(r))
+        _refuse(conn, str(r), request.argv)
         os._exit(0)
     except (protocol.ProtocolError, OSError, ValueError) as e:
-        _refuse(conn, f"adopting the caller's context: {e}")
+        _refuse(conn, f"adopting the caller's context: {e}", request.argv)
         os._exit(0)
     _run(conn, request)
 
@@ -212,7 +215,8 @@ def _receive(conn: socket.socket, session: Session) -> Request:
     return req
 
 
-def _refuse(conn: socket.socket, why: str) -> None:
+def _refuse(conn: socket.socket, why: str, argv: list[bytes] | None = None) -> None:
+    _trace.write(argv or [], refused=why)  # the direct path will run it: say why
     try:
         protocol.send_frame(conn, protocol.REFUSE, why.encode(errors="replace"))
     except OSError:
