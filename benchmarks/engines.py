@@ -2,8 +2,9 @@
 """The engines end to end: `podman run --rm IMAGE true` and `ctr run --rm IMAGE id true`
 with ocirun and with runc as the runtime, alternating, in the same run.
 
-ocirun twice: the `ocirun` command (the front end, with its warm helper, which the
-first calls start) and `ocirun-direct` (the direct path). Uses the e2e tests'
+ocirun twice: the `ocirun` command (the front end, with its warm helper, started
+here with `ocirun helper start` before anything else, so that it is init's child
+and no shim's: docs/helper.md) and `ocirun-direct` (the direct path). Uses the e2e tests'
 private podman and containerd (tests/e2e/engines.py: nothing global is changed);
 the helper is this checkout's, in its default directory, stopped at the end.
 Prints the median of N runs per runtime and the ratios to runc.
@@ -35,14 +36,34 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
+def helper_pid(direct: Path) -> int | None:
+    p = subprocess.run([str(direct), "helper", "status"], capture_output=True, text=True)
+    for line in p.stdout.splitlines():
+        if line.startswith("helper: running (pid "):
+            return int(line.split("pid ")[1].rstrip(")"))
+    return None
+
+
+def parent_of(pid: int) -> str:
+    try:
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        return f"{ppid} ({Path(f'/proc/{ppid}/comm').read_text().strip()})"
+    except (OSError, ValueError, IndexError):
+        return "?"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=20, help="runs per runtime and client (default 20)")
     ap.add_argument("--ocirun", default=str(REPO / ".venv" / "bin" / "ocirun"))
     ap.add_argument("--runc", default=shutil.which("runc") or "/usr/sbin/runc")
     args = ap.parse_args()
-    become_subreaper()
     direct = Path(args.ocirun).with_name("ocirun-direct")
+    # The helper, started from here before we become a subreaper (as at boot: docs/helper.md,
+    # "Under containerd"): init's child, never a shim's; every call of the run may use it.
+    subprocess.run([str(direct), "helper", "start", "--idle", "600"], check=True, stdout=subprocess.DEVNULL)
+    helper_before = helper_pid(direct)
+    become_subreaper()
     runtimes = {"runc": Path(args.runc), "ocirun": Path(args.ocirun), "ocirun-direct": direct}
     work = Path(tempfile.mkdtemp(prefix="ocirun-bench-engines-"))
     layout = image_layout()
@@ -80,6 +101,9 @@ def main() -> int:
             print(f"{label:<30} {med['runc']:>8.1f}ms {med['ocirun']:>8.1f}ms "
                   f"{med['ocirun'] / med['runc']:>7.2f} {med['ocirun-direct']:>8.1f}ms "
                   f"{med['ocirun-direct'] / med['runc']:>7.2f}", flush=True)
+        helper_after = helper_pid(direct)
+        print(f"helper: pid {helper_before} at the start, {helper_after} at the end; its parent: "
+              f"{parent_of(helper_after) if helper_after else '-'}")
     finally:
         leaks += pm.close()
         leaks += cd.close()

@@ -227,8 +227,9 @@ def _build_parser(parser_class: Any = None) -> Any:
         p.add_argument(f"--{flag}")
     p.add_argument("id")
 
-    p = cmd("helper", "ocirun.helper.cli:cmd_helper", "the warm helper: status, stop")
-    p.add_argument("action", choices=("status", "stop", "serve"))
+    p = cmd("helper", "ocirun.helper.cli:cmd_helper", "the warm helper: status, start, stop")
+    p.add_argument("action", choices=("status", "start", "stop", "serve"))
+    p.add_argument("--idle", type=float, help="start: exit after this many seconds without a call (0: never)")
     p.add_argument("--dir", help=argparse.SUPPRESS)
     p.add_argument("--id", help=argparse.SUPPRESS)
     p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)

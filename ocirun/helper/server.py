@@ -409,7 +409,7 @@ class Helper:
                 self.fork_spare()
             busy = [p for p in self.workers if p not in self.spares]
             timeout = None
-            if not busy:
+            if not busy and self.idle > 0:  # 0: never idle out (ocirun helper start --idle 0)
                 timeout = self.last_call + self.idle - time.monotonic()
                 if timeout <= 0:
                     return  # idle

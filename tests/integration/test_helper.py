@@ -396,6 +396,30 @@ def test_status_and_stop(helper):
     assert not [n for n in os.listdir(helper.dir) if n.endswith((".sock", ".json"))]
 
 
+def test_helper_start_from_outside(helper, ocirun, tmp_path):
+    """`ocirun helper start` (for callers that are all below a subreaper: start it at
+    boot, docs/helper.md): detached, never idles out with --idle 0, serves the
+    calls that follow; a second start finds it running."""
+    trace = tmp_path / "trace.jsonl"
+    env = dict(helper.env, OCIRUN_HELPER_TRACE=str(trace))
+    p = subprocess.run([str(DIRECT), "helper", "start", "--idle", "0"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("helper: running (pid "), p.stdout
+    assert "idle exit: never (started with --idle 0)\n" in p.stdout
+    pid = helper.status()["pid"]
+    assert os.getsid(pid) != os.getsid(0)  # a session of its own (not its leader: no tty can become its)
+    assert helper.run("--root", str(ocirun.root), "list").returncode == 0
+    lines = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert [line["argv"][2] for line in lines if "refused" not in line] == ["list"]
+    p = subprocess.run([str(DIRECT), "helper", "start"], env=helper.env, capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.startswith(f"helper: running (pid {pid})\n")
+    assert helper.processes() and helper.status()["pid"] == pid
+    p = subprocess.run([str(DIRECT), "helper", "start", "--idle", "-1"], env=helper.env, capture_output=True,
+                       text=True)
+    assert p.returncode == 1 and "--idle" in p.stderr
+
+
 def test_idle_exit(ocirun):
     d = tempfile.mkdtemp(prefix="ocirun-h.")
     h = Helper(d, idle="1")
