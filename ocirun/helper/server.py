@@ -260,9 +260,16 @@ class Helper:
                 if fd not in keep:
                     with contextlib.suppress(OSError):
                         os.close(fd)
-            poller = select.poll()
-            poller.register(self.listener.fileno(), select.POLLIN)
-            poller.register(self.ctrl_r, select.POLLIN)
+            # EPOLLEXCLUSIVE: a connection wakes one spare that is waiting, not every
+            # spare (the others would wake for nothing, and compete for the CPU the
+            # call needs); one that is rehearsing is skipped by the kernel and sees it
+            # between two steps.
+            poller = select.epoll(2)
+            try:
+                poller.register(self.listener.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
+            except OSError:  # before Linux 4.5: every waiting spare wakes, one accepts
+                poller.register(self.listener.fileno(), select.EPOLLIN)
+            poller.register(self.ctrl_r, select.EPOLLIN)
             for step in self._rehearsal():
                 step()
                 if poller.poll(0):
@@ -274,7 +281,7 @@ class Helper:
                 with contextlib.suppress(OSError):
                     os.setpriority(os.PRIO_PROCESS, 0, self.nice)
             while True:
-                events = dict(poller.poll())
+                events = dict(poller.poll(-1, 2))
                 if self.ctrl_r in events:
                     os._exit(0)  # the helper is going: take no more calls
                 try:
@@ -282,6 +289,7 @@ class Helper:
                 except (BlockingIOError, InterruptedError):
                     continue
                 break
+            poller.close()
             self.listener.close()
             os.close(self.ctrl_r)
             stale = [self.stale_r] + ([self.inotify] if self.inotify >= 0 else [])
