@@ -161,6 +161,8 @@ def _build_parser(parser_class: Any = None) -> Any:
     parser.add_argument("--systemd-cgroup", action="store_true", help="use the systemd cgroup driver")
     parser.add_argument("--rootless", default="auto", choices=("true", "false", "auto"))
     parser.add_argument("--criu", default="criu", help=argparse.SUPPRESS)
+    parser.add_argument("--no-helper", action="store_true",
+                        help="run this call without the warm helper (as OCIRUN_HELPER=off)")
     parser.add_argument("--version", "-v", action="store_true", help="print the version")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")  # subparsers: parser_class too
 
@@ -257,6 +259,14 @@ def _build_parser(parser_class: Any = None) -> Any:
                  "pids-limit", "l3-cache-schema", "mem-bw-schema"):
         p.add_argument(f"--{flag}")
     p.add_argument("id")
+
+    p = cmd("helper", "ocirun.helper.cli:cmd_helper", "the warm helper: status, start, stop")
+    p.add_argument("action", choices=("status", "start", "stop", "serve"))
+    p.add_argument("--idle", type=float, help="start: exit after this many seconds without a call (0: never)")
+    p.add_argument("--dir", help=argparse.SUPPRESS)
+    p.add_argument("--id", help=argparse.SUPPRESS)
+    p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--nice", type=int, help=argparse.SUPPRESS)
 
     for name in ("checkpoint", "restore"):
         p = cmd(name, f"ocirun.cli:not_implemented_{name}", f"{name} (needs CRIU)")
@@ -422,9 +432,21 @@ def _parse_options(parser: _Recorder, argv: Sequence[str], i: int, values: dict[
     return i
 
 
+_recorded: Any = None
+
+
+def _recorder() -> Any:
+    """The recorded flag definitions, made once per process (a warm helper's workers
+    share its copy)."""
+    global _recorded
+    if _recorded is None:
+        _recorded = _build_parser(_Recorder)
+    return _recorded
+
+
 def _fast_parse(argv: Sequence[str]) -> Any:
     """argparse's Namespace for a plain command line, or None (see the module docstring)."""
-    top = _build_parser(_Recorder)
+    top = _recorder()
     values = dict(top.defaults)
     i = _parse_options(top, argv, 0, values)
     if i < 0 or not top.usable:

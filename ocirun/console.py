@@ -110,8 +110,10 @@ def host_console() -> tuple[int, bool]:
                 return fd, False
         except OSError:
             continue
+    from ocirun import parent
+
     try:
-        return os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC), True
+        return parent.current.open_tty(), True
     except OSError as e:
         raise OcirunError(f"open /dev/tty: {os.strerror(e.errno or 0).lower()}") from None
 

@@ -54,6 +54,7 @@ import signal
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ocirun import parent
 from ocirun.errors import HookError, OcirunError
 
 RUNTIME_NS = ("prestart", "createRuntime", "poststart", "poststop")
@@ -170,8 +171,8 @@ def _spawn_here(hook: Mapping[str, Any], stdin: int, out: int, err: int, where: 
     # fds our caller left us without CLOEXEC (a shim's, --preserve-fds) are not the hook's
     actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds() if fd > 2]
     try:
-        return os.posix_spawn(hook["path"], args, env, file_actions=actions,
-                              setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT))
+        return parent.current.posix_spawn(hook["path"], args, env, file_actions=actions,
+                                          setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT))
     except OSError as e:
         raise HookError(f"{where}: {os.strerror(e.errno or 0).lower()}") from None
 
@@ -194,11 +195,11 @@ def _wait(pid: int, timeout: int | None) -> int | None:
         ready, _, _ = select.select([pidfd], [], [], timeout)
         if not ready:
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            parent.waitpid(pid, 0)
             return None
     finally:
         os.close(pidfd)
-    return os.waitpid(pid, 0)[1]
+    return parent.waitpid(pid, 0)[1]
 
 
 def _describe(status: int) -> str:

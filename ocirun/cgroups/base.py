@@ -206,6 +206,25 @@ def make_dirs(path: str, stop_at: str) -> list[str]:
     return created
 
 
+def remove_if_empty(created: list[str], leaves: list[str]) -> bool:
+    """The usual delete, of a stopped container: rmdir what we created, innermost
+    first, without listing it first. The kernel refuses (EBUSY) a cgroup that
+    still holds a process or a child cgroup, so success proves it was empty.
+    False (having removed what it could) when one is busy, or when a cgroup of
+    the container's is not ours to remove (its processes must still be killed):
+    the caller then takes the long way (kill, wait, remove_dirs)."""
+    if not set(leaves) <= set(created):
+        return False
+    for d in reversed(created):
+        try:
+            os.rmdir(d)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+    return True
+
+
 def remove_dirs(created: list[str], deadline: float = 5.0) -> None:
     """rmdir innermost first; a cgroup still busy (exiting tasks) is retried briefly."""
     for d in reversed(created):

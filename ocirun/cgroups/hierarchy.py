@@ -53,9 +53,14 @@ class Host:
 
     @classmethod
     def current(cls) -> Host:
+        """The mount table, and the cgroups of the process ocirun acts for (its
+        caller's in a warm helper's worker: the runtime's own cgroup is the
+        caller's, as with runc)."""
+        from ocirun.linux.proc import CALLER
+
         with open("/proc/self/mountinfo") as f:
             mountinfo = f.read()
-        with open("/proc/self/cgroup") as f:
+        with open(f"/proc/{CALLER}/cgroup") as f:
             proc_cgroup = f.read()
         return cls(mountinfo, proc_cgroup)
 

@@ -349,6 +349,8 @@ class V1Manager:
     def destroy(self) -> None:
         """Kill every process left in any hierarchy (thawing a frozen cgroup so the
         kill lands), then remove the directories create() made."""
+        if base.remove_if_empty(self.created, list(self.paths.values())):
+            return
         for _ in range(3):
             pids = self.all_pids()
             if not pids:

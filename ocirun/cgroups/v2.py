@@ -343,6 +343,8 @@ class V2Manager:
             raise CgroupSettingError(f"cgroup {self.path}: timed out waiting for it to thaw")
 
     def destroy(self) -> None:
+        if base.remove_if_empty(self.created, [self.path]):  # ours: its device program goes with it
+            return
         kill = os.path.join(self.path, "cgroup.kill")
         for _ in range(3):
             if not self.pids():

@@ -529,11 +529,9 @@ def _unlink_quiet(path: str) -> None:
 
 
 def _kill_init(pid: int) -> None:
-    try:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
+    from ocirun.parent import kill_and_reap
+
+    kill_and_reap(pid)
 
 
 __all__ = ["cmd_create", "create_container", "CreateOptions"]

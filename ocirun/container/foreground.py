@@ -6,6 +6,8 @@ from __future__ import annotations
 import _signal as signal  # not `signal`: its enums cost ~7 ms per call
 import os
 
+from ocirun import parent
+
 #: Signals a foreground `run`/`exec` passes on to the process, as runc does.
 FORWARDED = (
     signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
@@ -29,12 +31,14 @@ def proxy_and_wait(pid: int, master, forwarder: SignalForwarder) -> int:
 
 class SignalForwarder:
     """Handlers for FORWARDED installed now; what arrives before attach() is
-    queued and sent to the process once it is known."""
+    queued and sent to the process once it is known. (In a helper's worker the
+    caller's front end passes the caller's signals on to these handlers.)"""
 
     def __init__(self) -> None:
         self.pidfd: int | None = None
         self.pending: list[int] = []
         self.old = {sig: signal.signal(sig, self._handle) for sig in FORWARDED}
+        parent.current.forward_signals(FORWARDED)
 
     def _handle(self, signum, _frame) -> None:
         self.send(signum)
@@ -59,11 +63,12 @@ class SignalForwarder:
             self._handle(signum, None)
 
     def restore(self) -> None:
+        parent.current.forward_signals(())
         for sig, old in self.old.items():
             signal.signal(sig, old)
         pending, self.pending = self.pending, []
         for signum in pending:  # not forwarded: act on it as if it had come now
-            signal.raise_signal(signum)
+            parent.current.raise_signal(signum)
 
 
 def wait_forwarding_signals(pid: int, forwarder: SignalForwarder | None = None) -> int:
@@ -73,7 +78,7 @@ def wait_forwarding_signals(pid: int, forwarder: SignalForwarder | None = None) 
     pidfd = forwarder.pidfd
     while True:
         try:
-            _, wstatus = os.waitpid(pid, 0)
+            _, wstatus = parent.waitpid(pid, 0)
             break
         except InterruptedError:
             continue
@@ -85,7 +90,7 @@ def wait_forwarding_signals(pid: int, forwarder: SignalForwarder | None = None) 
     # reap anything else that was reparented to us as subreaper
     while True:
         try:
-            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+            if parent.waitpid(-1, os.WNOHANG)[0] == 0:
                 break
         except ChildProcessError:
             break

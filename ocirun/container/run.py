@@ -65,7 +65,6 @@ def _cleanup(g: GlobalOptions, container_id: str) -> None:
 
 
 def _set_child_subreaper() -> None:
-    # through the shim, which create loads anyway (ctypes would cost ~3 ms more)
-    from ocirun.shim._shim import lib
+    from ocirun import parent
 
-    lib.ocirun_set_child_subreaper()
+    parent.current.set_child_subreaper()

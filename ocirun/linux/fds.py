@@ -33,7 +33,11 @@ def listen_fds(environ: os._Environ[str] | dict[str, str] | None = None, pid: in
         count = int(env.get("LISTEN_FDS", ""))
     except ValueError:
         return 0
-    if listen_pid != (os.getpid() if pid is None else pid):
+    if pid is None:
+        from ocirun.linux.proc import caller_pid
+
+        pid = caller_pid()  # a warm helper's worker acts for its caller, whose pid counts
+    if listen_pid != pid:
         return 0
     return max(count, 0)
 

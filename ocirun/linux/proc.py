@@ -23,6 +23,16 @@ from ocirun.errors import UsageError
 #: States in /proc/PID/stat of a process that has exited (zombie, dead).
 _EXITED_STATES = frozenset({"Z", "X", "x"})
 
+#: The /proc entry of the process ocirun acts for: "self", or in a warm helper's
+#: worker the caller's pid (docs/helper.md). What is the caller's own and not the
+#: same for the worker (its cgroups) is read there.
+CALLER = "self"
+
+
+def caller_pid() -> int:
+    """The pid of the process ocirun acts for (ours on the direct path)."""
+    return os.getpid() if CALLER == "self" else int(CALLER)
+
 
 class ProcStat:
     """The fields of ``/proc/PID/stat`` that ocirun uses.

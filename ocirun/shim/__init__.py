@@ -61,7 +61,6 @@ blocks until ``ocirun start`` opens it for reading), writes ``0`` and execs.
 
 from __future__ import annotations
 
-import _signal as signal  # not `signal`: its enums cost ~2 ms per call
 import errno as _errno
 import os
 import struct
@@ -303,12 +302,30 @@ class _Missing(dict):
 
 
 class _CPlan:
-    """The LaunchPlan as C structs; owns every buffer until spawn returns."""
+    """The LaunchPlan as C structs, all in one :class:`~ocirun.shim.arena.Arena`
+    (which a helper's worker can hand to the front end that clones); owns the
+    buffer until spawn returns."""
 
-    def __init__(self, plan: LaunchPlan, ns_fds: list[int], tree_fds: list[int] | None = None):
+    def __init__(self, plan: LaunchPlan, ns_fds: list[int], tree_fds: list[int] | None = None,
+                 size: int = 0):
+        self._args = (plan, ns_fds, tree_fds)
+        self._build_in(size or 16384 + len(plan.seccomp_bpf or b""))
+
+    def _build_in(self, size: int) -> None:
+        from ocirun.shim.arena import Arena, ArenaFull
+
         ffi, _ = _load()
-        self._keep: list[object] = []
-        p = self.plan = ffi.new("struct ocirun_plan *")
+        while True:
+            self.arena = Arena(ffi, size)
+            try:
+                self._build(*self._args)
+                return
+            except ArenaFull:
+                size *= 4
+
+    def _build(self, plan: LaunchPlan, ns_fds: list[int], tree_fds: list[int] | None) -> None:
+        ffi, _ = _load()
+        p = self.plan = self.new("struct ocirun_plan *")
         p.rootfs = self.s(plan.rootfs)
         p.new_namespaces = plan.new_namespaces
         joins = self.new("struct ocirun_nsjoin[]", max(1, len(plan.join_namespaces)))
@@ -447,11 +464,18 @@ class _CPlan:
             c.mpol_nodes = ffi.NULL
             c.mpol_nodes_len = 0
 
-    def new(self, ctype, init=None):
-        ffi, _ = _load()
-        obj = ffi.new(ctype, init)
-        self._keep.append(obj)
-        return obj
+    def new(self, ctype, init=None, fds: bool = False):
+        return self.arena.new(ctype, init, fds)
+
+    def set_stdio(self, stdio: tuple[int, int, int]) -> None:
+        """plan.stdio: the fds that become the init's 0-2 (-1: the parent's)."""
+        from ocirun.shim.arena import ArenaFull
+
+        try:
+            self.plan.stdio = self.new("int[3]", list(stdio), fds=True)
+        except ArenaFull:  # no room left: the same plan in a larger arena
+            self._build_in(self.arena.size * 2)
+            self.plan.stdio = self.new("int[3]", list(stdio), fds=True)
 
     def s(self, b: bytes | None):
         ffi, _ = _load()
@@ -477,16 +501,9 @@ _CLONE_NEWUSER = 0x10000000
 
 
 def _kill_and_reap(pid: int | None) -> None:
-    if pid is None:
-        return
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
+    from ocirun.parent import kill_and_reap
+
+    kill_and_reap(pid)
 
 
 def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
@@ -528,10 +545,9 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
     sock = -1
     stage1: int | None = None
     init: int | None = None
-    cg = -1 if cgroup_fd is None else cgroup_fd
     try:
-        stage1, sock = _launch(plan, lambda cplan, res: lib.ocirun_spawn(cplan, exec_fifo_fd, cg, res),
-                               cgroup_fd, on_child_created, "create", stdio)
+        stage1, sock = _launch(plan, "spawn", cgroup_fd, on_child_created, "create",
+                               exec_fifo_fd=exec_fifo_fd, plan_stdio=stdio)
         last = "clone"
         while True:
             listener: int | None = None
@@ -608,15 +624,20 @@ def _commit(sock: int, plan: LaunchPlan) -> None:
         raise SetupError("sync with container init", detail=f"unexpected message {_msg_name(mtype)} after COMMIT")
 
 
-def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
-            on_child_created: Callable[[int], None], verb: str,
-            stdio: tuple[int, int, int] | None = None) -> tuple[int, int]:
+def _launch(plan: LaunchPlan, kind: str, cgroup_fd: int | None,
+            on_child_created: Callable[[int], None], verb: str, *, exec_fifo_fd: int = -1,
+            stdio: tuple[int, int, int] = (-1, -1, -1),
+            plan_stdio: tuple[int, int, int] | None = None) -> tuple[int, int]:
     """What spawn and exec_process share: open the namespaces to join (above the
-    preserved fds, which the container keeps), start the first child through
-    ``start_c(cplan, res)`` (ocirun_spawn or ocirun_exec), place it in its
-    cgroups and let it go on. Returns its pid and the parent's end of the sync
-    socket; on failure nothing is left open or running."""
-    ffi, lib = _load()
+    preserved fds, which the container keeps), start the first child (``kind``
+    "spawn": ocirun_spawn, "exec": ocirun_exec, with ``stdio``) in the process
+    that parents the container (ocirun.parent: this one, or a helper's caller),
+    place it in its cgroups and let it go on. ``plan_stdio``: the init's 0-2
+    (plan.stdio; None: the parent's). Returns its pid and the parent's end of the
+    sync socket; on failure nothing is left open or running."""
+    from ocirun import parent
+
+    _, lib = _load()
     floor = 3 + (plan.process.preserve_fds if plan.process is not None else 0)
     ns_fds: list[int] = []
     tree_fds: list[int] = []
@@ -640,10 +661,11 @@ def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
                 fd = high
             ns_fds.append(fd)
         cplan = _CPlan(plan, ns_fds, tree_fds)
-        if stdio is not None:
-            cplan.plan.stdio = cplan.new("int[3]", list(stdio))
-        res = ffi.new("struct ocirun_spawn_result *")
-        if start_c(cplan.plan, res) < 0:
+        if plan_stdio is not None:
+            cplan.set_stdio(plan_stdio)
+        res = parent.current.clone(kind, cplan, exec_fifo_fd=exec_fifo_fd,
+                                   cgroup_fd=-1 if cgroup_fd is None else cgroup_fd, stdio=stdio)
+        if res.rc < 0:
             raise _step_error(res.step, res.err, -1, plan)
     finally:
         for fd in ns_fds + tree_fds:  # the child has its copies
@@ -746,8 +768,10 @@ def _unpack(data: bytes) -> tuple[int, int, int, int, int]:
 
 
 def _reap(pid: int) -> None:
+    from ocirun.parent import waitpid
+
     try:
-        os.waitpid(pid, 0)
+        waitpid(pid, 0)
     except ChildProcessError:
         pass
 
@@ -785,15 +809,12 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
     """
     if plan.process is None:
         raise SetupError("exec", detail="no process to run")
-    ffi, lib = _load()
+    _, lib = _load()
     sock = -1
     stage1: int | None = None
     proc: int | None = None
-    cstdio = ffi.new("int[3]", list(stdio))
-    cg = -1 if cgroup_fd is None else cgroup_fd
     try:
-        stage1, sock = _launch(plan, lambda cplan, res: lib.ocirun_exec(cplan, cstdio, cg, res),
-                               cgroup_fd, on_child_created, "exec")
+        stage1, sock = _launch(plan, "exec", cgroup_fd, on_child_created, "exec", stdio=stdio)
         while True:
             master: int | None = None
             if plan.process.terminal or plan.seccomp_notify:  # CONSOLE_FD, SECCOMP_FD carry an fd

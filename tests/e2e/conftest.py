@@ -1,6 +1,7 @@
 """End-to-end tests: podman and containerd (ctr) driving the runtime.
 
-The runtime binary is ocirun from the worktree's .venv by default; give
+The runtime binary is ocirun from the worktree's .venv by default (the C front end
+with its warm helper; with OCIRUN_HELPER=off, ocirun-direct, the direct path); give
 another with `--e2e-runtime PATH` or OCIRUN_E2E_RUNTIME (e.g. /usr/sbin/runc,
 to check the tests themselves).  One private podman and one private
 containerd serve the whole session (see engines.py); after every test its
@@ -47,7 +48,12 @@ def runtime_binary(pytestconfig) -> Path:
     if os.geteuid() != 0:
         pytest.skip("e2e tests need root")
     given = pytestconfig.getoption("--e2e-runtime")
-    path = Path(given) if given else REPO / ".venv" / "bin" / "ocirun"
+    # OCIRUN_HELPER=off: the direct path. Not by the variable alone: podman runs the
+    # runtime's start, kill and delete with an environment of its own (PATH and
+    # XDG_RUNTIME_DIR only), so the command that never uses a helper is the one used.
+    direct = os.environ.get("OCIRUN_HELPER", "") in ("off", "0", "no", "false")
+    default = REPO / ".venv" / "bin" / ("ocirun-direct" if direct else "ocirun")
+    path = Path(given) if given else default
     if not path.is_file() or not os.access(path, os.X_OK):
         pytest.fail(f"runtime binary {path} not found (run ./scripts/setup)")
     return path.resolve() if given else path

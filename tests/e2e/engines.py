@@ -258,7 +258,8 @@ def host_ulimits() -> list[str]:
 
 
 def runtime_name(binary: Path) -> str:
-    return binary.name
+    # ocirun-direct is ocirun's direct path (docs/helper.md): to podman, still "ocirun"
+    return "ocirun" if binary.name == "ocirun-direct" else binary.name
 
 
 # --- podman ----------------------------------------------------------------------------------------
@@ -268,6 +269,10 @@ def containers_conf(root: Path, runtimes: dict[str, Path], default: str) -> str:
         return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
     table = "\n".join(f"{name} = {toml_list([str(path)])}" for name, path in runtimes.items())
+    # conmon (which runs the runtime) gets only these: the runtime's OCIRUN_HELPER* settings
+    # (docs/helper.md: on or off, the test stage's helper directory) are passed on too
+    conmon_env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    conmon_env += [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("OCIRUN_HELPER")]
     return f"""\
 # Written by tests/e2e/engines.py: everything podman keeps is under {root}.
 [containers]
@@ -290,6 +295,7 @@ volume_path = "{root}/storage/volumes"
 image_copy_tmp_dir = "{root}/tmp"
 runtime = "{default}"
 runtime_supports_json = {toml_list(list(runtimes))}
+conmon_env_vars = {toml_list(conmon_env)}
 
 [engine.runtimes]
 {table}

@@ -20,13 +20,21 @@ import pytest
 from procs import my_children
 
 REPO = Path(__file__).resolve().parents[2]
-OCIRUN = [sys.executable, "-m", "ocirun"]
+#: OCIRUN_TEST_HELPER=1 (scripts/test's integration-helper stage): every call goes
+#: through the installed `ocirun` command, the C front end, and its warm helper
+#: (docs/helper.md); otherwise through the direct path, `python -m ocirun`.
+HELPER = os.environ.get("OCIRUN_TEST_HELPER", "") not in ("", "0", "off", "no")
+FRONT_END = Path(sys.prefix) / "bin" / "ocirun"
+DIRECT = Path(sys.prefix) / "bin" / "ocirun-direct"
+OCIRUN = [str(FRONT_END)] if HELPER else [sys.executable, "-m", "ocirun"]
 PR_SET_CHILD_SUBREAPER = 36
 
 pytestmark = pytest.mark.root
+_own_helper_dir: str | None = None
 
 
 def pytest_configure(config):
+    global _own_helper_dir
     if os.geteuid() != 0:
         return
     # Container inits outlive the `ocirun create` that made them; they are
@@ -34,6 +42,27 @@ def pytest_configure(config):
     import ctypes
 
     ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    if HELPER and not os.environ.get("OCIRUN_HELPER_DIR"):
+        # a helper of this session's own (stopped at its end), not the machine's
+        import tempfile
+
+        _own_helper_dir = tempfile.mkdtemp(prefix="ocirun-helper-test.")
+        os.environ["OCIRUN_HELPER_DIR"] = _own_helper_dir
+
+
+def pytest_unconfigure(config):
+    if HELPER and os.geteuid() == 0:
+        stop_helper()
+        if _own_helper_dir is not None:
+            shutil.rmtree(_own_helper_dir, ignore_errors=True)
+
+
+def stop_helper(env: dict[str, str] | None = None) -> None:
+    """`ocirun helper stop` for the helper the tests' calls use (and reap it: it was
+    reparented to us)."""
+    subprocess.run([str(DIRECT), "helper", "stop"], env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=60)
+    reap_orphans()
 
 
 def reap_orphans() -> None:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import OCIRUN
 from kernel_probes import hugepage_size, v1_file
 
 from ocirun.cgroups import detect_mode
@@ -51,13 +52,12 @@ class Cgroup:
 def detached(ocirun, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """``create`` / ``run -d``: the container's init inherits our stdio (as with runc),
     so it gets files, not the pipes ``ocirun()`` captures (those would stay open)."""
-    import sys
     import tempfile
 
     from conftest import reap_orphans
 
     with tempfile.TemporaryFile() as err:
-        p = subprocess.run([sys.executable, "-m", "ocirun", "--root", str(ocirun.root), *args],
+        p = subprocess.run([*OCIRUN, "--root", str(ocirun.root), *args],
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=60)
         err.seek(0)
         p.stderr = err.read()
@@ -362,9 +362,8 @@ def test_memory_limit_oom_kills_a_hog_and_events_reports_it(ocirun, bundle):
 
 
 def ocirun_cmd(ocirun) -> list[str]:
-    import sys
 
-    return [sys.executable, "-m", "ocirun", "--root", str(ocirun.root)]
+    return [*OCIRUN, "--root", str(ocirun.root)]
 
 
 def test_device_rules_are_enforced(ocirun, bundle):

@@ -9,6 +9,7 @@ import subprocess
 import uuid
 
 import pytest
+from conftest import OCIRUN
 
 pytestmark = pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed")
 
@@ -66,9 +67,8 @@ def test_container_sees_what_runc_shows(probe, ocirun, bundle, tmp_path):
 
 
 def ocirun_cmd(ocirun) -> list[str]:
-    import sys
 
-    return [sys.executable, "-m", "ocirun", "--root", str(ocirun.root)]
+    return [*OCIRUN, "--root", str(ocirun.root)]
 
 
 def _runc(runc_root, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import OCIRUN
 
 
 def test_run_passes_stdout_and_exit_status(ocirun, bundle):
@@ -186,9 +187,8 @@ def test_only_stdio_reaches_the_container(ocirun, bundle):
     os.set_inheritable(r, True)
     try:
         import subprocess
-        import sys
 
-        p = subprocess.run([sys.executable, "-m", "ocirun", "--root", str(ocirun.root), "run",
+        p = subprocess.run([*OCIRUN, "--root", str(ocirun.root), "run",
                             "--bundle", str(bundle.path), ocirun.new_id()],
                            capture_output=True, pass_fds=(r,))
     finally:
@@ -204,11 +204,10 @@ def test_preserve_fds_passes_fd_3(ocirun, bundle, tmp_path):
     secret = tmp_path / "passed"
     secret.write_text("through fd 3\n")
     import subprocess
-    import sys
 
     # the shell opens fd 3 in the child only: this process's fd 3 (pytest's) is untouched
     p = subprocess.run(["sh", "-c", 'exec 3<"$0"; exec "$@"', str(secret),
-                        sys.executable, "-m", "ocirun", "--root", str(ocirun.root), "run",
+                        *OCIRUN, "--root", str(ocirun.root), "run",
                         "--preserve-fds", "1", "--bundle", str(bundle.path), ocirun.new_id()],
                        capture_output=True)
     assert p.returncode == 0, p.stderr
@@ -362,10 +361,9 @@ def test_sigterm_stops_a_created_container(ocirun, bundle, with_process):
 
 def test_signal_forwarding_in_foreground_run(ocirun, bundle):
     import subprocess
-    import sys
 
     bundle.set_args("sh", "-c", "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done")
-    p = subprocess.Popen([sys.executable, "-m", "ocirun", "--root", str(ocirun.root), "run",
+    p = subprocess.Popen([*OCIRUN, "--root", str(ocirun.root), "run",
                           "--bundle", str(bundle.path), ocirun.new_id()],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert p.stdout.readline() == b"ready\n"
@@ -380,8 +378,6 @@ def test_concurrent_creates_of_one_id_exactly_one_wins(ocirun, bundle, tmp_path)
     and the losers touch nothing of the winner's."""
     import subprocess
     import tempfile
-
-    from conftest import OCIRUN
 
     bundle.set_args("sleep", "30")
     cid = ocirun.new_id()

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import uuid
 
 import pytest
+from conftest import OCIRUN
 
 needs_runc = pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed")
 
@@ -50,7 +50,7 @@ def _runc(tmp_path, *args: str) -> list[str]:
 
 
 def _ocirun(ocirun, *args: str) -> list[str]:
-    return [sys.executable, "-m", "ocirun", "--root", str(ocirun.root), *args]
+    return [*OCIRUN, "--root", str(ocirun.root), *args]
 
 
 def _fd_lines(out: bytes) -> list[str]:

@@ -1,4 +1,5 @@
-"""bin/ocirun, the `ocirun` command: Python without `site`, the same sys.path as with it."""
+"""bin/ocirun-direct, the direct path's launcher (what the `ocirun` front end runs when there
+is no helper): Python without `site`, the same sys.path as with it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-LAUNCHER = REPO / "bin" / "ocirun"
+LAUNCHER = REPO / "bin" / "ocirun-direct"
 IN_VENV = sys.prefix != sys.base_prefix
 
 
@@ -57,14 +58,17 @@ def test_is_sh_and_python():
 
 
 @pytest.mark.skipif(not (Path(sys.prefix) / "bin" / "ocirun").exists(), reason="not installed")
-def test_installed_command_runs_through_it(tmp_path):
-    exe = Path(sys.prefix) / "bin" / "ocirun"
-    assert exe.read_text() == LAUNCHER.read_text()
+def test_installed_commands_run_through_it(tmp_path):
+    direct = Path(sys.prefix) / "bin" / "ocirun-direct"
+    assert direct.read_text() == LAUNCHER.read_text()
+    front = Path(sys.prefix) / "bin" / "ocirun"
+    assert front.read_bytes()[:4] == b"\x7fELF"  # the C front end (docs/helper.md)
     link = tmp_path / "ocirun"
-    link.symlink_to(exe)  # e.g. /usr/local/bin/ocirun -> the venv's
-    for cmd in ([str(exe)], [str(link)]):
-        res = subprocess.run([*cmd, "--version"], capture_output=True, text=True)
+    link.symlink_to(front)  # e.g. /usr/local/bin/ocirun -> the venv's
+    env = dict(os.environ, OCIRUN_HELPER="off")  # no helper started by a unit test
+    for cmd in ([str(direct)], [str(front)], [str(link)]):
+        res = subprocess.run([*cmd, "--version"], capture_output=True, text=True, env=env)
         assert res.returncode == 0 and res.stdout.startswith("ocirun version "), res.stderr
         res = subprocess.run([*cmd, "--root", str(tmp_path / "r"), "state", "nosuch"], capture_output=True,
-                             text=True)
+                             text=True, env=env)
         assert res.returncode == 1 and res.stderr == "container does not exist: nosuch\n"
