@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/un.h>
 
 #ifndef SYS_pidfd_open
@@ -246,11 +247,77 @@ static int reply(int sock, int32_t a, int32_t b, int32_t c, int32_t d, const int
     return send_frame(sock, OCIRUN_FRAME_REPLY, fds, nfds, &part, 1);
 }
 
+/* ----------------------------------------------- CVE-2019-5736: run from a sealed copy */
+
+/* The container's init and every exec'd process are clones of the process that
+ * clones them, so until their execve /proc/PID/exe names that process's binary:
+ * a container whose program is "#!/proc/self/exe" would run it inside, and could
+ * then reopen it for writing through /proc/PID/exe and replace the runtime on the
+ * host (CVE-2019-5736). So whichever process clones (the Python of the direct
+ * path, or this front end with a helper) runs from a sealed memfd copy of its
+ * binary, as runc does: there is nothing on the host to write to. Only for the
+ * verbs that clone; the others never run anything in a container. */
+#define SELF_DIR_ENV "OCIRUN_FRONTEND_DIR" /* the copy's self_dir: taken and unset at once */
+
+static int clones(const char *cmd)
+{
+    return cmd && (!strcmp(cmd, "create") || !strcmp(cmd, "run") || !strcmp(cmd, "exec") ||
+                   !strcmp(cmd, "restore"));
+}
+
+static int running_from_memfd(void)
+{
+    char exe[64];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    return n > 0 && (exe[n] = '\0', strncmp(exe, "/memfd:", 7) == 0);
+}
+
+/* execve `path` (argv, the current environ) from a sealed memfd copy of it.
+ * Returns only on failure, with errno set. */
+static void exec_sealed_copy(const char *path, char **args)
+{
+    int src = open(path, O_RDONLY | O_CLOEXEC);
+    if (src < 0)
+        return;
+    /* CLOEXEC: an ELF binary is loaded before the fd closes (not a #! script) */
+    const char *base = strrchr(path, '/');
+    int mem = (int)syscall(SYS_memfd_create, base ? base + 1 : path, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    int err = errno;
+    if (mem >= 0) {
+        ssize_t n;
+        while ((n = sendfile(mem, src, NULL, 1 << 30)) > 0)
+            ;
+        err = errno;
+        if (n == 0 && fcntl(mem, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) == 0)
+            syscall(SYS_execveat, mem, "", args, environ, AT_EMPTY_PATH);
+        err = errno;
+        close(mem);
+    }
+    close(src);
+    errno = err;
+}
+
+/* The path of `name` as execvp would find it in PATH; 0 or -1. */
+static int find_in_path(const char *name, char *buf, size_t size)
+{
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        path = DEFAULT_PATH;
+    for (const char *p = path; *p;) {
+        const char *end = strchrnul(p, ':');
+        if (end > p && snprintf(buf, size, "%.*s/%s", (int)(end - p), p, name) < (int)size &&
+            access(buf, X_OK) == 0)
+            return 0;
+        p = *end ? end + 1 : end;
+    }
+    return -1;
+}
+
 /* --------------------------------------------------------------- the direct path */
 
 /* Run ocirun-direct (the Python launcher next to us) in this process, as its own
  * sh line would: the python next to it (a venv's), else python3 from PATH. */
-__attribute__((noreturn)) static void direct(int argc, char **argv)
+__attribute__((noreturn)) static void direct(int argc, char **argv, int sealed)
 {
     char launcher[PATH_MAX], python[PATH_MAX];
     if (snprintf(launcher, sizeof launcher, "%s/ocirun-direct", self_dir) >= (int)sizeof launcher ||
@@ -260,18 +327,28 @@ __attribute__((noreturn)) static void direct(int argc, char **argv)
     if (!args)
         die("calloc", errno);
     int use_venv = access(python, X_OK) == 0;
-    args[0] = use_venv ? python : "python3";
+    if (!use_venv && find_in_path("python3", python, sizeof python) < 0) {
+        fprintf(stderr, "ocirun: python3: %s\n", strerror(ENOENT));
+        _exit(127);
+    }
+    /* argv[0] names the interpreter where it lies (a venv's python finds its
+     * pyvenv.cfg from it), whatever copy runs */
+    args[0] = python;
     args[1] = "-S";
     args[2] = launcher;
     for (int i = 1; i < argc; i++)
         args[i + 2] = argv[i];
     args[argc + 2] = NULL;
-    if (use_venv)
-        execv(python, args);
-    else
-        execvp("python3", args);
+    if (sealed) {
+        char real[PATH_MAX];
+        exec_sealed_copy(realpath(python, real) ? real : python, args);
+        int err = errno;
+        fprintf(stderr, "ocirun: run %s from a sealed copy (CVE-2019-5736): %s\n", python, strerror(err));
+        _exit(1);
+    }
+    execv(python, args);
     int err = errno;
-    fprintf(stderr, "ocirun: %s: %s\n", use_venv ? python : "python3", strerror(err));
+    fprintf(stderr, "ocirun: %s: %s\n", python, strerror(err));
     _exit(127);
 }
 
@@ -302,19 +379,21 @@ static const char *subcommand(int argc, char **argv, int *no_helper)
     return NULL;
 }
 
-static int helper_wanted(int argc, char **argv)
+static int helper_wanted(const char *cmd, int no_helper)
 {
     const char *env = getenv("OCIRUN_HELPER");
     if (env && (!strcmp(env, "off") || !strcmp(env, "0") || !strcmp(env, "no") || !strcmp(env, "false")))
         return 0;
-    int no_helper = 0;
-    const char *cmd = subcommand(argc, argv, &no_helper);
     if (no_helper)
         return 0;
     if (cmd && strcmp(cmd, "helper") == 0)  /* status, stop, serve: always direct */
         return 0;
-    /* A non-root caller's helper (under XDG_RUNTIME_DIR, see helper_dir) comes
-     * with rootless support (#13); until then they take the direct path. */
+    /* CRIU's restored tree is reparented to the process that ran criu (a worker,
+     * not us), and a dump takes seconds: both direct (docs/checkpoint.md) */
+    if (cmd && (strcmp(cmd, "checkpoint") == 0 || strcmp(cmd, "restore") == 0))
+        return 0;
+    /* A non-root caller's helper (under XDG_RUNTIME_DIR, see helper_dir) is not
+     * built yet: rootless callers take the direct path (docs/helper.md). */
     return geteuid() == 0;
 }
 
@@ -986,47 +1065,70 @@ static int await_accept(int sock)
     return 0;
 }
 
-int main(int argc, char **argv, char **envp)
+int main(int argc, char **argv)
 {
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0)
-        die("cannot find my own path (/proc/self/exe)", errno);
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    *slash = '\0';
-    memcpy(self_dir, exe, (size_t)(slash - exe) + 1);
-    if (!helper_wanted(argc, argv))
-        direct(argc, argv);
+    /* A sealed copy of us (below) learns where the original lives from its
+     * parent's environment, which it leaves as the caller gave it. */
+    const char *given = getenv(SELF_DIR_ENV);
+    if (given && running_from_memfd() && strlen(given) < sizeof self_dir)
+        strcpy(self_dir, given);
+    unsetenv(SELF_DIR_ENV);
+    if (!self_dir[0]) {
+        char exe[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n <= 0)
+            die("cannot find my own path (/proc/self/exe)", errno);
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (!slash || running_from_memfd())
+            die("cannot find my own directory (run from a copy?)", 0);
+        *slash = '\0';
+        memcpy(self_dir, exe, (size_t)(slash - exe) + 1);
+    }
+    int no_helper = 0;
+    const char *cmd = subcommand(argc, argv, &no_helper);
+    int sealed = clones(cmd);
+    if (!helper_wanted(cmd, no_helper))
+        direct(argc, argv, sealed);
+    if (sealed && !running_from_memfd()) {
+        /* we will clone the container's processes: from a sealed copy of us */
+        char me[PATH_MAX];
+        if (snprintf(me, sizeof me, "%s/ocirun", self_dir) < (int)sizeof me &&
+            setenv(SELF_DIR_ENV, self_dir, 1) == 0) {
+            exec_sealed_copy(me, argv);
+            unsetenv(SELF_DIR_ENV);
+        }
+        direct(argc, argv, sealed);  /* no copy of us: the direct path makes its own */
+    }
 
     /* The caller's fd table, before we open anything; our own fds go above it. */
     int table[MAX_TABLE];
     int ntable = list_fds(table, MAX_TABLE);
     if (ntable < 0)
-        direct(argc, argv);
+        direct(argc, argv, sealed);
     fd_floor = ntable > 0 && table[ntable - 1] + 1 > 3 ? table[ntable - 1] + 1 : 3;
 
     char dir[PATH_MAX], path[PATH_MAX], id[17];
     if (helper_dir(dir, sizeof dir) < 0)
-        direct(argc, argv);
+        direct(argc, argv, sealed);
     install_id(id);
     if (snprintf(path, sizeof path, "%s/%s.sock", dir, id) >= (int)sizeof path)
-        direct(argc, argv);
+        direct(argc, argv, sealed);
     int sock = connect_helper(path);
     if (sock < 0) {
         if (errno == ENOENT || errno == ECONNREFUSED)
             start_helper(dir, id);
-        direct(argc, argv);
+        direct(argc, argv, sealed);
     }
     /* SIGINT before ACCEPT would end us, as a Python not yet in main(): the same. */
     struct sigaction cur;
     if (sigaction(SIGINT, NULL, &cur) == 0 && cur.sa_handler != SIG_IGN)
         base_forwarding = 1ull << (SIGINT - 1);
-    if (send_request(sock, argc, argv, envp, table, ntable) < 0 || await_accept(sock) < 0) {
+    if (send_request(sock, argc, argv, environ, table, ntable) < 0 || await_accept(sock) < 0) {
         close(sock);
         if (worker_pidfd >= 0)
             close(worker_pidfd);
-        direct(argc, argv);
+        direct(argc, argv, sealed);
     }
     set_forwarding(0);
     close(commit_token);
