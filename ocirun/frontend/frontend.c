@@ -1070,8 +1070,10 @@ int main(int argc, char **argv)
     /* A sealed copy of us (below) learns where the original lives from its
      * parent's environment, which it leaves as the caller gave it. */
     const char *given = getenv(SELF_DIR_ENV);
-    if (given && running_from_memfd() && strlen(given) < sizeof self_dir)
+    if (given && running_from_memfd() && strlen(given) < sizeof self_dir) {
         strcpy(self_dir, given);
+        prctl(PR_SET_NAME, "ocirun", 0, 0, 0);  /* not "memfd:ocirun" in ps */
+    }
     unsetenv(SELF_DIR_ENV);
     if (!self_dir[0]) {
         char exe[PATH_MAX];
