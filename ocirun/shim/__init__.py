@@ -133,6 +133,7 @@ STEPS: dict[str, str] = {
     "PRESERVE_FD": "preserve fd {index}",
     "SECCOMP": "load seccomp filter",
     "SECCOMP_SEND": "send seccomp listener fd to the runtime",
+    "REOPEN_DEVNULL": "reopen stdio on the container's /dev/null",
     "PERSONALITY": "set personality",
     "SCHEDULER": "set scheduler (sched_setattr)",
     "IOPRIO": "set I/O priority (ioprio_set)",

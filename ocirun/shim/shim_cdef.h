@@ -100,6 +100,7 @@ enum ocirun_step {
     OCIRUN_STEP_PRESERVE_FD = 54,       /* index: the fd number */
     OCIRUN_STEP_SECCOMP = 55,
     OCIRUN_STEP_SECCOMP_SEND = 56,
+    OCIRUN_STEP_REOPEN_DEVNULL = 57,    /* index: which of 0-2 */
     /* init: process settings (process_attrs.c) */
     OCIRUN_STEP_PERSONALITY = 60,
     OCIRUN_STEP_SCHEDULER = 61,

@@ -131,6 +131,10 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
     }
     pivot_to_rootfs(c);
     set_rootfs_propagation(c);
+    /* After pivot_root, so "/dev/null" is the container's own: stdio on the
+     * host's /dev/null lives on a mount the container cannot see (CRIU cannot
+     * dump it), as runc's reOpenDevNull. */
+    reopen_dev_null(c);
     /* The pty comes from the container's devpts, so after pivot_root (and after
      * every config mount, /dev/pts among them); before the read-only root and
      * masks, which could hide /dev/console's mount point (runc's order). */
