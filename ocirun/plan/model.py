@@ -243,3 +243,6 @@ class LaunchPlan:
     #: container's namespaces (ocirun.plan.sysctl); written by the init through
     #: a procfs instance of its own.
     sysctl: tuple[tuple[bytes, bytes], ...] = ()
+    #: restore: the init prepares the rootfs (mounts, devices, links, cwd: its mount
+    #: points) exactly as for create, reports READY and exits; CRIU brings the rest.
+    prepare_only: bool = False

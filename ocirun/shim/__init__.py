@@ -335,6 +335,7 @@ class _CPlan:
         keys = tuple(k for k, _ in plan.sysctl)
         p.sysctl_keys, p.n_sysctl = self.strv(keys, "const char *[]")
         p.sysctl_values, _ = self.strv(tuple(v for _, v in plan.sysctl), "const char *[]")
+        p.prepare_only = int(plan.prepare_only)
         p.process = self._process(plan) if plan.process is not None else ffi.NULL
 
     def _process(self, plan: LaunchPlan):
@@ -550,6 +551,23 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
             os.close(sock)
 
 
+def prepare_rootfs(plan: LaunchPlan, *, cgroup_fd: int | None,
+                   on_child_created: Callable[[int], None]) -> None:
+    """Restore's half of create: the rootfs prepared exactly as ``spawn`` prepares
+    it (the same children, namespaces and mount sequence: every mount point,
+    device, link and the cwd), without the process; CRIU mounts the filesystems
+    and brings the processes. The init reports READY after its mounts and exits:
+    its mount namespace, and every mount in it, goes with it; what the mounts
+    created on the rootfs and on bind-mounted host directories stays, as after
+    create. Raises SetupError as ``spawn`` does, after the same cleanup."""
+    from ocirun.util.record import replace
+
+    prepared = replace(plan, prepare_only=True, sync_before_pivot=False)
+    init = spawn(prepared, exec_fifo_fd=-1, cgroup_fd=cgroup_fd, on_child_created=on_child_created,
+                 on_namespaces_ready=lambda pid: None)
+    _reap(init)
+
+
 def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
             on_child_created: Callable[[int], None]) -> tuple[int, int]:
     """What spawn and exec_process share: open the namespaces to join (above the
@@ -758,4 +776,4 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
             os.close(sock)
 
 
-__all__ = ["spawn", "exec_process", "SetupError", "STEPS"]
+__all__ = ["spawn", "prepare_rootfs", "exec_process", "SetupError", "STEPS"]

@@ -297,6 +297,10 @@ struct ocirun_plan {
     const char **sysctl_keys;
     const char **sysctl_values;
     int n_sysctl;
+    /* restore (CRIU brings the processes): the init makes the mounts, devices,
+     * links and cwd exactly as for create, then reports READY and exits; its
+     * mount namespace goes with it, the mount points it made stay. */
+    int prepare_only;
 };
 
 struct ocirun_spawn_result {
@@ -312,7 +316,7 @@ int ocirun_shim_version(void);
 int ocirun_set_child_subreaper(void);
 
 /* Parent side: socketpair, clone3 stage-1 (which runs the plan and never
- * returns). 0 on success (res->pid, res->sock set), -1 on failure (res->step,
+ * returns). exec_fifo_fd may be -1 with plan->prepare_only. 0 on success (res->pid, res->sock set), -1 on failure (res->step,
  * res->err set; nothing left open or running). Releases the GIL (cffi). */
 int ocirun_spawn(const struct ocirun_plan *plan, int exec_fifo_fd, int cgroup_fd,
                  struct ocirun_spawn_result *res);

@@ -106,11 +106,14 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
     /* umask 0 during setup: device modes and mount points exactly as planned;
      * the process's own umask is set just before exec. */
     umask(0);
-    /* Needs our own uts namespace, which the init is in now. */
-    set_names(c);
+    /* Needs our own uts namespace, which the init is in now. Not for a restore:
+     * CRIU restores the names and sysctls of the namespaces it makes. */
+    if (!p->prepare_only)
+        set_names(c);
     /* Through a procfs of our own, so nothing in the rootfs is involved: with the
      * names, before any mount; our namespaces are the container's now. */
-    write_sysctls(c);
+    if (!p->prepare_only)
+        write_sysctls(c);
     /* Before any mount: nothing we mount may propagate to the host. */
     make_root_private(c);
     /* pivot_root needs the new root to be a mount point. */
@@ -124,6 +127,12 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
     for (int i = 0; i < p->n_symlinks; i++)
         do_symlink(c, i);
     make_cwd(c);
+    /* Restore: the mount points exist now, as create makes them; CRIU mounts the
+     * container's filesystems itself and brings the processes. */
+    if (p->prepare_only) {
+        send_msg(c->sock, OCIRUN_MSG_READY, 0, 0, -1, 0);
+        _exit(0);
+    }
     /* Hooks (createRuntime/createContainer) see the mounts but the old root. */
     if (p->sync_before_pivot) {
         send_msg(c->sock, OCIRUN_MSG_BEFORE_PIVOT, 0, 0, -1, 0);
