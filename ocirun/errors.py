@@ -153,3 +153,19 @@ class SetupError(OcirunError):
 
 class HookError(OcirunError):
     """A lifecycle hook failed or timed out."""
+
+
+class CriuError(OcirunError):
+    """CRIU cannot be used here, or a checkpoint or restore through it failed."""
+
+    @classmethod
+    def failed(cls, kind: str, errno: int, errmsg: str | None, complaint: str = "") -> CriuError:
+        """CRIU answered ``success: false`` to a request of ``kind`` (DUMP, RESTORE ...)."""
+        text = f"criu {kind.lower().replace('_', '-')} failed"
+        if errmsg:
+            text += f": {errmsg}"
+        elif errno:
+            text += f": {os.strerror(errno).lower()}"
+        if complaint:
+            text += f": {complaint}"
+        return cls(text)
