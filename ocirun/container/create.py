@@ -30,6 +30,11 @@ TYPE_CHECKING = False  # argparse is only for annotations (importing it costs a 
 if TYPE_CHECKING:
     import argparse
 
+    from ocirun.cgroups.manager import Manager
+    from ocirun.plan.model import LaunchPlan
+    from ocirun.spec.load import LoadedBundle
+    from ocirun.spec.model import Config
+
 
 @record
 class CreateOptions:
@@ -62,16 +67,27 @@ def options_from_args(args: argparse.Namespace) -> CreateOptions:
     )
 
 
-def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, keep_master=None):
-    """Create the container; return its saved record. The init is our child.
+@record
+class Prepared:
+    """What create decided before touching anything (restore shares it: the same
+    validation, plan, cgroup and hooks; ocirun.container.restore)."""
 
-    With process.terminal the pty master goes to ``opts.console_socket``, or,
-    for a foreground run, to ``keep_master`` (an ocirun.console.KeepMaster)."""
+    loaded: LoadedBundle
+    config: Config
+    cgroup: Manager  # nothing made yet
+    plan: LaunchPlan
+    hooks: dict
+    state: dict  # the state document hooks read (no status, no pid)
+    terminal: bool
+
+
+def prepare_container(g: GlobalOptions, container_id: str, opts: CreateOptions) -> Prepared:
+    """Steps 1 and 2: validate the id and the bundle, build the plan. Touches nothing."""
     from ocirun.cgroups import new_manager
     from ocirun.plan.build import PlanOptions, build_plan
     from ocirun.plan.support import require_supported
     from ocirun.spec.check import validate_bundle
-    from ocirun.store import Store, validate_id
+    from ocirun.store import validate_id
 
     validate_id(container_id)
     loaded = validate_bundle(opts.bundle)
@@ -113,37 +129,55 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
         from ocirun.hooks import hooks_dict
 
         hooks = hooks_dict(config.hooks)
-    if any(k in hooks for k in ("prestart", "createRuntime", "createContainer")):
-        from ocirun.util.record import replace
-
-        # the init stops after its mounts, before pivot_root, for these hooks
-        plan = replace(plan, sync_before_pivot=True)
     # runtime.md: the state's ociVersion is the spec version the *state* complies
     # with -- the runtime's (runc writes its own, whatever config.json says)
     state: dict[str, object] = {"ociVersion": SPEC_VERSION, "id": container_id,
                                 "bundle": loaded.bundle}
     if config.annotations:
         state["annotations"] = dict(config.annotations)  # runtime.md: optional
+    return Prepared(loaded, config, cgroup, plan, hooks, state, terminal)
+
+
+def console_receiver(prepared: Prepared, opts: CreateOptions, keep_master, undo: ExitStack):
+    """Where the pty master goes (process.terminal): the console socket, connected
+    now (a bad socket leaves nothing behind), or a foreground proxy's KeepMaster;
+    None without a terminal."""
+    if not prepared.terminal:
+        return None
+    if opts.console_socket:
+        from ocirun.console import ConsoleSocket
+
+        console = ConsoleSocket(opts.console_socket)
+        undo.callback(console.close)
+        return console.deliver
+    if keep_master is not None:
+        keep_master.find_console()  # none: runc's error, before anything exists
+        return keep_master.deliver
+    return None
+
+
+def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, keep_master=None):
+    """Create the container; return its saved record. The init is our child.
+
+    With process.terminal the pty master goes to ``opts.console_socket``, or,
+    for a foreground run, to ``keep_master`` (an ocirun.console.KeepMaster)."""
+    from ocirun.store import Store
+
+    prepared = prepare_container(g, container_id, opts)
+    hooks = prepared.hooks
+    if any(k in hooks for k in ("prestart", "createRuntime", "createContainer")):
+        from ocirun.util.record import replace
+
+        # the init stops after its mounts, before pivot_root, for these hooks
+        prepared = replace(prepared, plan=replace(prepared.plan, sync_before_pivot=True))
 
     with ExitStack() as console_undo:
-        on_console_fd = None
-        if terminal:
-            from ocirun.console import ConsoleSocket
-
-            if opts.console_socket:
-                # Connected before anything exists: a bad socket leaves nothing behind.
-                console = ConsoleSocket(opts.console_socket)
-                console_undo.callback(console.close)
-                on_console_fd = console.deliver
-            elif keep_master is not None:
-                keep_master.find_console()  # none: runc's error, before anything exists
-                on_console_fd = keep_master.deliver
+        on_console_fd = console_receiver(prepared, opts, keep_master, console_undo)
         store = Store(g.root)
         # claimed and locked in one step: nothing can lock (and remove) the half-made dir
         claim_lock = store.claim_locked(container_id)
         try:
-            record = _create_claimed(store, claim_lock, container_id, opts, loaded, config,
-                                     cgroup, plan, hooks, state, on_console_fd)
+            record = _create_claimed(store, claim_lock, container_id, opts, prepared, on_console_fd)
         except BaseException as err:
             from ocirun.errors import HookError
 
@@ -152,18 +186,15 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
                 # lifecycle continues at "destroy" (done by the undo above), then poststop
                 from ocirun.hooks import run_poststop
 
-                run_poststop(hooks["poststop"], state)
+                run_poststop(hooks["poststop"], prepared.state)
             raise
         finally:
             claim_lock.__exit__(None, None, None)  # idempotent: normally released already
         return record
 
 
-def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgroup, plan, hooks,
-                    state, on_console_fd):
-    from ocirun.plan.device_rules import device_rules
-
-    linux = config.linux
+def _create_claimed(store, claim_lock, container_id, opts, prepared, on_console_fd):
+    plan, loaded, config = prepared.plan, prepared.loaded, prepared.config
     with ExitStack() as undo:
         undo.callback(store.remove, container_id)
         with claim_lock:  # held since the claim; released before the undo above runs
@@ -176,19 +207,13 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
             fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
             undo.callback(os.close, fifo_fd)
 
-            cgroup.create()
-            undo.callback(cgroup.destroy)
-            rules = device_rules(linux.resources.devices if linux and linux.resources else (),
-                                 linux.devices if linux else ())
-            cgroup.apply(linux.resources if linux else None, rules)
-            cgroup_fd = cgroup.clone_into_fd()
-            if cgroup_fd is not None:
-                undo.callback(os.close, cgroup_fd)
+            cgroup_fd = make_cgroup(prepared, undo)
 
             from ocirun.shim import spawn
 
             held_fds: list[int] = []  # closed whatever happens (an open netns fd keeps it alive)
             undo.callback(_close_all, held_fds)
+            cgroup = prepared.cgroup
             pid = spawn(
                 plan,
                 exec_fifo_fd=fifo_fd,
@@ -196,7 +221,7 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
                 # v1: the parent moves the first child into every hierarchy before it goes on
                 on_child_created=cgroup.place if cgroup_fd is None else (lambda pid: None),
                 on_namespaces_ready=_net_devices_mover(plan, undo, held_fds),
-                on_before_pivot=_create_hooks(hooks, state, loaded.rootfs, cgroup),
+                on_before_pivot=_create_hooks(prepared.hooks, prepared.state, loaded.rootfs, cgroup),
                 # SCMP_ACT_NOTIFY: the listener fd + state to listenerPath, before READY
                 on_seccomp_fd=_seccomp_listener(config, container_id, loaded.bundle),
                 # process.terminal: the pty master, to the console socket or our proxy
@@ -204,7 +229,7 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
             )
             undo.callback(_kill_init, pid)
 
-            record = _record(container_id, pid, loaded, config, cgroup, hooks)
+            record = container_record(container_id, pid, prepared)
             store.save(record)
             if opts.pid_file:
                 write_pid_file(opts.pid_file, pid)
@@ -214,6 +239,24 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
     if cgroup_fd is not None:
         os.close(cgroup_fd)
     return record
+
+
+def make_cgroup(prepared: Prepared, undo: ExitStack) -> int | None:
+    """Step 5: create the cgroup (destroyed by ``undo``), its device rules and
+    resources; the v2 directory's fd to clone into (None on v1, closed by the caller)."""
+    from ocirun.plan.device_rules import device_rules
+
+    linux = prepared.config.linux
+    cgroup = prepared.cgroup
+    cgroup.create()
+    undo.callback(cgroup.destroy)
+    rules = device_rules(linux.resources.devices if linux and linux.resources else (),
+                         linux.devices if linux else ())
+    cgroup.apply(linux.resources if linux else None, rules)
+    cgroup_fd = cgroup.clone_into_fd()
+    if cgroup_fd is not None:
+        undo.callback(os.close, cgroup_fd)
+    return cgroup_fd
 
 
 def _close_all(fds: list[int]) -> None:
@@ -294,10 +337,11 @@ def _create_hooks(hooks, state, rootfs, cgroup):
     return run
 
 
-def _record(container_id, pid, loaded, config, cgroup, hooks):
+def container_record(container_id, pid, prepared: Prepared, *, status_hint: str = "created"):
     from ocirun.linux.proc import start_time
     from ocirun.store import ContainerRecord
 
+    config, loaded = prepared.config, prepared.loaded
     try:
         owner = pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
@@ -316,15 +360,18 @@ def _record(container_id, pid, loaded, config, cgroup, hooks):
         owner=owner,
         annotations=dict(config.annotations or {}),
         has_process=config.process is not None,
-        status_hint="created",
-        runtime=_runtime(config, cgroup, namespaces, hooks),
+        status_hint=status_hint,
+        runtime=_runtime(config, prepared.cgroup, namespaces, prepared.hooks, prepared.plan, pid),
     )
 
 
-def _runtime(config, cgroup, namespaces, hooks) -> dict:
+def _runtime(config, cgroup, namespaces, hooks, plan, pid) -> dict:
     """What later commands need from config.json (they never re-read it: runtime.md,
     "updates to config.json after create MUST NOT affect the container")."""
-    out = {"cgroup": cgroup.to_record(), "namespaces": namespaces}
+    from ocirun.criu.facts import checkpoint_facts
+
+    out = {"cgroup": cgroup.to_record(), "namespaces": namespaces,
+           "checkpoint": checkpoint_facts(plan, pid)}  # the mounts CRIU must be told of, stdio
     if config.process is not None:
         out["process"] = config.process.to_dict()  # exec's defaults
     if config.linux is not None and config.linux.seccomp is not None:
@@ -356,4 +403,5 @@ def _kill_init(pid: int) -> None:
         pass
 
 
-__all__ = ["cmd_create", "create_container", "CreateOptions"]
+__all__ = ["cmd_create", "create_container", "CreateOptions", "Prepared", "prepare_container",
+           "console_receiver", "make_cgroup", "container_record", "write_pid_file"]
