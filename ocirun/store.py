@@ -363,6 +363,10 @@ class Store:
             with self.lock(container_id):
                 if self.has_state(container_id):
                     return False
+                # A restore killed half way may have left CRIU's root bound in there:
+                # detach it first, never walk into it (it is the container's rootfs).
+                for mount_point in mounts_below(self.dir_path(container_id)):
+                    detach_mount(mount_point)
                 self.remove(container_id)
                 return True
         except ContainerNotFound:
@@ -425,6 +429,42 @@ class Store:
             os.makedirs(self.root, 0o700, exist_ok=True)
         except OSError as err:
             raise StateStoreError(f"create state root {self.root}: {_strerror(err)}") from None
+
+
+def mounts_below(path: str) -> list[str]:
+    """Mount points strictly below ``path`` in our mount table, deepest first."""
+    prefix = os.path.realpath(path).rstrip("/") + "/"
+    found = []
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            for line in f:
+                point = _unescape(line.split(b" ", 5)[4])
+                if point.startswith(prefix):
+                    found.append(point)
+    except OSError:
+        return []
+    return sorted(set(found), key=len, reverse=True)
+
+
+def _unescape(field: bytes) -> str:
+    """A mountinfo path: spaces, tabs, newlines and backslashes are octal escapes."""
+    text = field.decode(errors="surrogateescape")
+    if "\\" not in text:
+        return text
+    import re
+
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+def detach_mount(path: str) -> None:
+    """umount2(path, MNT_DETACH); nothing if it is not (or no longer) a mount point."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(path.encode(errors="surrogateescape"), 2) != 0:  # MNT_DETACH
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            raise StateStoreError(f"unmount {path}: {os.strerror(err).lower()}")
 
 
 def _strerror(err: OSError) -> str:

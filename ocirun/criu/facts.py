@@ -24,20 +24,25 @@ def checkpoint_facts(plan, init_pid: int) -> dict:
     closed), read now, as runc records them for descriptors.json.
     ``idmapped``, ``netDevices``: what CRIU cannot carry (checkpoint refuses them).
     """
-    facts: dict = {"binds": [], "stdio": external_descriptors(init_pid)}
-    idmapped: list[str] = []
-    for m in plan.mounts:
-        if m.flags & _MS_BIND and not m.flags & _MS_REMOUNT:
-            target = _text(m.target)
-            (idmapped if m.idmap is not None else facts["binds"]).append(target)
-    facts["binds"].extend(_text(d.path) for d in plan.devices if d.bind_from_host)
+    facts: dict = {"binds": [target for target, _ in binds_of(plan)],
+                   "stdio": external_descriptors(init_pid)}
     if plan.masked_paths:
         facts["masked"] = [_text(p) for p in plan.masked_paths]
+    idmapped = [_text(m.target) for m in plan.mounts if m.idmap is not None]
     if idmapped:
         facts["idmapped"] = idmapped
     if plan.net_devices:
         facts["netDevices"] = [d.host_name for d in plan.net_devices]
     return facts
+
+
+def binds_of(plan) -> list[tuple[str, str]]:
+    """(target, host source) of every bind mount of the plan but id-mapped ones:
+    the config's binds, the cgroup hierarchies, devices bound from the host."""
+    out = [(_text(m.target), _text(m.source or b"")) for m in plan.mounts
+           if m.flags & _MS_BIND and not m.flags & _MS_REMOUNT and m.idmap is None]
+    out.extend((_text(d.path), _text(d.path)) for d in plan.devices if d.bind_from_host)
+    return out
 
 
 def external_descriptors(pid: int) -> list[str]:

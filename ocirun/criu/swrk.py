@@ -52,8 +52,8 @@ class Swrk:
         ``stdio``: CRIU's fds 0, 1, 2 (None: /dev/null for 0, a pipe read for
         error messages for 1 and 2); default all None. ``pass_fds``: more fds CRIU
         gets under the same numbers (the ``inherit_fd`` a request names).
-        ``on_start(pid)`` runs once CRIU exists, before it reads the request (the
-        place to put it into a cgroup). Raises CriuError when CRIU cannot be
+        ``on_start(pid)`` runs once CRIU exists, before the request is encoded and
+        sent (the place to put CRIU into a cgroup, and to add what needs its pid). Raises CriuError when CRIU cannot be
         started, answers ``success: false``, dies, or exits non-zero.
         """
         import subprocess

@@ -151,3 +151,71 @@ def test_first_error_line():
     assert first_error_line("a\n  Error (x): y  \nError 2\n") == "Error (x): y"
     assert first_error_line("\n only this\n") == "only this"
     assert first_error_line("") == ""
+
+
+# ---- ocirun.criu.host: what CRIU here allows (the features document) --------------
+
+
+def test_describe_says_what_criu_allows(criu, monkeypatch):
+    from ocirun.criu.host import describe
+
+    exe, _ = criu
+    assert describe(exe) == {"org.ocirun.checkpoint.enabled": "true",
+                             "org.ocirun.checkpoint.criu.version": "3.17.1",
+                             "org.ocirun.checkpoint.preDump": "true",
+                             "org.ocirun.checkpoint.lazyPages": "true"}
+    monkeypatch.setenv("FAKE_CRIU_SCENARIO", "no-lazy")
+    assert describe(exe)["org.ocirun.checkpoint.lazyPages"] == "false"
+
+
+def test_describe_says_why_not(criu, monkeypatch, tmp_path):
+    from ocirun.criu.host import describe
+
+    exe, _ = criu
+    monkeypatch.setenv("FAKE_CRIU_VERSION", "2.9")
+    assert describe(exe) == {"org.ocirun.checkpoint.enabled": "false",
+                             "org.ocirun.checkpoint.problem":
+                                 "CRIU 2.9.1 is too old: ocirun needs CRIU 3.0.0 or newer"}
+    monkeypatch.delenv("FAKE_CRIU_VERSION")
+    monkeypatch.setenv("FAKE_CRIU_SCENARIO", "features-fail")
+    monkeypatch.setenv("FAKE_CRIU_CHECK", "Error (criu/vdso.c:381): vdso: Unexpected rt vDSO area bounds\nmore")
+    assert describe(exe) == {"org.ocirun.checkpoint.enabled": "false",
+                             "org.ocirun.checkpoint.criu.version": "3.17.1",
+                             "org.ocirun.checkpoint.problem":
+                                 "Error (criu/vdso.c:381): vdso: Unexpected rt vDSO area bounds"}
+    assert describe(str(tmp_path / "none"))["org.ocirun.checkpoint.problem"].endswith(
+        "not found: checkpoint and restore need CRIU (Debian: apt-get install criu)")
+
+
+def test_features_document_names_the_criu_it_was_given(criu):
+    import subprocess
+
+    exe, _ = criu
+    out = subprocess.run([sys.executable, "-m", "ocirun", "--criu", exe, "features"], capture_output=True,
+                         check=True, text=True, timeout=60)
+    annotations = json.loads(out.stdout)["annotations"]
+    assert annotations["org.ocirun.checkpoint.enabled"] == "true"
+    assert annotations["org.ocirun.checkpoint.preDump"] == "true"
+
+
+def test_a_too_old_criu_is_one_error_before_anything(criu, monkeypatch, tmp_path):
+    import subprocess
+
+    exe, log = criu
+    monkeypatch.setenv("FAKE_CRIU_VERSION", "2.12")
+    images = tmp_path / "img"
+    images.mkdir()
+    (images / "inventory.img").write_bytes(b"")
+    (images / "descriptors.json").write_text("[]")
+    bundle = tmp_path / "bundle"
+    (bundle / "rootfs").mkdir(parents=True)
+    ocirun = [sys.executable, "-m", "ocirun", "--root", str(tmp_path / "root"), "--criu", exe]
+    subprocess.run([*ocirun, "spec", "--bundle", str(bundle)], check=True, timeout=60)
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["terminal"] = False
+    (bundle / "config.json").write_text(json.dumps(config))
+    p = subprocess.run([*ocirun, "restore", "-d", "--image-path", str(images), "--bundle", str(bundle), "c1"],
+                       capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stderr) == (1, "CRIU 2.12.1 is too old: ocirun needs CRIU 3.0.0 or newer\n")
+    assert not (tmp_path / "root").exists()
+    assert [r["type"] for r in requests(log)] == [rpc.REQ_TYPES["VERSION"]]

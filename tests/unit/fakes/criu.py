@@ -64,6 +64,9 @@ def main() -> int:
                                                          "minor_number": int(minor), "sublevel": 1}})
         return 0
     if kind == rpc.REQ_TYPES["FEATURE_CHECK"]:
+        if scenario == "features-fail":
+            send({"type": kind, "success": False})
+            return 1
         send({"type": kind, "success": True,
               "features": {"mem_track": True, "lazy_pages": scenario != "no-lazy", "pidfd_store": True}})
         return 0
