@@ -21,19 +21,23 @@ from __future__ import annotations
 import array
 import os
 import socket
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from ocirun.criu import rpc
 from ocirun.errors import CriuError
+
+TYPE_CHECKING = False  # typing costs every import ~5 ms (checkpoint and restore start cold too)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
+
+    #: (script, pid, fd): fd is the SCM_RIGHTS fd that came with it (orphan-pts-master) or
+    #: None; the client closes it after the handler returns (dup it to keep it).
+    NotifyHandler = Callable[[str, int, int | None], None]
 
 #: A criu_resp never comes near this (runc reads into 40 KiB); MSG_TRUNC tells if it did.
 _BUF = 1 << 16
 _FD_SPACE = socket.CMSG_SPACE(array.array("i").itemsize * 4)
 
-#: (script, pid, fd): fd is the SCM_RIGHTS fd that came with it (orphan-pts-master) or None;
-#: the client closes it after the handler returns (dup it to keep it).
-NotifyHandler = Callable[[str, int, "int | None"], None]
 
 
 class Swrk:
