@@ -18,9 +18,14 @@ answers) unless told otherwise, so that an error can quote CRIU's first complain
 
 from __future__ import annotations
 
+# _socket and _signal, not socket and signal: their IntEnums cost every call
+# ~5 ms on a host and seconds under emulation; subprocess is not used either
+# (os.posix_spawn does the one spawn, with subprocess's fd and signal rules).
+import _signal
+import _socket
 import array
 import os
-import socket
+import select
 
 from ocirun.criu import rpc
 from ocirun.errors import CriuError
@@ -36,8 +41,7 @@ if TYPE_CHECKING:
 
 #: A criu_resp never comes near this (runc reads into 40 KiB); MSG_TRUNC tells if it did.
 _BUF = 1 << 16
-_FD_SPACE = socket.CMSG_SPACE(array.array("i").itemsize * 4)
-
+_FD_SPACE = _socket.CMSG_SPACE(array.array("i").itemsize * 4)
 
 
 class Swrk:
@@ -55,30 +59,22 @@ class Swrk:
 
         ``stdio``: CRIU's fds 0, 1, 2 (None: /dev/null for 0, a pipe read for
         error messages for 1 and 2); default all None. ``pass_fds``: more fds CRIU
-        gets under the same numbers (the ``inherit_fd`` a request names).
-        ``on_start(pid)`` runs once CRIU exists, before the request is encoded and
-        sent (the place to put CRIU into a cgroup, and to add what needs its pid). Raises CriuError when CRIU cannot be
-        started, answers ``success: false``, dies, or exits non-zero.
+        gets under the same numbers (the ``inherit_fd`` a request names); no other
+        fd of ours reaches it. ``on_start(pid)`` runs once CRIU exists, before the
+        request is encoded and sent (the place to put CRIU into a cgroup, and to
+        add what needs its pid). Raises CriuError when CRIU cannot be started,
+        answers ``success: false``, dies, or exits non-zero.
         """
-        import subprocess
-
         req_type = request["type"]
         kind = rpc.REQ_TYPE_NAMES.get(req_type, str(req_type))
-        std = stdio or (None, None, None)
-        own_end, criu_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        own_end, criu_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         out_r, out_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         output = _Output(out_r)
-        proc = None
+        proc: _Process | None = None
         try:
             try:
-                proc = subprocess.Popen(
-                    [self.binary, "swrk", str(criu_end.fileno())],
-                    stdin=subprocess.DEVNULL if std[0] is None else std[0],
-                    stdout=out_w if std[1] is None else std[1],
-                    stderr=out_w if std[2] is None else std[2],
-                    pass_fds=(criu_end.fileno(), *pass_fds),
-                    close_fds=True,
-                )
+                proc = _Process(self.binary, [self.binary, "swrk", str(criu_end.fileno())],
+                                stdio or (None, None, None), out_w, (criu_end.fileno(), *pass_fds))
             except FileNotFoundError:
                 raise CriuError(f"{self.binary} not found: checkpoint and restore need CRIU "
                                 "(Debian: apt-get install criu)") from None
@@ -117,7 +113,7 @@ class Swrk:
             if resp["type"] != req_type:
                 raise CriuError(f"criu {kind}: unexpected answer {rpc.REQ_TYPE_NAMES.get(resp['type'])}")
             # A finished pre-dump waits for more requests: the end of ours tells it to exit.
-            own_end.shutdown(socket.SHUT_WR)
+            own_end.shutdown(_socket.SHUT_WR)
             status = proc.wait()
             proc = None
             if status != 0 and kind != "PRE_DUMP":
@@ -127,10 +123,79 @@ class Swrk:
         finally:
             own_end.close()
             if proc is not None:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait()
+                proc.kill()
             os.close(out_r)
+
+
+class _Process:
+    """CRIU's process, started as subprocess would (close_fds, pass_fds, SIGPIPE
+    and SIGXFSZ back to their defaults) by one posix_spawn."""
+
+    def __init__(self, binary: str, argv: list[str], stdio: tuple[int | None, int | None, int | None],
+                 output: int, pass_fds: tuple[int, ...]) -> None:
+        actions: list[tuple] = []
+        for target, fd in enumerate(stdio):
+            if fd is None and target == 0:
+                actions.append((os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0))
+            elif fd is None:
+                actions.append((os.POSIX_SPAWN_DUP2, output, target))
+            elif fd != target:
+                actions.append((os.POSIX_SPAWN_DUP2, fd, target))
+        # Only stdio and pass_fds reach CRIU (Python opens everything CLOEXEC, but we
+        # may have inherited fds from our caller): close any other inheritable fd.
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd > 2 and fd not in pass_fds:
+                try:
+                    if os.get_inheritable(fd):
+                        actions.append((os.POSIX_SPAWN_CLOSE, fd))
+                except OSError:
+                    pass  # the listing's own fd, closed by now
+        changed = [fd for fd in pass_fds if not os.get_inheritable(fd)]
+        for fd in changed:
+            os.set_inheritable(fd, True)
+        try:
+            self.pid = os.posix_spawnp(binary, argv, os.environ, file_actions=actions,
+                                       setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ))
+        finally:
+            for fd in changed:
+                os.set_inheritable(fd, False)
+        self.status: int | None = None
+
+    def poll(self) -> int | None:
+        if self.status is None:
+            pid, wstatus = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(wstatus)
+        return self.status
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit status (negative: killed by that signal); None if still running at the timeout."""
+        if self.status is not None:
+            return self.status
+        if timeout is not None:
+            import time
+
+            end = time.monotonic() + timeout
+            while self.poll() is None and time.monotonic() < end:
+                time.sleep(0.02)
+            return self.status
+        while True:
+            try:
+                _, wstatus = os.waitpid(self.pid, 0)
+                break
+            except InterruptedError:
+                continue
+        self.status = os.waitstatus_to_exitcode(wstatus)
+        return self.status
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, _signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.wait()
 
 
 class _Output:
@@ -154,21 +219,16 @@ class _Output:
             if len(self.data) < self.LIMIT:
                 self.data += chunk[: self.LIMIT - len(self.data)]
 
-    def complaint(self, proc) -> str:
-        """The first error line CRIU printed; waits for CRIU to exit first if ``proc``."""
+    def complaint(self, proc: _Process | None) -> str:
+        """The first error line CRIU printed; waits (a while) for CRIU to exit first if ``proc``."""
         if proc is not None:
-            import contextlib
-
-            with contextlib.suppress(Exception):
-                proc.wait(timeout=10)
+            proc.wait(timeout=10)
         self.drain()
         return first_error_line(self.data.decode(errors="replace"))
 
 
-def _receive(sock: socket.socket, kind: str, proc, output: _Output) -> tuple[dict[str, Any], int | None]:
+def _receive(sock, kind: str, proc: _Process, output: _Output) -> tuple[dict[str, Any], int | None]:
     """One criu_resp, and the fd that came with it; CRIU's output is read meanwhile."""
-    import select
-
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)
     poller.register(output.fd, select.POLLIN)
@@ -186,7 +246,7 @@ def _receive(sock: socket.socket, kind: str, proc, output: _Output) -> tuple[dic
         data, ancdata, flags = b"", [], 0
     fds: list[int] = []
     for level, ctype, cdata in ancdata:
-        if level == socket.SOL_SOCKET and ctype == socket.SCM_RIGHTS:
+        if level == _socket.SOL_SOCKET and ctype == _socket.SCM_RIGHTS:
             got = array.array("i")
             got.frombytes(cdata[:len(cdata) - len(cdata) % got.itemsize])
             fds.extend(got)
@@ -196,7 +256,7 @@ def _receive(sock: socket.socket, kind: str, proc, output: _Output) -> tuple[dic
             status = proc.poll()
             raise CriuError(f"criu {kind.lower()}: criu exited before it answered"
                             + (f" (status {status})" if status else "") + _quote(complaint))
-        if flags & socket.MSG_TRUNC:
+        if flags & _socket.MSG_TRUNC:
             raise CriuError(f"criu {kind.lower()}: an answer longer than {_BUF} bytes")
         try:
             resp = rpc.decode("criu_resp", data)
