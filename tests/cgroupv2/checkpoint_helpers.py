@@ -22,8 +22,11 @@ OCIRUN = ([str(REPO / ".venv" / "bin" / "ocirun")] if (REPO / ".venv" / "bin" / 
           else [sys.executable, "-m", "ocirun"])
 TIMEOUT = 600  # CRIU under TCG: a dump takes 10-20 s, the first one more
 
-#: The counter: the number goes to /count in the rootfs and to stdout, ten times a second.
-COUNTER = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /count; echo $i; sleep 0.1; done"]
+#: The counter: the number goes to /count in the rootfs (renamed into place: a
+#: process dumped and killed between a truncation and a write would leave it
+#: empty) and to stdout, ten times a second.
+COUNTER = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /count.new; mv -f /count.new /count; "
+           "echo $i; sleep 0.1; done"]
 
 
 def criu_problem() -> str | None:
