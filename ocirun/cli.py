@@ -173,6 +173,12 @@ def _build_parser(parser_class: Any = None) -> Any:
     p = cmd("validate", "ocirun.spec.check:cmd_validate", "check a bundle, print every problem")
     p.add_argument("--bundle", "-b", default=".")
 
+    p = cmd("explain", "ocirun.explain:cmd_explain", "say everything create would do, doing none of it")
+    p.add_argument("--bundle", "-b", default=".")
+    p.add_argument("--format", "-f", default="text", choices=("text", "json"))
+    p.add_argument("id", nargs="?", default=None, help="the container id create would get "
+                   "(default: the bundle directory's name)")
+
     cmd("features", "ocirun.features:cmd_features", "print the features document")
 
     p = cmd("exec", "ocirun.container.exec:cmd_exec", "run a process in a running container")
@@ -509,6 +515,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             systemd_cgroup=ns.systemd_cgroup,
             rootless=ns.rootless,
         )
+        if g.log:
+            _check_log(g)
         if ns.version:
             sys.stdout.write(version_text())
             return 0
@@ -532,6 +540,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _check_log(g: GlobalOptions) -> None:
+    """runc opens --log first thing: a file that cannot be opened is the one error
+    (on stderr only), and nothing else is done."""
+    try:
+        os.close(os.open(g.log or "", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    except OSError as err:
+        from ocirun.errors import OutputFileError
+
+        bad, g.log = g.log or "", None
+        raise OutputFileError(bad, err) from None
+
+
 def exit_now(code: Any) -> None:
     """``sys.exit(code)`` without the interpreter's teardown (freeing every module
     and object: ~2-10 ms a call here, more after ``create``). Only once ``main``
@@ -549,7 +569,11 @@ def exit_now(code: Any) -> None:
 
 
 def _report(g: GlobalOptions, message: str) -> None:
-    """One error, reported the way runc does: a line in --log, the message on stderr."""
+    """One error, reported the way runc does: a line in --log, the message on stderr.
+    One line: control characters a config value carries into the message (a
+    newline in root.path...) are shown escaped, as repr() shows them."""
+    if not message.isprintable():
+        message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
     if g.log:
         from ocirun.log import append_log_line
 

@@ -88,6 +88,14 @@ class UnknownCommand(UsageError):
         super().__init__(f"No help topic for '{name}'")
 
 
+class OutputFileError(OcirunError):
+    """A file named on the command line to be written (--pid-file, --log) cannot be."""
+
+    def __init__(self, path: str, err: OSError) -> None:
+        self.path = path
+        super().__init__(f"open {path}: {os.strerror(err.errno or 0).lower()}")
+
+
 class NotImplementedYet(OcirunError):
     """A runc subcommand or feature that ocirun does not implement (yet)."""
 
@@ -103,6 +111,25 @@ class ContainerNotFound(OcirunError):
     def __init__(self, container_id: str) -> None:
         self.container_id = container_id
         super().__init__(f"container does not exist: {container_id}")
+
+
+class ContainerIncomplete(ContainerNotFound):
+    """A container directory without state.json: a create still in progress, one
+    that was interrupted (killed) before it finished, or (no creating.json either)
+    what an interrupted delete left."""
+
+    def __init__(self, container_id: str, *, creating: bool, create_interrupted: bool = True) -> None:
+        self.container_id = container_id
+        self.creating = creating
+        if creating:
+            text = f"container {container_id} is still being created (no state yet)"
+        elif create_interrupted:
+            text = (f"container {container_id} was not fully created (its create was interrupted); "
+                    f"`delete --force {container_id}` removes what it left")
+        else:
+            text = (f"container {container_id} is incomplete (an interrupted create or delete left "
+                    f"it); `delete --force {container_id}` removes what it left")
+        OcirunError.__init__(self, text)
 
 
 class ContainerExists(OcirunError):
@@ -169,3 +196,23 @@ class CriuError(OcirunError):
         if complaint:
             text += f": {complaint}"
         return cls(text)
+
+
+class OcirunWarning(UserWarning):
+    """What the library (``ocirun.Runtime``) gives ``warnings.warn`` where the CLI
+    prints ``warning: ...`` on stderr (e.g. a capability the host cannot grant)."""
+
+
+def warn(message: str) -> None:
+    """A warning the user should see: ``warning: <message>`` on stderr, or, inside
+    ``with ocirun.util.scoped.WARNINGS.set(fn):``, ``fn(message)`` (this thread only)."""
+    from ocirun.util.scoped import WARNINGS  # imported only when there is a warning
+
+    sink = WARNINGS.get()
+    if sink is not None:
+        sink(message)
+        return
+    import sys
+
+    sys.stderr.write(f"warning: {message}\n")
+    sys.stderr.flush()

@@ -3,10 +3,10 @@
 =================  ==========  ====================================  ===========  =======================
 kind               namespace   when (ocirun)                         state status failure
 =================  ==========  ====================================  ===========  =======================
-prestart           runtime     create, init's mounts done, before    creating     create fails, torn down
+prestart           runtime     create, init's mounts done, before    created      create fails, torn down
                                pivot_root (BEFORE_PIVOT sync)
-createRuntime      runtime     same point, after prestart            creating     create fails, torn down
-createContainer    container   same point, after createRuntime:      creating     create fails, torn down
+createRuntime      runtime     same point, after prestart            created      create fails, torn down
+createContainer    container   same point, after createRuntime:      created      create fails, torn down
                                joins the init's namespaces (its
                                mount ns still has the host's root,
                                so the path resolves as on the host)
@@ -23,16 +23,22 @@ the poststop hooks run (their failures are warnings). A failed create or
 start therefore leaves nothing behind; a later ``delete`` says "does not
 exist" (``delete --force`` succeeds, as clients call it).
 
-Choices: prestart, createRuntime and createContainer get ``creating`` (as
-runc), startContainer ``created`` (as runc: the user process has not started),
-poststart ``running``, poststop ``stopped`` (no pid). Where runc differs:
+Status (runtime.md "State" and "Lifecycle"; docs/hooks.md has the table):
+prestart, createRuntime and createContainer are lifecycle steps 3-5, after
+step 2 ("created: the runtime has finished the create operation (after step
+2)"), so they get ``created``, as crun passes (runc 1.1 passes ``creating``);
+startContainer ``created`` (step 7: the user program has not run), poststart
+``running`` (step 9, after it started), poststop ``stopped`` (step 13, no pid). Where runc differs:
 poststart runs after the user process has exec'd (the exec fifo byte is read),
 not before it as in runc; a failing poststart tears the container down (spec
 1.3), where runc only reports it.
 
 Each hook gets the state JSON on stdin (a memfd: readable to EOF, no pipe to
-fill), exactly its ``env`` (nothing inherited), ``args`` as argv (``[path]``
-when empty). Its stdout and stderr are captured (memfds, so nothing of the
+fill), ``args`` as argv (``[path]`` when empty), and exactly its ``env``; a
+hook without ``env`` gets what runc gives it (Go's exec.Cmd with a nil Env):
+in the runtime namespace, ocirun's own environment; in the container
+namespace, the container process's ``env`` (runc runs those hooks from its
+init, whose environment is already the process's). Its stdout and stderr are captured (memfds, so nothing of the
 host's is handed into a container namespace); on failure both are in the
 error message (truncated to the last 4 KiB each), on success they are
 discarded, as runc does. ``timeout``: the hook is SIGKILLed at the deadline
@@ -45,7 +51,6 @@ import json
 import os
 import select
 import signal
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -57,9 +62,9 @@ CONTAINER_NS = ("createContainer", "startContainer")
 KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 #: The status in the state a hook of each kind is given.
 STATUS = {
-    "prestart": "creating",
-    "createRuntime": "creating",
-    "createContainer": "creating",
+    "prestart": "created",  # lifecycle steps 3-5 come "after step 2": created
+    "createRuntime": "created",
+    "createContainer": "created",
     "startContainer": "created",
     "poststart": "running",
     "poststop": "stopped",
@@ -122,8 +127,9 @@ def run_poststop(hooks: Sequence[Mapping[str, Any]], state: Mapping[str, Any]) -
         try:
             _run_one("poststop", i, hook, json.dumps(dict(state, status="stopped")).encode(), None)
         except HookError as err:
-            sys.stderr.write(f"warning: {err.message}\n")
-            sys.stderr.flush()
+            from ocirun.errors import warn
+
+            warn(err.message)
 
 
 def _run_one(kind: str, index: int, hook: Mapping[str, Any], state: bytes,
@@ -155,7 +161,10 @@ def _run_one(kind: str, index: int, hook: Mapping[str, Any], state: bytes,
 def _spawn_here(hook: Mapping[str, Any], stdin: int, out: int, err: int, where: str) -> int:
     """A hook in the runtime namespace: our child, exactly its env, stdio the memfds."""
     args = list(hook.get("args") or [hook["path"]])
-    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in hook.get("env") or ())
+    if hook.get("env") is None:
+        env: Mapping[str, str] = os.environ  # no env: ours, as runc's (Go's nil Env)
+    else:
+        env = dict(e.split("=", 1) if "=" in e else (e, "") for e in hook["env"])
     actions: list[tuple[int, ...]] = [(os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, out, 1),
                                       (os.POSIX_SPAWN_DUP2, err, 2)]
     # fds our caller left us without CLOEXEC (a shim's, --preserve-fds) are not the hook's
@@ -216,15 +225,19 @@ def _output(out: int, err: int) -> str:
     return ", " + ", ".join(parts)
 
 
-def container_ns_runner(init_pid: int, rootfs: str, cgroup) -> Callable[[Mapping[str, Any], int, int, int], int]:
+def container_ns_runner(init_pid: int, rootfs: str, cgroup,
+                        process_env: Sequence[str] = ()) -> Callable[[Mapping[str, Any], int, int, int], int]:
     """Start a hook in the init's namespaces and cgroup through the shim's exec
-    path (root, cwd "/", none of the container process's restrictions)."""
+    path (root, cwd "/", none of the container process's restrictions). A hook
+    without ``env`` gets ``process_env``, the container process's (as in runc)."""
 
     def start(hook: Mapping[str, Any], stdin: int, out: int, err: int) -> int:
-        from ocirun.plan.exec_plan import hook_plan, init_namespaces
+        from ocirun.plan.exec_plan import dedup_env, hook_plan, init_namespaces
         from ocirun.shim import exec_process
 
-        plan = hook_plan(hook["path"], tuple(hook.get("args") or ()), tuple(hook.get("env") or ()),
+        env = hook.get("env")
+        env = dedup_env(list(process_env)) if env is None else env
+        plan = hook_plan(hook["path"], tuple(hook.get("args") or ()), tuple(env),
                          rootfs=rootfs, joins=init_namespaces(init_pid))
         cgroup_fd = cgroup.clone_into_fd() if cgroup is not None else None
         try:  # an OcirunError becomes this hook's failure in _run_one

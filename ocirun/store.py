@@ -6,10 +6,15 @@ Layout (``root`` is ``--root``, default /run/ocirun)::
     <root>/<id>/            0700, made by mkdir: the id is claimed (exactly one create wins)
     <root>/<id>/state.json  the ContainerRecord; replaced atomically, never written in place
     <root>/<id>/exec.fifo   create -> start handshake; present while the container is "created"
+    <root>/<id>/creating.json  what a create in progress may leave behind (its own pid,
+                            the cgroup directories it is about to make, network devices
+                            it moved), written before it makes any of it; removed once
+                            state.json is saved
 
 A directory without state.json is a create still in progress, or one that
-died half way: readers treat it as "no such container" (as runc does);
-``delete --force`` removes it with :meth:`Store.remove_incomplete`.
+died half way: ``state``, ``delete`` and the other verbs say so
+(:class:`~ocirun.errors.ContainerIncomplete`); ``delete --force`` removes what
+it left with :meth:`Store.remove_incomplete`.
 
 Locking: every mutating command holds an exclusive ``flock`` on the
 container directory itself (see :meth:`Store.lock`). Readers (``state``,
@@ -32,6 +37,7 @@ if TYPE_CHECKING:
 
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
+INTENT_FILE = "creating.json"
 
 #: The longest id accepted. runc sets no bound of its own, but the id is a
 #: directory name, so anything longer than NAME_MAX (255) fails at mkdir
@@ -321,13 +327,38 @@ class Store:
         """Write state.json atomically: temp file in the same directory, write,
         fsync, rename over state.json, fsync the directory. A reader sees the
         old record or the new one, never a mix or a partial file."""
-        directory = self.dir_path(record.id)
-        data = jsonio.dumps(record.to_dict(), separators=(",", ":")).encode()
-        tmp = os.path.join(directory, f".{STATE_FILE}.{os.getpid()}.tmp")
+        self._write_atomic(record.id, STATE_FILE, record.to_dict())
+
+    def save_intent(self, container_id: str, intent: dict[str, Any]) -> None:
+        """Write creating.json (atomically, as state.json): what the create in
+        progress is about to make, so that a killed create can be undone."""
+        self._write_atomic(container_id, INTENT_FILE, intent)
+
+    def load_intent(self, container_id: str) -> dict[str, Any] | None:
+        """creating.json of a container without state.json; None if absent or unreadable."""
+        try:
+            with open(os.path.join(self.dir_path(container_id), INTENT_FILE), "rb") as f:
+                data = jsonio.loads(f.read())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def drop_intent(self, container_id: str) -> None:
+        """Remove creating.json once state.json holds the container (best effort:
+        state.json wins over it anyway)."""
+        try:
+            os.unlink(os.path.join(self.dir_path(container_id), INTENT_FILE))
+        except OSError:
+            pass
+
+    def _write_atomic(self, container_id: str, name: str, obj: dict[str, Any]) -> None:
+        directory = self.dir_path(container_id)
+        data = jsonio.dumps(obj, separators=(",", ":")).encode()
+        tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         except (FileNotFoundError, NotADirectoryError):
-            raise ContainerNotFound(record.id) from None
+            raise ContainerNotFound(container_id) from None
         except OSError as err:
             raise StateStoreError(f"write {tmp}: {_strerror(err)}") from None
         try:
@@ -338,14 +369,14 @@ class Store:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.rename(tmp, os.path.join(directory, STATE_FILE))
+            os.rename(tmp, os.path.join(directory, name))
         except BaseException as exc:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
             if isinstance(exc, OSError):
-                raise StateStoreError(f"write {directory}/{STATE_FILE}: {_strerror(exc)}") from None
+                raise StateStoreError(f"write {directory}/{name}: {_strerror(exc)}") from None
             raise
         _fsync_dir(directory)
 
@@ -353,16 +384,19 @@ class Store:
         """``rm -rf <root>/<id>``; no error if it is already (partly) gone."""
         _remove_tree(self.dir_path(container_id))
 
-    def remove_incomplete(self, container_id: str) -> bool:
+    def remove_incomplete(self, container_id: str, undo=None) -> bool:
         """Remove a container directory that has no state.json (a create that died
-        half way). Waits for the lock, so a create still in progress is never
-        removed from under it; if state.json exists by then (that create
+        half way), after ``undo(intent)`` (its creating.json, or None) has removed
+        what that create left. Waits for the lock, so a create still in progress
+        is never removed from under it; if state.json exists by then (that create
         succeeded), removes nothing and returns False. True if it removed it.
         """
         try:
             with self.lock(container_id):
                 if self.has_state(container_id):
                     return False
+                if undo is not None:
+                    undo(self.load_intent(container_id))
                 # A restore killed half way may have left CRIU's root bound in there:
                 # detach it first, never walk into it (it is the container's rootfs).
                 for mount_point in mounts_below(self.dir_path(container_id)):
@@ -386,7 +420,7 @@ class Store:
             with open(path, "rb") as f:
                 raw = f.read()
         except (FileNotFoundError, NotADirectoryError):
-            raise ContainerNotFound(container_id) from None
+            raise self._not_found(container_id) from None
         except OSError as err:
             raise StateStoreError(f"read {path}: {_strerror(err)}") from None
         try:
@@ -396,6 +430,24 @@ class Store:
         if record.id != container_id:
             raise StateStoreError(f"corrupt state {path}: it is for container {record.id!r}")
         return record
+
+    def _not_found(self, container_id: str) -> ContainerNotFound:
+        """No state.json: no such container, or one whose create is in progress or
+        was interrupted (its directory is there), which says so."""
+        try:
+            os.stat(self.dir_path(container_id))
+        except OSError:
+            return ContainerNotFound(container_id)
+        from ocirun.errors import ContainerIncomplete
+
+        intent = self.load_intent(container_id)
+        creator = (intent or {}).get("creator") or {}
+        alive = False
+        if isinstance(creator.get("pid"), int) and creator["pid"] > 0:
+            from ocirun.linux.proc import start_time
+
+            alive = start_time(creator["pid"]) == creator.get("startTime")
+        return ContainerIncomplete(container_id, creating=alive, create_interrupted=intent is not None)
 
     def list_ids(self) -> list[str]:
         """The ids of every container directory, sorted; a missing root means none.

@@ -31,20 +31,37 @@ def read_pids(directory: str) -> list[int]:
     return found
 
 
+def _recording():
+    """The dry-run recording of this thread (ocirun explain), or None."""
+    from ocirun.util.dryrun import current
+
+    return current()
+
+
+def _missing(directory: str, path: str, what: str, isdir) -> CgroupSettingError:
+    if not isdir(directory):
+        return CgroupSettingError(f"cgroup {directory} does not exist", directory)
+    need = f" (needed for {what})" if what else ""
+    return CgroupSettingError(
+        f"cgroup file {path} does not exist: this host's kernel does not provide it{need}", path)
+
+
 def set_file(directory: str, name: str, value: str, what: str = "") -> None:
     """Write one cgroup file; a missing file is an error that names it (and ``what``
-    config property needed it)."""
+    config property needed it). Recorded (a dry run: only recorded) inside
+    ``ocirun.util.dryrun.Recording``."""
     path = os.path.join(directory, name)
+    rec = _recording()
+    if rec is not None and rec.dry_run:
+        if not rec.exists(path):
+            raise _missing(directory, path, what, rec.isdir)
+        rec.write(path, value, what)
+        return
     try:
         # O_TRUNC as runc: cgroupfs ignores it, a plain file (tests' fake cgroupfs) needs it
         fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
     except FileNotFoundError:
-        if not os.path.isdir(directory):
-            raise CgroupSettingError(f"cgroup {directory} does not exist", directory) from None
-        need = f" (needed for {what})" if what else ""
-        raise CgroupSettingError(
-            f"cgroup file {path} does not exist: this host's kernel does not provide it{need}", path
-        ) from None
+        raise _missing(directory, path, what, os.path.isdir) from None
     except OSError as err:
         raise CgroupError(path, "open", err) from None
     try:
@@ -55,6 +72,17 @@ def set_file(directory: str, name: str, value: str, what: str = "") -> None:
         raise exc from None
     finally:
         os.close(fd)
+    if rec is not None:
+        rec.write(path, value, what)
+
+
+def exists(directory: str, name: str) -> bool:
+    """Whether the cgroup file exists (in a dry run: would exist)."""
+    path = os.path.join(directory, name)
+    rec = _recording()
+    if rec is not None and rec.dry_run:
+        return rec.exists(path)
+    return os.path.exists(path)
 
 
 def error_errno(exc: BaseException) -> int:
@@ -64,6 +92,12 @@ def error_errno(exc: BaseException) -> int:
 
 def read_file(directory: str, name: str) -> str:
     path = os.path.join(directory, name)
+    rec = _recording()
+    if rec is not None and rec.dry_run:
+        text = rec.read(path)
+        if text is None:
+            raise CgroupSettingError(f"cgroup file {path} does not exist", path)
+        return text.strip()
     try:
         with open(path) as f:
             return f.read().strip()
@@ -85,6 +119,9 @@ def read_int(directory: str, name: str) -> int:
 
 
 def try_read(path: str) -> str | None:
+    rec = _recording()
+    if rec is not None and rec.dry_run:
+        return rec.read(path)
     try:
         with open(path) as f:
             return f.read()
@@ -107,6 +144,10 @@ def read_keyed(path: str) -> dict[str, int]:
 
 
 def write_file(path: str, value: str) -> None:
+    rec = _recording()
+    if rec is not None and rec.dry_run:
+        rec.write(path, value)
+        return
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     except OSError as err:
@@ -117,6 +158,18 @@ def write_file(path: str, value: str) -> None:
         raise CgroupError(path, f"write {value!r} to", err) from None
     finally:
         os.close(fd)
+    if rec is not None:
+        rec.write(path, value)
+
+
+def missing_dirs(path: str, stop_at: str) -> list[str]:
+    """The directories ``make_dirs(path, stop_at)`` would create now, outermost first."""
+    missing: list[str] = []
+    cur = path
+    while cur != stop_at and not os.path.isdir(cur):
+        missing.append(cur)
+        cur = os.path.dirname(cur)
+    return list(reversed(missing))
 
 
 def make_dirs(path: str, stop_at: str) -> list[str]:
@@ -124,13 +177,20 @@ def make_dirs(path: str, stop_at: str) -> list[str]:
     created: list[str] = []
     missing: list[str] = []
     cur = path
-    while cur != stop_at and not os.path.isdir(cur):
+    rec = _recording()
+    while cur != stop_at and not (rec.isdir(cur) if rec is not None else os.path.isdir(cur)):
         missing.append(cur)
         cur = os.path.dirname(cur)
     for d in reversed(missing):
+        if rec is not None and rec.dry_run:
+            rec.mkdir(d, stop_at)
+            created.append(d)
+            continue
         try:
             os.mkdir(d, 0o755)
             created.append(d)
+            if rec is not None:
+                rec.mkdir(d, stop_at)
         except FileExistsError:
             pass
         except OSError as err:

@@ -105,6 +105,9 @@ _DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+_MAX_DURATION = (2**63 - 1) / 1e9
+
+
 def parse_go_duration(text: str) -> float:
     """Go's time.ParseDuration ("5s", "100ms", "1m30s", "-1s") -> seconds.
     ValueError on anything else."""
@@ -124,4 +127,6 @@ def parse_go_duration(text: str) -> float:
             raise ValueError(f'time: invalid duration "{text}"')
         total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
         pos = m.end()
+    if total > _MAX_DURATION:  # Go's Duration is int64 nanoseconds (~292 years)
+        raise ValueError(f'time: invalid duration "{text}"')
     return sign * total

@@ -4,10 +4,17 @@ The config's rules (plus the devices every container needs) are applied in
 order to an emulator of the kernel's v1 devices cgroup, as runc's
 ``devices.Emulator`` does. What comes out is a default (allow or deny) and a
 list of exceptions, all with the opposite action, so their order no longer
-matters. Both drivers then apply that one result:
+matters for what is allowed. Both drivers then apply that one result:
 
-* v1: reset with ``a`` (devices.deny or devices.allow), then one line per exception;
-* v2: an eBPF program (``ocirun.cgroups.ebpf``) that checks the exceptions and
+* v1: reset with ``a`` (devices.deny or devices.allow), then one line per
+  exception, in the order the rules first gave them (config-linux.md: "The
+  runtime MUST apply entries in the listed order"; the kernel's list, and so
+  devices.list, keeps the order of the writes). The result is what writing
+  every rule in turn would leave, as the emulator models the kernel's list:
+  an exception keeps its place when more access is added to it, and one that
+  is removed and given again goes to the end. (runc sorts them instead.)
+* v2: an eBPF program (``ocirun.cgroups.ebpf``) that checks the exceptions
+  (sorted, as runc's program does: order does not change its verdicts) and
   returns the default.
 
 So a rule list means the same thing on either hierarchy. Like runc, a rule
@@ -77,10 +84,12 @@ class Emulator:
             self.exceptions.pop(key, None)
 
     def result(self) -> tuple[bool, list[tuple[Key, str]]]:
-        """(default_allow, [(key, access)]) with exceptions sorted (type, major, minor)."""
+        """(default_allow, [(key, access)]) with the exceptions in the kernel's order: the
+        order they were first given in (a dict keeps insertion order, as the kernel's
+        list does: list_add_tail, merged in place, removed when emptied)."""
         return self.default_allow, [
             (key, "".join(c for c in "rwm" if c in perms))
-            for key, perms in sorted(self.exceptions.items())
+            for key, perms in self.exceptions.items()
         ]
 
 

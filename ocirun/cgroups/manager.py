@@ -8,6 +8,11 @@ from typing import Protocol
 
 class Manager(Protocol):
     version: int
+    #: directories create() made (destroy() removes them)
+    created: list[str]
+
+    def planned_record(self) -> dict:
+        """to_record() as it will be once create() made the directories missing now."""
 
     def create(self) -> None:
         """Make the container's cgroup directories (and remember which were new)."""

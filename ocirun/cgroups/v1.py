@@ -47,6 +47,14 @@ class V1Manager:
     def to_record(self) -> dict:
         return {"version": 1, "paths": self.paths, "mountpoints": self.mountpoints, "created": self.created}
 
+    def planned_record(self) -> dict:
+        """to_record() with ``created`` the directories create() would make now:
+        what create records before making them (ocirun.container.create)."""
+        planned: list[str] = []
+        for key, path in self.paths.items():
+            planned.extend(base.missing_dirs(path, self.mountpoints[key]))
+        return dict(self.to_record(), created=planned)
+
     def create(self) -> None:
         for key, path in self.paths.items():
             made = base.make_dirs(path, self.mountpoints[key])
@@ -91,7 +99,7 @@ class V1Manager:
             self._memory(resources.memory, update)
         if cpu is not None:
             self._cpu(cpu)
-        if resources.pids is not None:
+        if resources.pids is not None and resources.pids.limit != 0:  # 0: no limit, as runc
             d = self._dir("pids", "linux.resources.pids")
             limit = resources.pids.limit
             base.set_file(d, "pids.max", "max" if limit < 0 else str(limit), "linux.resources.pids.limit")
@@ -134,7 +142,7 @@ class V1Manager:
                 raise CgroupSettingError(
                     f"rejecting memory limit {limit}: lower than the current usage {usage} (checkBeforeUpdate)"
                 )
-        if limit == -1 and swap == 0 and os.path.exists(os.path.join(d, "memory.memsw.limit_in_bytes")):
+        if limit == -1 and swap == 0 and base.exists(d, "memory.memsw.limit_in_bytes"):
             swap = -1  # unlimited memory means unlimited memory+swap too (runc)
 
         def set_limit() -> None:
@@ -207,7 +215,7 @@ class V1Manager:
         what = "linux.resources.blockIO"
         # blkio.weight (CFQ) or, on newer kernels, blkio.bfq.weight (BFQ), as runc picks
         weight, weight_device = "blkio.weight", "blkio.weight_device"
-        if not os.path.exists(os.path.join(d, weight)) and os.path.exists(os.path.join(d, "blkio.bfq.weight")):
+        if not base.exists(d, weight) and base.exists(d, "blkio.bfq.weight"):
             weight, weight_device = "blkio.bfq.weight", "blkio.bfq.weight_device"
         if b.weight:
             base.set_file(d, weight, str(b.weight), what + ".weight")
@@ -234,7 +242,7 @@ class V1Manager:
             base.set_file(d, f"hugetlb.{h.page_size}.limit_in_bytes", str(h.limit), what)
             rsvd = f"hugetlb.{h.page_size}.rsvd.limit_in_bytes"
             if not skip_rsvd:
-                if os.path.exists(os.path.join(d, rsvd)):
+                if base.exists(d, rsvd):
                     base.set_file(d, rsvd, str(h.limit), what)
                 else:
                     skip_rsvd = True
@@ -359,12 +367,6 @@ def _inherit_cpuset(directory: str) -> None:
     (runc does the same), or no task can join it."""
     parent = os.path.dirname(directory)
     for name in ("cpuset.cpus", "cpuset.mems"):
-        try:
-            with open(os.path.join(directory, name)) as f:
-                if f.read().strip():
-                    continue
-            with open(os.path.join(parent, name)) as f:
-                value = f.read().strip()
-        except OSError as err:
-            raise CgroupError(os.path.join(directory, name), "read", err) from None
-        base.write_file(os.path.join(directory, name), value)
+        if read_file(directory, name):
+            continue
+        base.write_file(os.path.join(directory, name), read_file(parent, name))

@@ -55,6 +55,10 @@ class V2Manager:
             rec["deviceProg"] = self.device_prog
         return rec
 
+    def planned_record(self) -> dict:
+        """to_record() with ``created`` the directories create() would make now."""
+        return dict(self.to_record(), created=base.missing_dirs(self.path, self.root))
+
     def create(self) -> None:
         self.created.extend(base.make_dirs(self.path, self.root))
         self._enable_controllers()
@@ -64,11 +68,10 @@ class V2Manager:
         does, so resource files exist in it. Best effort: a controller that cannot be
         enabled (e.g. a parent with processes) simply stays off; a resource that needs
         it then fails naming the controller."""
-        try:
-            with open(os.path.join(self.root, "cgroup.controllers")) as f:
-                available = f.read().split()
-        except OSError:
+        text = base.try_read(os.path.join(self.root, "cgroup.controllers"))
+        if text is None:
             return
+        available = text.split()
         rel = os.path.relpath(self.path, self.root)
         cur = self.root
         for part in rel.split("/")[:-1] if rel != "." else []:
@@ -79,11 +82,7 @@ class V2Manager:
     @staticmethod
     def _enable_in(directory: str, controllers: list[str]) -> None:
         path = os.path.join(directory, "cgroup.subtree_control")
-        try:
-            with open(path) as f:
-                enabled = set(f.read().split())
-        except OSError:
-            enabled = set()
+        enabled = set((base.try_read(path) or "").split())
         for c in controllers:
             if c in enabled:
                 continue
@@ -115,7 +114,7 @@ class V2Manager:
             problems = v2_problems(r)
             if problems:
                 raise CgroupSettingError("cannot apply " + "; ".join(f"{p}: {m}" for p, m in problems))
-            if r.pids is not None:
+            if r.pids is not None and r.pids.limit != 0:  # 0: no limit, as runc
                 self._need("pids", "linux.resources.pids", have)
                 limit = r.pids.limit
                 base.set_file(self.path, "pids.max", "max" if limit < 0 else str(limit), "linux.resources.pids.limit")
@@ -131,7 +130,7 @@ class V2Manager:
                     what = f"linux.resources.hugepageLimits ({h.page_size})"
                     base.set_file(self.path, f"hugetlb.{h.page_size}.max", str(h.limit), what)
                     rsvd = f"hugetlb.{h.page_size}.rsvd.max"
-                    if os.path.exists(os.path.join(self.path, rsvd)):
+                    if base.exists(self.path, rsvd):
                         base.set_file(self.path, rsvd, str(h.limit), what)
             if r.rdma:
                 from ocirun.cgroups.v1 import rdma_line
@@ -150,10 +149,9 @@ class V2Manager:
         limit, swap, reservation = m.limit or 0, m.swap or 0, m.reservation or 0
         if m.kernel_tcp not in (None, 0, -1) and not update:
             # v1's memory.kmem.tcp has no v2 counterpart; runc ignores it with a warning
-            import sys
+            from ocirun.errors import warn
 
-            sys.stderr.write("warning: $.linux.resources.memory.kernelTCP: ignored: cgroup v2 has no "
-                             "kernel TCP memory limit\n")
+            warn("$.linux.resources.memory.kernelTCP: ignored: cgroup v2 has no kernel TCP memory limit")
         if not (limit or swap or reservation):
             return
         self._need("memory", "linux.resources.memory", have)
@@ -182,7 +180,7 @@ class V2Manager:
             return
         self._need("io", "linux.resources.blockIO", have)
         what = "linux.resources.blockIO"
-        bfq = os.path.exists(os.path.join(self.path, "io.bfq.weight"))
+        bfq = base.exists(self.path, "io.bfq.weight")
         if b.weight:
             if bfq:
                 base.set_file(self.path, "io.bfq.weight", str(b.weight), what + ".weight")
@@ -259,6 +257,12 @@ class V2Manager:
         from ocirun.cgroups.devices import evaluate
 
         default_allow, exceptions = evaluate(rules)
+        exceptions = sorted(exceptions)  # as runc's program is built: the same verdicts in any order
+        rec = base._recording()
+        if rec is not None:
+            rec.device_program(self.path, default_allow, exceptions)
+            if rec.dry_run:
+                return
         old = self.device_prog
         self.device_prog = ebpf.install(self.path, default_allow, exceptions)
         if old:

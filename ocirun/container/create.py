@@ -6,34 +6,37 @@ process, mount, cgroup or state directory behind):
 1. validate the bundle             — before claiming the id: bad input leaves nothing
 2. build the launch plan           — all decisions made before anything is touched
 3. claim <root>/<id>, lock it      — two creates of one id: exactly one wins
-4. make the exec fifo              — the init blocks on it until `start`
-5. create the cgroup               — the init must be in it before it runs anything
-6. spawn the init (C shim)         — namespaces, mounts, pivot_root, process setup;
+4. record what create will make    — creating.json, before any of it exists: a
+                                     create killed from here on is undone by
+                                     `delete --force` (ocirun.container.delete)
+5. make the exec fifo              — the init blocks on it until `start`
+6. create the cgroup               — the init must be in it before it runs anything
+7. spawn the init (C shim)         — namespaces, mounts, pivot_root, process setup;
                                      linux.netDevices moved in once the netns exists
-7. write state.json, the pid file  — only now does the container exist for others
+8. at READY: state.json, pid file  — only now does the container exist for others;
+                                     then COMMIT: until it the children die with us
 """
 
 from __future__ import annotations
 
 import os
 import pwd
-import sys
 import time
 from contextlib import ExitStack
 
 from ocirun import SPEC_VERSION
 from ocirun.cli import GlobalOptions
-from ocirun.errors import UsageError
+from ocirun.errors import OutputFileError, UsageError, warn
+from ocirun.testhooks import reached
 from ocirun.util.record import record
 
 TYPE_CHECKING = False  # argparse is only for annotations (importing it costs a call ~5 ms)
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
-    from ocirun.cgroups.manager import Manager
     from ocirun.plan.model import LaunchPlan
     from ocirun.spec.load import LoadedBundle
-    from ocirun.spec.model import Config
 
 
 @record
@@ -46,6 +49,10 @@ class CreateOptions:
     preserve_fds: int = 0
     #: create always detaches; run only with -d (decides what terminal needs)
     detach: bool = True
+    #: socket activation: LISTEN_FDS fds at 3.., before the preserved ones (ocirun.linux.fds)
+    listen_fds: int = 0
+    #: numbers in 3..3+listen_fds+preserve_fds-1 the caller left free (placeholders, closed before exec)
+    absent_fds: tuple[int, ...] = ()
 
 
 def cmd_create(g: GlobalOptions, args: argparse.Namespace) -> int:
@@ -54,8 +61,13 @@ def cmd_create(g: GlobalOptions, args: argparse.Namespace) -> int:
 
 
 def options_from_args(args: argparse.Namespace) -> CreateOptions:
+    """The options of create and run. Called first, before anything is opened: it
+    fills the free numbers among the fds passed to the container (ocirun.linux.fds)."""
     if args.preserve_fds < 0:
         raise UsageError("--preserve-fds must not be negative")
+    from ocirun.linux.fds import fill_holes, listen_fds
+
+    listen = listen_fds()
     return CreateOptions(
         bundle=os.path.abspath(args.bundle),
         pid_file=os.path.abspath(args.pid_file) if args.pid_file else None,
@@ -64,25 +76,37 @@ def options_from_args(args: argparse.Namespace) -> CreateOptions:
         no_new_keyring=args.no_new_keyring,
         preserve_fds=args.preserve_fds,
         detach=getattr(args, "detach", True),
+        listen_fds=listen,
+        absent_fds=fill_holes(listen + args.preserve_fds),
     )
 
 
 @record
 class Prepared:
-    """What create decided before touching anything (restore shares it: the same
-    validation, plan, cgroup and hooks; ocirun.container.restore)."""
+    """What create has decided before it touches anything (``ocirun explain``
+    shows exactly this, then what the steps below would do with it; ``restore``
+    goes on from it with the same steps, ocirun.container.restore)."""
 
     loaded: LoadedBundle
-    config: Config
-    cgroup: Manager  # nothing made yet
+    config: Any  # ocirun.spec.model.Config
+    cgroup: Any  # a cgroup manager (ocirun.cgroups.manager.Manager); nothing created yet
     plan: LaunchPlan
-    hooks: dict
-    state: dict  # the state document hooks read (no status, no pid)
-    terminal: bool
+    hooks: dict[str, Any]
+    #: the state document hooks are given (status and pid added per hook)
+    state: dict[str, Any]
+
+    @property
+    def terminal(self) -> bool:
+        """process.terminal: a pty master goes to the console socket or our proxy."""
+        return self.config.process is not None and bool(self.config.process.terminal)
 
 
-def prepare_container(g: GlobalOptions, container_id: str, opts: CreateOptions) -> Prepared:
-    """Steps 1 and 2: validate the id and the bundle, build the plan. Touches nothing."""
+def prepare_create(g: GlobalOptions, container_id: str, opts: CreateOptions, *,
+                   check_terminal: bool = True, cgroup_host: Any = None) -> Prepared:
+    """Steps 1 and 2: validate the bundle and decide everything (the launch plan,
+    the cgroup's paths, the hooks); nothing is created. Shared with ``explain``
+    (which has no console socket to check: ``check_terminal=False``).
+    ``cgroup_host``: the cgroup hierarchies to use (tests); None: this host's."""
     from ocirun.cgroups import new_manager
     from ocirun.plan.build import PlanOptions, build_plan
     from ocirun.plan.support import require_supported
@@ -90,19 +114,22 @@ def prepare_container(g: GlobalOptions, container_id: str, opts: CreateOptions) 
     from ocirun.store import validate_id
 
     validate_id(container_id)
+    check_pid_file(opts.pid_file)
     loaded = validate_bundle(opts.bundle)
     config = loaded.config
     require_supported(config)
     for warning in loaded.warnings:
         # stderr only: podman reads the --log file as exactly one JSON object
-        sys.stderr.write(f"warning: {warning}\n")
-    from ocirun.console import check_terminal_flags
+        warn(warning)
+    if check_terminal:
+        from ocirun.console import check_terminal_flags
 
-    terminal = config.process is not None and config.process.terminal
-    check_terminal_flags(terminal, detach=opts.detach, console_socket=opts.console_socket)
+        terminal = config.process is not None and config.process.terminal
+        check_terminal_flags(terminal, detach=opts.detach, console_socket=opts.console_socket)
 
     linux = config.linux
-    cgroup = new_manager(linux.cgroups_path if linux else None, container_id, g.systemd_cgroup)
+    cgroup = new_manager(linux.cgroups_path if linux else None, container_id, g.systemd_cgroup,
+                         host=cgroup_host)
     plan = build_plan(
         config,
         PlanOptions(
@@ -112,6 +139,8 @@ def prepare_container(g: GlobalOptions, container_id: str, opts: CreateOptions) 
             no_pivot=opts.no_pivot,
             no_new_keyring=opts.no_new_keyring,
             preserve_fds=opts.preserve_fds,
+            listen_fds=opts.listen_fds,
+            absent_fds=opts.absent_fds,
         ),
         cgroup_view(cgroup),
     )
@@ -129,19 +158,59 @@ def prepare_container(g: GlobalOptions, container_id: str, opts: CreateOptions) 
         from ocirun.hooks import hooks_dict
 
         hooks = hooks_dict(config.hooks)
+    if any(k in hooks for k in ("prestart", "createRuntime", "createContainer")):
+        from ocirun.util.record import replace
+
+        # the init stops after its mounts, before pivot_root, for these hooks
+        plan = replace(plan, sync_before_pivot=True)
     # runtime.md: the state's ociVersion is the spec version the *state* complies
     # with -- the runtime's (runc writes its own, whatever config.json says)
     state: dict[str, object] = {"ociVersion": SPEC_VERSION, "id": container_id,
                                 "bundle": loaded.bundle}
     if config.annotations:
         state["annotations"] = dict(config.annotations)  # runtime.md: optional
-    return Prepared(loaded, config, cgroup, plan, hooks, state, terminal)
+    return Prepared(loaded, config, cgroup, plan, hooks, state)
+
+
+def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, keep_master=None,
+                     stdio: tuple[int, int, int] | None = None):
+    """Create the container; return its saved record. The init is our child.
+
+    With process.terminal the pty master goes to ``opts.console_socket``, or,
+    for a foreground run, to ``keep_master`` (an ocirun.console.KeepMaster).
+    ``stdio``: fds to become the init's 0, 1, 2 (-1: ours); None: ours."""
+    from ocirun.store import Store
+
+    prepared = prepare_create(g, container_id, opts)
+    hooks, state = prepared.hooks, prepared.state
+
+    with ExitStack() as console_undo:
+        on_console_fd = console_receiver(prepared, opts, keep_master, console_undo)
+        store = Store(g.root)
+        # claimed and locked in one step: nothing can lock (and remove) the half-made dir
+        claim_lock = store.claim_locked(container_id)
+        reached("create:claimed")
+        try:
+            record = _create_claimed(store, claim_lock, container_id, opts, prepared, on_console_fd, stdio)
+        except BaseException as err:
+            from ocirun.errors import HookError
+
+            if isinstance(err, HookError) and hooks.get("poststop"):
+                # runtime.md: a failed create-time hook stops the container and the
+                # lifecycle continues at "destroy" (done by the undo above), then poststop
+                from ocirun.hooks import run_poststop
+
+                run_poststop(hooks["poststop"], state)
+            raise
+        finally:
+            claim_lock.__exit__(None, None, None)  # idempotent: normally released already
+        return record
 
 
 def console_receiver(prepared: Prepared, opts: CreateOptions, keep_master, undo: ExitStack):
     """Where the pty master goes (process.terminal): the console socket, connected
-    now (a bad socket leaves nothing behind), or a foreground proxy's KeepMaster;
-    None without a terminal."""
+    now (a bad socket leaves nothing behind; closed by ``undo``), or a foreground
+    proxy's KeepMaster; None without a terminal."""
     if not prepared.terminal:
         return None
     if opts.console_socket:
@@ -156,64 +225,97 @@ def console_receiver(prepared: Prepared, opts: CreateOptions, keep_master, undo:
     return None
 
 
-def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, keep_master=None):
-    """Create the container; return its saved record. The init is our child.
+def save_intent(store, container_id: str, prepared: Prepared) -> None:
+    """Step 4, before anything below exists: what delete --force of a create (or
+    restore) killed from here on must undo (the cgroup directories about to be
+    made), and who is making it (state says "still being created" while it lives)."""
+    from ocirun.linux.proc import start_time
 
-    With process.terminal the pty master goes to ``opts.console_socket``, or,
-    for a foreground run, to ``keep_master`` (an ocirun.console.KeepMaster)."""
-    from ocirun.store import Store
-
-    prepared = prepare_container(g, container_id, opts)
-    hooks = prepared.hooks
-    if any(k in hooks for k in ("prestart", "createRuntime", "createContainer")):
-        from ocirun.util.record import replace
-
-        # the init stops after its mounts, before pivot_root, for these hooks
-        prepared = replace(prepared, plan=replace(prepared.plan, sync_before_pivot=True))
-
-    with ExitStack() as console_undo:
-        on_console_fd = console_receiver(prepared, opts, keep_master, console_undo)
-        store = Store(g.root)
-        # claimed and locked in one step: nothing can lock (and remove) the half-made dir
-        claim_lock = store.claim_locked(container_id)
-        try:
-            record = _create_claimed(store, claim_lock, container_id, opts, prepared, on_console_fd)
-        except BaseException as err:
-            from ocirun.errors import HookError
-
-            if isinstance(err, HookError) and hooks.get("poststop"):
-                # runtime.md: a failed create-time hook stops the container and the
-                # lifecycle continues at "destroy" (done by the undo above), then poststop
-                from ocirun.hooks import run_poststop
-
-                run_poststop(hooks["poststop"], prepared.state)
-            raise
-        finally:
-            claim_lock.__exit__(None, None, None)  # idempotent: normally released already
-        return record
+    store.save_intent(container_id, {
+        "creator": {"pid": os.getpid(), "startTime": start_time(os.getpid())},
+        "cgroup": prepared.cgroup.planned_record(),
+    })
 
 
-def _create_claimed(store, claim_lock, container_id, opts, prepared, on_console_fd):
-    plan, loaded, config = prepared.plan, prepared.loaded, prepared.config
+def make_cgroup(prepared: Prepared, undo: ExitStack, verb: str = "create"):
+    """Step 6: refuse a cgroup that already has processes, create it (destroyed
+    by ``undo``), write its device rules and every resource but the pids limit.
+    Returns (the v2 directory's fd to clone into or None on v1, closed by
+    ``undo``; the pids limit to apply once the container's first process
+    exists, or None). ``verb``: the test hooks' prefix (create, restore)."""
+    cgroup = prepared.cgroup
+    # After the claim (a second create of this id says "exists", not this),
+    # before anything is made: a cgroup that already holds processes
+    # (another container's, or a host cgroup named by cgroupsPath) is not the
+    # container's own, and kill --all and delete --force would kill
+    # everything in it (runc 1.2's check and words).
+    busy = cgroup.all_pids()
+    if busy:
+        from ocirun.cgroups import CgroupSettingError
+
+        raise CgroupSettingError(f"container's cgroup is not empty: {len(busy)} process(es) found")
+    cgroup.create()
+    undo.callback(cgroup.destroy)
+    reached(f"{verb}:cgroup")
+    pids_limit = configure_cgroup(cgroup, prepared.config.linux)
+    reached(f"{verb}:cgroup-applied")
+    cgroup_fd = cgroup.clone_into_fd()
+    if cgroup_fd is not None:
+        undo.callback(os.close, cgroup_fd)
+    return cgroup_fd, pids_limit
+
+
+def configure_cgroup(cgroup, linux):
+    """Step 6 after the cgroup's mkdir: its device rules and linux.resources
+    (inside ``ocirun.util.dryrun.Recording`` only recorded: explain). Returns
+    the pids limit, applied once the init exists (see _split_pids), or None."""
+    from ocirun.plan.device_rules import device_rules
+
+    rules = device_rules(linux.resources.devices if linux and linux.resources else (),
+                         linux.devices if linux else ())
+    # Every limit before any process of ours is in the cgroup, but the pids
+    # limit: stage-1 and the init are both in it while the init is cloned.
+    now, pids_limit = _split_pids(linux.resources if linux else None, cgroup.version)
+    cgroup.apply(now, rules)
+    return pids_limit
+
+
+def _create_claimed(store, claim_lock, container_id, opts, prepared: Prepared, on_console_fd, stdio=None):
+    loaded, config, cgroup, plan = prepared.loaded, prepared.config, prepared.cgroup, prepared.plan
     with ExitStack() as undo:
         undo.callback(store.remove, container_id)
         with claim_lock:  # held since the claim; released before the undo above runs
+            save_intent(store, container_id, prepared)
+            reached("create:intent")
             fifo = store.exec_fifo_path(container_id)
-            old = os.umask(0)
-            try:
-                os.mkfifo(fifo, 0o622)
-            finally:
-                os.umask(old)
+            os.mkfifo(fifo, 0o622)
+            # chmod, not umask(0): the umask is the whole process's (the library's callers
+            # may create containers in several threads at once)
+            os.chmod(fifo, 0o622)
             fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
             undo.callback(os.close, fifo_fd)
+            reached("create:fifo")
 
-            cgroup_fd = make_cgroup(prepared, undo)
+            cgroup_fd, pids_limit = make_cgroup(prepared, undo)
 
             from ocirun.shim import spawn
 
             held_fds: list[int] = []  # closed whatever happens (an open netns fd keeps it alive)
             undo.callback(_close_all, held_fds)
-            cgroup = prepared.cgroup
+            saved: list = []
+
+            def commit(init_pid: int) -> None:
+                # At READY, before the init is told to outlive us (COMMIT): from
+                # here on the container exists for others.
+                rec = container_record(container_id, init_pid, prepared)
+                store.save(rec)
+                reached("create:saved")
+                if opts.pid_file:
+                    write_pid_file(opts.pid_file, init_pid)
+                    undo.callback(_unlink_quiet, opts.pid_file)
+                    reached("create:pid-file")
+                saved.append(rec)
+
             pid = spawn(
                 plan,
                 exec_fifo_fd=fifo_fd,
@@ -221,18 +323,22 @@ def _create_claimed(store, claim_lock, container_id, opts, prepared, on_console_
                 # v1: the parent moves the first child into every hierarchy before it goes on
                 on_child_created=cgroup.place if cgroup_fd is None else (lambda pid: None),
                 on_namespaces_ready=_net_devices_mover(plan, undo, held_fds),
-                on_before_pivot=_create_hooks(prepared.hooks, prepared.state, loaded.rootfs, cgroup),
+                on_before_pivot=_create_hooks(prepared.hooks, prepared.state, loaded.rootfs, cgroup,
+                                              config.process.env if config.process else ()),
                 # SCMP_ACT_NOTIFY: the listener fd + state to listenerPath, before READY
                 on_seccomp_fd=_seccomp_listener(config, container_id, loaded.bundle),
                 # process.terminal: the pty master, to the console socket or our proxy
                 on_console_fd=on_console_fd,
+                # stage-1 is gone and the init waits for INIT_ACK: it is the only task,
+                # and nothing of the container runs before the limit is in force
+                on_init_created=(lambda pid: cgroup.apply(pids_limit)) if pids_limit is not None else None,
+                # state.json and the pid file, then the init is committed
+                on_ready=commit,
+                stdio=stdio,
             )
             undo.callback(_kill_init, pid)
-
-            record = container_record(container_id, pid, prepared)
-            store.save(record)
-            if opts.pid_file:
-                write_pid_file(opts.pid_file, pid)
+            record = saved[0]
+            store.drop_intent(container_id)  # state.json holds the container now
             undo.pop_all()  # success: keep everything
     _close_all(held_fds)
     os.close(fifo_fd)
@@ -241,22 +347,28 @@ def _create_claimed(store, claim_lock, container_id, opts, prepared, on_console_
     return record
 
 
-def make_cgroup(prepared: Prepared, undo: ExitStack) -> int | None:
-    """Step 5: create the cgroup (destroyed by ``undo``), its device rules and
-    resources; the v2 directory's fd to clone into (None on v1, closed by the caller)."""
-    from ocirun.plan.device_rules import device_rules
+def _split_pids(resources, version: int):
+    """(``resources`` without the pids limit, the pids limit alone or None).
 
-    linux = prepared.config.linux
-    cgroup = prepared.cgroup
-    cgroup.create()
-    undo.callback(cgroup.destroy)
-    rules = device_rules(linux.resources.devices if linux and linux.resources else (),
-                         linux.devices if linux else ())
-    cgroup.apply(linux.resources if linux else None, rules)
-    cgroup_fd = cgroup.clone_into_fd()
-    if cgroup_fd is not None:
-        undo.callback(os.close, cgroup_fd)
-    return cgroup_fd
+    create applies the pids limit once the init exists (spawn's on_init_created):
+    while stage-1 clones it both count, so ``pids.limit: 1`` could never start
+    (runc sets every resource after its init exists). ``pids.limit: 0`` is no
+    limit, as runc (it writes nothing for 0); so is a negative one (``max``).
+    On v2 a ``pids.max`` in ``unified`` waits too (v1 refuses ``unified`` at once)."""
+    if resources is None:
+        return None, None
+    from ocirun.spec.model import Resources
+    from ocirun.util.record import replace
+
+    pids = resources.pids
+    if pids is not None and pids.limit == 0:
+        pids = None
+    later = ("pids.max",) if version == 2 else ()
+    unified = {k: v for k, v in resources.unified.items() if k not in later}
+    later_unified = {k: v for k, v in resources.unified.items() if k in later}
+    if pids is None and not later_unified:
+        return (replace(resources, pids=None) if resources.pids is not None else resources), None
+    return replace(resources, pids=None, unified=unified), Resources(pids=pids, unified=later_unified)
 
 
 def _close_all(fds: list[int]) -> None:
@@ -318,7 +430,7 @@ def cgroup_view(cgroup):
     return CgroupView(1, tuple(binds))
 
 
-def _create_hooks(hooks, state, rootfs, cgroup):
+def _create_hooks(hooks, state, rootfs, cgroup, process_env):
     """prestart, createRuntime (runtime namespace), createContainer (the init's
     namespaces, before pivot_root), at the init's BEFORE_PIVOT stop."""
     if not any(k in hooks for k in ("prestart", "createRuntime", "createContainer")):
@@ -332,12 +444,13 @@ def _create_hooks(hooks, state, rootfs, cgroup):
         run_hooks("createRuntime", hooks.get("createRuntime", ()), host_state)
         run_hooks("createContainer", hooks.get("createContainer", ()),
                   dict(state, pid=container_pid(init_pid)),
-                  in_container=container_ns_runner(init_pid, rootfs, cgroup))
+                  in_container=container_ns_runner(init_pid, rootfs, cgroup, process_env))
 
     return run
 
 
 def container_record(container_id, pid, prepared: Prepared, *, status_hint: str = "created"):
+    """The ContainerRecord saved as state.json (restore: status_hint "running")."""
     from ocirun.linux.proc import start_time
     from ocirun.store import ContainerRecord
 
@@ -387,12 +500,39 @@ def _rfc3339_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now // 10**9)) + f".{now % 10**9:09d}Z"
 
 
+def check_pid_file(path: str | None) -> None:
+    """Before anything exists: the pid file's directory must be there (runc finds out
+    only after creating the container, and tears it down)."""
+    if path is None:
+        return
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        import errno
+
+        code = errno.ENOTDIR if os.path.exists(directory) else errno.ENOENT
+        raise OutputFileError(path, OSError(code, os.strerror(code)))
+
+
 def write_pid_file(path: str, pid: int) -> None:
     """Atomically, as runc does: a reader never sees an empty pid file."""
     tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+    except OSError as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OutputFileError(path, err) from None
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _kill_init(pid: int) -> None:
@@ -403,5 +543,6 @@ def _kill_init(pid: int) -> None:
         pass
 
 
-__all__ = ["cmd_create", "create_container", "CreateOptions", "Prepared", "prepare_container",
-           "console_receiver", "make_cgroup", "container_record", "write_pid_file"]
+__all__ = ["cmd_create", "create_container", "CreateOptions", "Prepared", "prepare_create",
+           "configure_cgroup", "console_receiver", "save_intent", "make_cgroup", "container_record",
+           "write_pid_file"]

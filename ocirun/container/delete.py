@@ -1,4 +1,14 @@
-"""`ocirun delete`: remove a stopped container (--force: kill it first)."""
+"""`ocirun delete`: remove a stopped container (--force: kill it first).
+
+``delete --force`` of a container whose create did not finish (killed: a
+directory with creating.json and no state.json) removes what that create left:
+every process still in the cgroup directories it recorded before making them
+(its stage-1 and init die with it, see ocirun.shim; this catches the rest),
+then those directories. Mounts go with the processes (they live in the
+container's mount namespace), and so do the network namespace and the
+devices moved into it, as when any container is deleted. Without --force, and
+for ``state`` and the other verbs, such a container is an error that says so
+(ocirun.errors.ContainerIncomplete)."""
 
 from __future__ import annotations
 
@@ -9,6 +19,7 @@ from _signal import SIGKILL  # not `signal`: its enums cost every call ~6 ms to 
 from ocirun.cli import GlobalOptions
 from ocirun.container.common import cgroup_of, open_store, status_of
 from ocirun.errors import ContainerNotFound, InvalidStateError
+from ocirun.testhooks import reached
 
 TYPE_CHECKING = False  # argparse is only for annotations (importing it costs a call ~5 ms)
 if TYPE_CHECKING:
@@ -32,11 +43,12 @@ def delete_container(g: GlobalOptions, container_id: str, *, force: bool = False
     validate_id(container_id)
     store = open_store(g)
     if force and not store.has_state(container_id):
-        # a create that died half way (nothing to kill); if a create was still
+        # a create that died half way: undo what it recorded; if a create was still
         # running and has now finished, fall through and delete that container
-        if store.remove_incomplete(container_id) or not store.has_state(container_id):
+        if store.remove_incomplete(container_id, undo=undo_partial_create) or not store.has_state(container_id):
             raise ContainerNotFound(container_id)
     with store.lock(container_id):
+        reached("delete:locked")
         record = store.load(container_id)
         status = status_of(store, record)
         if status != "stopped":
@@ -45,10 +57,13 @@ def delete_container(g: GlobalOptions, container_id: str, *, force: bool = False
                     f"cannot delete container {container_id} that is not stopped: {status}"
                 )
             kill_and_wait(record)
+            reached("delete:killed")
         cg = cgroup_of(record)
         if cg is not None:
             cg.destroy()
+            reached("delete:cgroup-destroyed")
         store.remove(container_id)
+        reached("delete:removed")
     poststop = (record.runtime or {}).get("hooks", {}).get("poststop")
     if poststop:
         # runtime.md: after the container is deleted, before delete returns; failures warn
@@ -56,6 +71,32 @@ def delete_container(g: GlobalOptions, container_id: str, *, force: bool = False
         from ocirun.hooks import run_poststop
 
         run_poststop(poststop, hook_state(record))
+
+
+def undo_partial_create(intent: dict | None) -> None:
+    """What an interrupted create left, from its creating.json: the processes in the
+    cgroup it was making (killed; v1: every hierarchy), then the directories it
+    was about to make. A directory that create found already there is left alone;
+    a parent directory another container uses meanwhile too (only the container's
+    own leaf must go)."""
+    rec = (intent or {}).get("cgroup")
+    if not isinstance(rec, dict):
+        return
+    from ocirun.cgroups import base, manager_from_record
+
+    cg = manager_from_record(rec)
+    planned = list(cg.created)
+    cg.created = []
+    cg.destroy()  # kills what is left in it (thawing a frozen one), removes nothing
+    leaves = set(rec["paths"].values()) if rec.get("version") == 1 else {rec.get("path")}
+    for d in reversed(planned):  # innermost first
+        if d in leaves:
+            base.remove_dirs([d])  # with any child cgroup the container made
+            continue
+        try:
+            os.rmdir(d)  # a parent made for it: only if nobody else uses it now
+        except OSError:
+            pass
 
 
 def kill_and_wait(record, timeout: float = 10.0) -> None:

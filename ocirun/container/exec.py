@@ -19,7 +19,6 @@ import os
 
 from ocirun.cli import GlobalOptions
 from ocirun.errors import InvalidStateError, OcirunError, UsageError
-from ocirun.util import jsonio as json
 
 TYPE_CHECKING = False  # argparse and typing are for annotations only (~8 ms to import)
 if TYPE_CHECKING:
@@ -49,19 +48,22 @@ def cmd_exec(g: GlobalOptions, args: argparse.Namespace) -> int:
 
 
 def options_from_args(args: argparse.Namespace):
+    """exec's options. Called first, before anything is opened: it fills the free
+    numbers among the fds passed to the process (ocirun.linux.fds)."""
+    from ocirun.linux.fds import fill_holes
     from ocirun.plan.exec_plan import ExecOptions
 
     if args.preserve_fds < 0:
         raise UsageError("--preserve-fds must not be negative")
+    absent = fill_holes(args.preserve_fds)  # runc's exec passes no LISTEN_FDS
     process = None
     if args.process:
-        try:
-            with open(args.process, "rb") as f:
-                process = json.loads(f.read())
-        except OSError as e:
-            raise UsageError(f"open {args.process}: {os.strerror(e.errno or 0).lower()}") from None
-        except ValueError as e:
-            raise UsageError(f"{args.process}: invalid JSON: {e}") from None
+        from ocirun.spec.load import parse_config, read_config_file, with_depth
+
+        # config.json's reading rules: never waits on a fifo, lone surrogates and
+        # nesting deeper than runc's limit refused; errors are "exec failed: ..." (255)
+        data = read_config_file(args.process, f"open {args.process}: no such file or directory")
+        process = with_depth(parse_config, data, args.process)
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
@@ -69,30 +71,83 @@ def options_from_args(args: argparse.Namespace):
         args=tuple(command), cwd=args.cwd, env=tuple(args.env), user=args.user,
         additional_gids=tuple(args.additional_gids), caps=tuple(args.cap),
         no_new_privs=args.no_new_privs, tty=args.tty, apparmor=args.apparmor,
-        process_label=args.process_label, preserve_fds=args.preserve_fds, process=process,
+        process_label=args.process_label, preserve_fds=args.preserve_fds, absent_fds=absent, process=process,
     )
 
 
 def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
-    from ocirun.container.common import cgroup_of, open_store, status_of
+    from ocirun.container.foreground import SignalForwarder, proxy_and_wait, wait_forwarding_signals
     from ocirun.errors import NotImplementedYet
-    from ocirun.linux.proc import open_pidfd
-    from ocirun.plan.exec_plan import build_exec_plan, exec_process_dict, init_namespaces
-    from ocirun.state import require
 
     opts = options_from_args(args)
     if args.cgroup:
         raise NotImplementedYet("exec --cgroup")
+    pid_file = os.path.abspath(args.pid_file) if args.pid_file else None
+    from ocirun.container.create import check_pid_file
+
+    check_pid_file(pid_file)  # before anything is started
+    # Before the process exists: a signal sent to us meanwhile is queued and
+    # forwarded once it runs (the shim blocks signals around clone itself).
+    forwarder = None if args.detach else SignalForwarder()
+    try:
+        pid, console = start_exec(g, args.id, opts, ignore_paused=args.ignore_paused,
+                                  detach=args.detach, console_socket=args.console_socket)
+    except BaseException:
+        if forwarder is not None:
+            forwarder.restore()
+        raise
+    if pid_file:
+        from ocirun.container.create import write_pid_file
+
+        try:
+            write_pid_file(pid_file, pid)
+        except OcirunError:
+            # as runc: a process whose pid could not be recorded is not left running
+            _kill_and_reap(pid)
+            if forwarder is not None:
+                forwarder.restore()
+            if console is not None:
+                console.close()
+            raise
+    if console is not None:
+        from ocirun.console import KeepMaster
+
+        if isinstance(console, KeepMaster):  # no console socket: we proxy the pty
+            try:
+                if console.fd is not None:
+                    return proxy_and_wait(pid, console, forwarder or SignalForwarder())
+            finally:
+                console.close()
+    if args.detach:
+        return 0
+    return wait_forwarding_signals(pid, forwarder)
+
+
+def start_exec(g: GlobalOptions, container_id: str, opts: Any, *, ignore_paused: bool = False,
+               detach: bool = True, console_socket: str | None = None,
+               stdio: tuple[int, int, int] = (-1, -1, -1)) -> tuple[int, Any]:
+    """Start ``opts`` (an ExecOptions) in the container; return the process's pid
+    (our child, exec'd) and where its pty master went: None without a terminal,
+    else a ConsoleSocket or, when ``detach`` is false and there is no console
+    socket, a KeepMaster holding it (the caller proxies and closes it).
+    ``stdio``: fds to become its 0, 1, 2 (-1: ours). Shared by the CLI and the library."""
+    from ocirun.container.common import cgroup_of, open_store, status_of
+    from ocirun.linux.proc import open_pidfd
+    from ocirun.plan.exec_plan import build_exec_plan, exec_process_dict, init_namespaces
+    from ocirun.state import require
+
     store = open_store(g)
-    record = store.load(args.id)
-    require(status_of(store, record), "exec-ignore-paused" if args.ignore_paused else "exec")
-    process = exec_process_dict((record.runtime or {}).get("process"), opts)
+    record = store.load(container_id)
+    require(status_of(store, record), "exec-ignore-paused" if ignore_paused else "exec")
+    from ocirun.spec.load import with_depth
+
+    process = with_depth(exec_process_dict, (record.runtime or {}).get("process"), opts)
     terminal = bool(process.get("terminal"))
     from ocirun.console import check_terminal_flags
 
     # runc's checkTerminal, inside execProcess: "exec failed: ...", exit 255
     try:
-        check_terminal_flags(terminal, detach=args.detach, console_socket=args.console_socket)
+        check_terminal_flags(terminal, detach=detach, console_socket=console_socket)
     except UsageError as e:
         raise ExecFailed(f"exec failed: {e.message}") from None
     if process.get("apparmorProfile") or process.get("selinuxLabel"):
@@ -113,8 +168,8 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
         if terminal:
             from ocirun.console import ConsoleSocket, KeepMaster
 
-            if args.console_socket:
-                console = ConsoleSocket(args.console_socket)
+            if console_socket:
+                console = ConsoleSocket(console_socket)
             else:
                 keep = KeepMaster()
                 console = keep
@@ -122,7 +177,7 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
         plan = build_exec_plan(process, container_id=record.id, bundle=record.bundle,
                                rootfs=record.rootfs, joins=init_namespaces(record.pid),
                                seccomp=(record.runtime or {}).get("seccomp"),
-                               preserve_fds=opts.preserve_fds)
+                               preserve_fds=opts.preserve_fds, absent_fds=opts.absent_fds)
         cg = cgroup_of(record)
         cgroup_fd = cg.clone_into_fd() if cg is not None else None
 
@@ -134,47 +189,33 @@ def exec_in_container(g: GlobalOptions, args: argparse.Namespace) -> int:
             if cg is not None and cgroup_fd is None:
                 cg.place(stage1)
 
-        from ocirun.container.foreground import SignalForwarder
         from ocirun.shim import exec_process
 
-        # Before the process exists: a signal sent to us meanwhile is queued and
-        # forwarded once it runs (the shim blocks signals around clone itself).
-        forwarder = None if args.detach else SignalForwarder()
         try:
-            pid = exec_process(plan, cgroup_fd=cgroup_fd, on_child_created=placed,
+            pid = exec_process(plan, cgroup_fd=cgroup_fd, on_child_created=placed, stdio=stdio,
                                on_console_fd=console.deliver if console is not None else None,
                                on_seccomp_fd=_seccomp_listener(record) if plan.seccomp_notify else None)
-        except BaseException:
-            if forwarder is not None:
-                forwarder.restore()
-            raise
         finally:
             if cgroup_fd is not None:
                 os.close(cgroup_fd)
+        from ocirun.testhooks import reached
+
+        reached("exec:execed")
     except BaseException:
         if console is not None:
             console.close()
         raise
     finally:
         os.close(pidfd)
-    if args.pid_file:
-        from ocirun.container.create import write_pid_file
+    return pid, console
 
-        write_pid_file(os.path.abspath(args.pid_file), pid)
-    from ocirun.container.foreground import SignalForwarder, proxy_and_wait, wait_forwarding_signals
 
-    if console is not None:
-        from ocirun.console import KeepMaster
-
-        if isinstance(console, KeepMaster):  # no console socket: we proxy the pty
-            try:
-                if console.fd is not None:
-                    return proxy_and_wait(pid, console, forwarder or SignalForwarder())
-            finally:
-                console.close()
-    if args.detach:
-        return 0
-    return wait_forwarding_signals(pid, forwarder)
+def _kill_and_reap(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
 
 
 def _exited(pidfd: int) -> bool:

@@ -4,19 +4,35 @@ Create's steps, but CRIU brings the processes (each step undone if a later one
 fails: a failed restore leaves no process, mount, cgroup or state behind):
 
 1. the images: a dump, with runc's descriptors.json   — before anything is touched
-2. validate the bundle, build the launch plan        — create's own code (prepare_container);
-                                                       the bundle must have the mounts the images
-                                                       were told are external
+2. validate the bundle, build the launch plan        — create's own code (prepare_create: the
+                                                       --pid-file directory checked too); the bundle
+                                                       must have the mounts the images were told
+                                                       are external
 3. CRIU new enough for what is asked                 — and what it cannot do refused
 4. claim <root>/<id>, lock it                        — a restored id that exists is an error
-5. create the cgroup, apply the resources            — create's code; CRIU restores into it
-6. prepare the rootfs exactly as create does         — the shim's own init runs the mount sequence
-                                                       (every mount point) and exits
-7. CRIU restores the tree (criu swrk, rst_sibling)   — the init is our child (a subreaper gets it when
+5. creating.json, as create (save_intent)            — a restore killed from here on is undone by
+                                                       `delete --force`: the cgroup's processes (CRIU
+                                                       and what it restored) killed, the cgroup
+                                                       removed, CRIU's root detached
+6. the cgroup: refused if it holds processes,        — create's code (make_cgroup); CRIU restores into
+   created, every resource but the pids limit          it
+7. prepare the rootfs exactly as create does         — the shim's own init runs the mount sequence
+                                                       (every mount point) and exits; it dies with us
+                                                       until then, as create's children before COMMIT
+8. CRIU restores the tree (criu swrk, rst_sibling)   — the init is our child (a subreaper gets it when
                                                        we exit); setup-namespaces: prestart and
-                                                       createRuntime hooks (runc); a terminal's new
-                                                       master to --console-socket or our proxy
-8. write state.json (running), the pid file          — then, in the foreground, wait and delete (runc)
+                                                       createRuntime hooks (runc); post-restore: the
+                                                       pids limit (the tree exists, nothing of it has
+                                                       run; CRIU's own tasks no longer need room in
+                                                       the cgroup); a terminal's new master to
+                                                       --console-socket or our proxy
+9. write state.json (running), the pid file, drop    — then, in the foreground, wait and delete (runc)
+   creating.json
+
+The test hooks (ocirun.testhooks) name these points ``restore:<step>``:
+``claimed``, ``intent``, ``cgroup``, ``cgroup-applied``, the shim's (``clone``,
+``placed``, ``NS_READY``, ``INIT_PID``, ``READY``), ``criu-root``,
+``restored`` (CRIU's post-restore), ``saved``, ``pid-file``.
 
 CRIU gets the rootfs as its root at ``<state dir>/criu-root`` (CRIU wants a
 mount point whose parent is not overmounted): a recursive bind, as runc's,
@@ -30,6 +46,7 @@ from contextlib import ExitStack
 
 from ocirun.cli import GlobalOptions
 from ocirun.errors import CriuError
+from ocirun.testhooks import reached
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -99,12 +116,12 @@ def cmd_restore(g: GlobalOptions, args: argparse.Namespace) -> int:
 def restore_container(g: GlobalOptions, container_id: str, opts: CreateOptions, flags: RestoreFlags,
                       criu: str = "criu", keep_master=None):
     """Restore the container from ``flags``' images; return its saved record."""
-    from ocirun.container.create import console_receiver, prepare_container
+    from ocirun.container.create import console_receiver, prepare_create
     from ocirun.criu import host
     from ocirun.store import Store
 
     images = read_images(flags.common.image_path)
-    prepared = prepare_container(g, container_id, opts)
+    prepared = prepare_create(g, container_id, opts)
     _check_bundle_against_images(prepared, images)
     have = host.require_version(criu)
     if flags.common.lazy_pages:
@@ -117,6 +134,7 @@ def restore_container(g: GlobalOptions, container_id: str, opts: CreateOptions, 
         on_console_fd = console_receiver(prepared, opts, keep_master, console_undo)
         store = Store(g.root)
         claim_lock = store.claim_locked(container_id)
+        reached("restore:claimed")
         try:
             return _restore_claimed(store, claim_lock, container_id, opts, flags, prepared, images,
                                     on_console_fd, criu, have)
@@ -210,7 +228,13 @@ def _check_bundle_against_images(prepared: Prepared, images: Images) -> None:
 
 def _restore_claimed(store, claim_lock, container_id: str, opts: CreateOptions, flags: RestoreFlags,
                      prepared: Prepared, images: Images, on_console_fd, criu: str, have):
-    from ocirun.container.create import container_record, make_cgroup, write_pid_file
+    from ocirun.container.create import (
+        _unlink_quiet,
+        container_record,
+        make_cgroup,
+        save_intent,
+        write_pid_file,
+    )
     from ocirun.criu import host, options, rpc
     from ocirun.criu.swrk import Swrk
     from ocirun.shim import prepare_rootfs
@@ -220,12 +244,15 @@ def _restore_claimed(store, claim_lock, container_id: str, opts: CreateOptions, 
     with ExitStack() as undo:
         undo.callback(store.remove, container_id)
         with claim_lock:
-            cgroup_fd = make_cgroup(prepared, undo)
+            save_intent(store, container_id, prepared)  # delete --force undoes a killed restore
+            reached("restore:intent")
+            cgroup_fd, pids_limit = make_cgroup(prepared, undo, "restore")
             # The same children and mount sequence as create; only the mount points stay.
             prepare_rootfs(plan, cgroup_fd=cgroup_fd,
                            on_child_created=cgroup.place if cgroup_fd is None else (lambda pid: None))
             criu_root = os.path.join(store.dir_path(container_id), CRIU_ROOT)
             _bind_root(plan.rootfs, criu_root, undo)
+            reached("restore:criu-root")
 
             fds: list[int] = []
             undo.callback(_close_all, fds)
@@ -254,12 +281,23 @@ def _restore_claimed(store, claim_lock, container_id: str, opts: CreateOptions, 
 
             restored: list[int] = []
             undo.callback(_kill_restored, restored)
+            limit_pending = [pids_limit] if pids_limit is not None else []
+
+            def apply_pids_limit() -> None:
+                # As create at INIT_PID: not while CRIU's own tasks share the cgroup
+                # with the tree it is forking (a container at its limit could never
+                # be restored); before anything restored runs (runc sets every
+                # resource before CRIU restores, the pids limit too).
+                while limit_pending:
+                    cgroup.apply(limit_pending.pop())
 
             def on_notify(script: str, pid: int, fd: int | None) -> None:
                 if script == "setup-namespaces":
                     _restore_hooks(prepared, pid)
                 elif script == "post-restore" and pid > 0:
                     restored[:] = [pid]
+                    apply_pids_limit()  # the tree exists, stopped; CRIU resumes it after this
+                    reached("restore:restored")
                 elif script == "orphan-pts-master" and fd is not None:
                     if on_console_fd is None:
                         raise CriuError("restore: the restored process has a terminal and nothing "
@@ -281,11 +319,16 @@ def _restore_claimed(store, claim_lock, container_id: str, opts: CreateOptions, 
             if pid <= 0:
                 raise CriuError("restore: CRIU did not say which process it restored")
             restored[:] = [pid]
+            apply_pids_limit()  # no post-restore came (it always does with notify_scripts)
             _unbind_root(criu_root)  # the restored container's mount namespace has its own copy
             record = container_record(container_id, pid, prepared, status_hint="running")
             store.save(record)
+            reached("restore:saved")
             if opts.pid_file:
                 write_pid_file(opts.pid_file, pid)
+                undo.callback(_unlink_quiet, opts.pid_file)
+                reached("restore:pid-file")
+            store.drop_intent(container_id)  # state.json holds the container now
             undo.pop_all()  # success: keep everything
     _close_all(fds)
     if cgroup_fd is not None:

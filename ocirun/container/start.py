@@ -9,6 +9,7 @@ import select
 from ocirun.cli import GlobalOptions
 from ocirun.container.common import open_store, status_of
 from ocirun.errors import InvalidStateError, OcirunError
+from ocirun.testhooks import reached
 
 TYPE_CHECKING = False  # argparse is only for annotations (importing it costs a call ~5 ms)
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ def start_container(g: GlobalOptions, container_id: str) -> None:
 
     store = open_store(g)
     with store.lock(container_id):
+        reached("start:locked")
         record = store.load(container_id)
         require(status_of(store, record), "start")
         if not record.has_process:
@@ -40,9 +42,11 @@ def start_container(g: GlobalOptions, container_id: str) -> None:
             if hooks.get("startContainer"):
                 _hooks_or_teardown(store, record, "startContainer")
             _release(store.exec_fifo_path(container_id), pidfd)
+            reached("start:released")
         finally:
             os.close(pidfd)
         store.save(record.replace(status_hint="running"))
+        reached("start:saved")
         if hooks.get("poststart"):
             # after the user process exec'd (its fifo byte is read), before start returns
             _hooks_or_teardown(store, record, "poststart")
@@ -54,6 +58,18 @@ def hook_state(record) -> dict:
     if record.annotations:
         state["annotations"] = dict(record.annotations)
     return state
+
+
+def _process_env(record) -> list[str]:
+    """The container process's env as runc's init has it when it runs startContainer
+    hooks: config's process.env, with HOME from the container's passwd if absent."""
+    process = (record.runtime or {}).get("process") or {}
+    env = list(process.get("env") or ())
+    if not any(e.startswith("HOME=") for e in env):
+        from ocirun.plan.build import _home_of
+
+        env.append("HOME=" + _home_of(record.rootfs, (process.get("user") or {}).get("uid", 0)))
+    return env
 
 
 def _hooks_or_teardown(store, record, kind: str) -> None:
@@ -68,7 +84,8 @@ def _hooks_or_teardown(store, record, kind: str) -> None:
     try:
         if kind == "startContainer":
             run_hooks(kind, hooks[kind], dict(state, pid=container_pid(record.pid)),
-                      in_container=container_ns_runner(record.pid, record.rootfs, cgroup_of(record)))
+                      in_container=container_ns_runner(record.pid, record.rootfs, cgroup_of(record),
+                                                       _process_env(record)))
         else:
             run_hooks(kind, hooks[kind], dict(state, pid=record.pid))
     except HookError:

@@ -11,7 +11,6 @@ written; the live cgroup files are the record of what is set.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from ocirun.cli import GlobalOptions
@@ -63,18 +62,24 @@ def resources_from_args(args: argparse.Namespace, stdin=None):
 
 
 def _read_json(name: str, stdin) -> dict:
+    from ocirun.errors import BundleError, ConfigError
+    from ocirun.spec.load import parse_config, read_config_file
+
     try:
         if name == "-":
             text = stdin.read()
-        else:
-            with open(name) as f:
-                text = f.read()
+        else:  # never waits on a fifo, never reads a device or an endless file
+            text = read_config_file(name, f"open {name}: no such file or directory")
     except OSError as err:
         raise UsageError(f"open {name}: {err.strerror.lower() if err.strerror else err}") from None
+    except BundleError as err:
+        raise UsageError(err.message) from None
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"invalid resources JSON in {name}: {exc}") from None
+        data = parse_config(text, name)  # lone surrogates refused too
+    except ConfigError as exc:
+        raise UsageError(f"invalid resources JSON in {exc.message}") from None
+    except RecursionError:
+        raise UsageError(f"invalid resources JSON in {name}: nested too deeply") from None
     if not isinstance(data, dict):
         raise UsageError(f"invalid resources JSON in {name}: not an object")
     _check_types(data)

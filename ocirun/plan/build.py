@@ -50,6 +50,11 @@ class PlanOptions:
     no_pivot: bool = False
     no_new_keyring: bool = False
     preserve_fds: int = 0
+    #: socket activation (ocirun.linux.fds): fds 3..3+listen_fds-1, before the
+    #: preserved ones; the process gets LISTEN_FDS and LISTEN_PID=1
+    listen_fds: int = 0
+    #: numbers among those the caller did not pass: closed before exec
+    absent_fds: tuple[int, ...] = ()
 
 
 @record
@@ -221,7 +226,8 @@ def _plan_mounts(
             # ours to populate, never the image's directory).
             steps.append(_DEV_TMPFS)
             has_dev = True
-        steps.extend(_plan_one_mount(m, dest, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_net_ns,
+        steps.extend(replace(step, json_path=f"$.mounts[{index}]") for step in
+                     _plan_one_mount(m, dest, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_net_ns,
                                      _mount_idmap(m, index, container_idmap)))
     if not has_dev:
         steps.append(_DEV_TMPFS)
@@ -277,7 +283,9 @@ def _plan_one_mount(m, dest, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_n
         source = m.source or ""
         if not source.startswith("/"):
             source = os.path.join(opts.bundle, source)
-        return [_bind_step(dest, source, parsed, opts)]
+        # In a user namespace the init's root may not reach the source (a path
+        # below a directory only the host's root may enter): the parent opens it.
+        return [replace(_bind_step(dest, source, parsed, opts), open_by_parent=in_user_ns)]
     data = ",".join(parsed.data)
     flags = parsed.flags & ~mo.MS_REMOUNT
     copy_up = parsed.tmpcopyup and fstype == "tmpfs"
@@ -305,6 +313,11 @@ def _plan_one_mount(m, dest, opts, cgroup_view, new_cgroup_ns, in_user_ns, new_n
             copy_up_mode=copy_up and not any(d.startswith("mode=") for d in parsed.data),
         )
     ]
+
+
+def _raw(text: str) -> bytes:
+    """UTF-8, with argv's undecodable bytes (surrogateescape) given back as they were."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 def _bind_step(dest: str, source: str, parsed: mo.ParsedOptions, opts: PlanOptions) -> MountStep:
@@ -376,6 +389,10 @@ _RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.star
 
 def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = False) -> ProcessPlan:
     env = list(proc.env or ())
+    if opts.listen_fds > 0:
+        # runc appends them; its init's setenv loop makes them win, at the place
+        # of a name the config already has
+        env = _setenv(_setenv(env, "LISTEN_FDS", str(opts.listen_fds)), "LISTEN_PID", "1")
     env_keys = {e.split("=", 1)[0] for e in env}
     if "HOME" not in env_keys:
         env.append("HOME=" + _home_of(opts.rootfs, proc.user.uid))
@@ -403,6 +420,7 @@ def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = Fal
             ambient=mask(c.ambient),
         )
     caps = _without_unavailable(caps, sorted(unknown_to_kernel), check_own=not in_user_ns)
+    caps = _raisable_ambient(caps)
     from ocirun.plan import process_attrs as pa
 
     label = None
@@ -415,11 +433,14 @@ def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = Fal
         from ocirun.linux.personality import persona as _persona
 
         persona = _persona(linux.personality.domain, linux.personality.flags)
+    # surrogateescape: exec's command line reaches us as argv bytes decoded that way
+    # (config.json's strings never hold lone surrogates: ocirun.spec.load refuses
+    # them); the process gets back the very bytes it was given, as with runc.
     return ProcessPlan(
-        args=tuple(a.encode() for a in proc.args),
-        env=tuple(e.encode() for e in env),
-        cwd=(proc.cwd or "/").encode(),
-        search_path=tuple(p.encode() for p in path_value.split(":") if p),
+        args=tuple(_raw(a) for a in proc.args),
+        env=tuple(_raw(e) for e in env),
+        cwd=_raw(proc.cwd or "/"),
+        search_path=tuple(_raw(p) for p in path_value.split(":") if p),
         uid=proc.user.uid,
         gid=proc.user.gid,
         additional_gids=tuple(proc.user.additional_gids or ()),
@@ -427,7 +448,8 @@ def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = Fal
         capabilities=caps,
         rlimits=tuple(Rlimit(_RLIMITS[r.type], r.soft, r.hard) for r in proc.rlimits or ()),
         no_new_privileges=bool(proc.no_new_privileges),
-        preserve_fds=opts.preserve_fds,
+        preserve_fds=opts.listen_fds + opts.preserve_fds,
+        absent_fds=opts.absent_fds,
         personality=persona,
         memory_policy=pa.memory_policy(linux.memory_policy)
         if linux is not None and linux.memory_policy is not None else None,
@@ -440,6 +462,19 @@ def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = Fal
         console_size=(_console_dim(proc.console_size.height), _console_dim(proc.console_size.width))
         if proc.terminal and proc.console_size is not None else None,
     )
+
+
+def _setenv(env: list[str], name: str, value: str) -> list[str]:
+    """``name=value`` in place of the first entry of that name (later ones dropped), else appended."""
+    out: list[str] = []
+    done = False
+    for entry in env:
+        if entry.split("=", 1)[0] == name:
+            if done:
+                continue
+            entry, done = f"{name}={value}", True
+        out.append(entry)
+    return out if done else [*out, f"{name}={value}"]
 
 
 def _without_unavailable(caps: Capabilities, unknown_to_kernel: list[str], *, check_own: bool) -> Capabilities:
@@ -469,12 +504,23 @@ def _without_unavailable(caps: Capabilities, unknown_to_kernel: list[str], *, ch
                         keep(caps.inheritable), keep(caps.ambient))
 
 
+def _raisable_ambient(caps: Capabilities) -> Capabilities:
+    """Leave out of the ambient set what the kernel would refuse to raise: a
+    capability that is not also permitted and inheritable (PR_CAP_AMBIENT_RAISE:
+    EPERM). runc and crun ignore that EPERM and run the process without it;
+    `runc spec` writes ambient without inheritable. The warning is the config
+    rules' (``ocirun.spec.rules.warnings``: validate and create print it)."""
+    if not caps.ambient:
+        return caps
+    return replace(caps, ambient=caps.ambient & (caps.permitted or 0) & (caps.inheritable or 0))
+
+
 def _warn(message: str) -> None:
     """A warning on stderr, like the loader's (podman reads --log as one JSON object:
     the log file gets errors only)."""
-    import sys
+    from ocirun.errors import warn
 
-    sys.stderr.write(f"warning: {message}\n")
+    warn(message)
 
 
 def _console_dim(value: int) -> int:

@@ -1,6 +1,9 @@
-"""Device cgroup rules: the config's linux.resources.devices, then the devices the
-container always needs, then an allow rule per linux.devices entry (runc's order).
-The list is evaluated from "deny all", so no rules at all means only those."""
+"""Device cgroup rules: the config's linux.resources.devices in their listed order,
+then the devices the container always needs, then an allow rule per linux.devices
+entry (runc's order: specconv appends its AllowedDevices after the configured rules,
+so a config cannot deny /dev/null; then the linux.devices nodes). The list is
+evaluated from "deny all", so no rules at all means only those. On cgroup v1 the
+configured allow rules therefore come first in devices.list, in their order."""
 
 from __future__ import annotations
 

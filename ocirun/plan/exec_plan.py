@@ -38,6 +38,8 @@ class ExecOptions:
     apparmor: str | None = None
     process_label: str | None = None
     preserve_fds: int = 0
+    #: numbers among 3..3+preserve_fds-1 the caller left free (ocirun.linux.fds)
+    absent_fds: tuple[int, ...] = ()
     #: the parsed --process file; replaces the config's process entirely
     process: dict[str, Any] | None = None
 
@@ -71,10 +73,10 @@ def exec_process_dict(config_process: dict[str, Any] | None, opts: ExecOptions) 
         names = [_cap_name(c) for c in opts.caps]
         unknown = [c for c, n in zip(opts.caps, names, strict=True) if n not in CAPABILITIES]
         if unknown:
-            import sys
+            from ocirun.errors import warn
 
             # runc's warning, and like runc the exec goes on without them
-            sys.stderr.write(f"warning: ignoring unknown or unavailable capabilities: [{' '.join(unknown)}]\n")
+            warn(f"ignoring unknown or unavailable capabilities: [{' '.join(unknown)}]")
             names = [n for n in names if n in CAPABILITIES]
         # runc 1.1: bounding, effective, permitted (not inheritable or ambient)
         for kind in ("bounding", "effective", "permitted"):
@@ -98,16 +100,17 @@ def validate_process(doc: Any) -> None:
     """Check a process object against the schema's process definition and the
     spec's rules for it; ConfigError naming every problem."""
     from ocirun import SPEC_VERSION
+    from ocirun.spec.rules import check_rules
     from ocirun.spec.schema import schema_problems
 
     if not isinstance(doc, dict):
         raise ConfigError("process", [Problem("$", "must be an object")])
-    problems = [p for p in schema_problems({"ociVersion": SPEC_VERSION, "process": doc})
-                if p.path.startswith("$.process")]
-    if not problems and not doc.get("args"):
-        problems.append(Problem("$.process.args", "args must not be empty"))
-    if not problems and not str(doc.get("cwd", "")).startswith("/"):
-        problems.append(Problem("$.process.cwd", "cwd must be an absolute path"))
+    wrapped = {"ociVersion": SPEC_VERSION, "process": doc}
+    problems = [p for p in schema_problems(wrapped) if p.path.startswith("$.process")]
+    seen = {p.path for p in problems}
+    # config.json's rules for a process (args, cwd, env, rlimits, capabilities, ids, ...)
+    problems += [p for p in check_rules(wrapped)
+                 if p.path.startswith("$.process") and p.path not in seen]
     if problems:
         raise ConfigError("process", problems)
 
@@ -135,7 +138,7 @@ def init_namespaces(init_pid: int) -> tuple[NamespaceJoin, ...]:
 
 def build_exec_plan(process: dict[str, Any], *, container_id: str, bundle: str, rootfs: str,
                     joins: tuple[NamespaceJoin, ...], seccomp: dict[str, Any] | None,
-                    preserve_fds: int = 0) -> LaunchPlan:
+                    preserve_fds: int = 0, absent_fds: tuple[int, ...] = ()) -> LaunchPlan:
     """The LaunchPlan the shim's ocirun_exec runs: joins, the process, seccomp."""
     from ocirun.plan.build import PlanOptions, _plan_process
     from ocirun.spec.model import Process
@@ -146,7 +149,8 @@ def build_exec_plan(process: dict[str, Any], *, container_id: str, bundle: str, 
     # In a joined user namespace every capability can be granted: no host check.
     in_user_ns = any(j.clone_flag == namespaces.CLONE_NEWUSER for j in joins)
     proc = _plan_process(model, PlanOptions(container_id=container_id, bundle=bundle, rootfs=rootfs,
-                                            preserve_fds=preserve_fds), in_user_ns=in_user_ns)
+                                            preserve_fds=preserve_fds, absent_fds=absent_fds),
+                         in_user_ns=in_user_ns)
     if model.exec_cpu_affinity is not None:
         # config.md: for exec'd processes only (the init never gets it)
         from ocirun.plan.process_attrs import cpu_mask
@@ -220,7 +224,7 @@ def _id(text: str, flag: str) -> int:
         raise UsageError(f"parsing {text} as int for {flag} failed: invalid syntax") from None
     if value < 0 or value > 0xFFFFFFFF:
         raise UsageError(f"{flag}: {text} is out of range")
-    return value
+    return value  # above 2147483647: refused with the process's other rules (validate_process)
 
 
 def _copy(doc: Any) -> Any:

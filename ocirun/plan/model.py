@@ -42,10 +42,16 @@ class MountStep:
     #: An id-mapped bind (idmap/ridmap): made by the parent as a detached mount
     #: and attached by the init instead of the mount(2) above; None: a plain mount.
     idmap: MountIdmap | None = None
+    #: A plain bind in a container with a user namespace, whose root may not reach
+    #: the source: the parent opens it with its privileges (open_tree, as for idmap)
+    #: and the init attaches it instead of the mount(2) above (ocirun/shim/idmap.py).
+    open_by_parent: bool = False
     #: tmpcopyup on a tmpfs: the init copies what the directory held into it.
     copy_up: bool = False
     #: With copy_up: the tmpfs root also takes the directory's mode (no mode= given).
     copy_up_mode: bool = False
+    #: Where it comes from in config.json (``$.mounts[3]``); "" for the runtime's own.
+    json_path: str = ""
 
 
 @record
@@ -133,8 +139,11 @@ class ProcessPlan:
     capabilities: Capabilities | None
     rlimits: tuple[Rlimit, ...]
     no_new_privileges: bool
-    #: fds 3..3+preserve_fds-1 stay open across exec (runc --preserve-fds).
+    #: fds 3..3+preserve_fds-1 stay open across exec (LISTEN_FDS and runc --preserve-fds).
     preserve_fds: int = 0
+    #: numbers in that range the caller did not pass: the runtime's placeholders
+    #: (ocirun.linux.fds), closed before exec. Any other number not open is skipped.
+    absent_fds: tuple[int, ...] = ()
     #: personality(2) persona (linux.personality: domain | flags); None: leave it alone.
     personality: int | None = None
     #: process.scheduler for sched_setattr(2); None: leave it alone.

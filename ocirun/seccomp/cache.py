@@ -100,10 +100,18 @@ class FilterCache:
         return bpf
 
     def put(self, key: str, bpf: bytes) -> None:
+        from ocirun.util.dryrun import current
+
+        rec = current()
+        if rec is not None and rec.dry_run:
+            return  # ocirun explain creates nothing, not even a cache entry
         dfd = self._open_dir(create=True)
         if dfd is None:
             return
-        tmp = f".tmp-{key}-{os.getpid()}"
+        import _thread
+
+        # the thread too: the library may compile the same filter in two threads at once
+        tmp = f".tmp-{key}-{os.getpid()}-{_thread.get_ident()}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                          0o600, dir_fd=dfd)

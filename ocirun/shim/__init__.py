@@ -18,19 +18,32 @@ NS_READY           stage-1 → parent  –               namespaces joined/creat
                                                      on_namespaces_ready(stage-1 pid)
 NS_ACK             parent → stage-1  –               done; become root in the user ns, clone init
 INIT_PID           stage-1 → parent  pid             the init's pid (host pid ns); stage-1 exits and
-                                                     is reaped; the parent writes oom_score_adj
+                                                     is reaped; the parent writes oom_score_adj and
+                                                     calls on_init_created(init pid): the pids limit,
+                                                     now that the init is the cgroup's only task
 INIT_ACK           parent → init     –               the parent knows the init: it may start (and
                                                      fail) now
 BEFORE_PIVOT       init → parent     –               (sync_before_pivot only) mounts done, before
                                                      pivot_root: on_before_pivot(init pid)
 BEFORE_PIVOT_ACK   parent → init     –               hooks done; pivot_root
-READY              init → parent     –               setup done; the init blocks on the exec fifo;
-                                                     spawn returns the init's pid
+READY              init → parent     –               setup done; the parent calls on_ready(init pid):
+                                                     state.json is saved there. With prepare_only
+                                                     (restore) it comes right after the mounts,
+                                                     devices, links and cwd (no BEFORE_PIVOT, no
+                                                     pivot_root), the init exits and spawn returns
+                                                     without COMMIT; prepare_rootfs reaps it
+COMMIT             parent → init     –               the container exists for others now: the init
+                                                     stops dying with the parent (PR_SET_PDEATHSIG,
+                                                     armed in stage-1 and the init until now), closes
+                                                     its end (the EOF tells the parent) and blocks on
+                                                     the exec fifo; spawn returns the init's pid
 ERROR              child → parent    step,errno,idx  a step failed (the child exits); spawn kills
                                                      and reaps every child and raises SetupError
 SECCOMP_FD         init → parent     fd (SCM_RIGHTS) seccomp filter loaded with NEW_LISTENER:
-                                                     on_seccomp_fd(init pid, fd) hands it to the
-                                                     agent at listenerPath
+                                     or idx          on_seccomp_fd(init pid, fd) hands it to the
+                                                     agent at listenerPath. When the filter refuses
+                                                     sendmsg(2), no fd comes: idx is its number in
+                                                     the init, taken with pidfd_getfd(2)
 SECCOMP_ACK        parent → init     –               the agent has it; go on
 CONSOLE_FD         init → parent     fd (SCM_RIGHTS) process.terminal: the pty master, made in the
                                                      container's devpts; on_console_fd(init pid, fd)
@@ -38,7 +51,10 @@ CONSOLE_FD         init → parent     fd (SCM_RIGHTS) process.terminal: the pty
 =================  ================  ==============  ==============================================
 
 EOF before READY means a child died without a word (killed): SetupError naming
-the last message received.
+the last message received. A killed parent (`ocirun create`): stage-1 and the
+init die with it (the parent-death signal, and the EOF at their next wait) until
+COMMIT, so nothing of the container outlives a create that did not finish;
+``delete --force`` removes what it left (ocirun.container.delete).
 
 After READY the init reopens the exec fifo (``/proc/self/fd/N``, O_WRONLY: it
 blocks until ``ocirun start`` opens it for reading), writes ``0`` and execs.
@@ -54,6 +70,7 @@ from collections.abc import Callable
 
 from ocirun.errors import SetupError
 from ocirun.plan.model import LaunchPlan
+from ocirun.testhooks import reached
 
 _MSG = struct.Struct("=5i")
 
@@ -172,6 +189,10 @@ STEPS: dict[str, str] = {
     "IDMAP_SETATTR": "mount_setattr(MOUNT_ATTR_IDMAP)",
     "IDMAP_MOVE_MOUNT": "{idmap_path}: {mount}: move_mount of the id-mapped mount",
     "IDMAP_DUP_FD": "move the id-mapped mount's fd above the preserved fds",
+    "BIND_TREE_HELPER": "start the helper that opens bind mount sources with the runtime's privileges",
+    "BIND_TREE_OPEN": "open_tree(OPEN_TREE_CLONE) of the source",
+    "PDEATHSIG": "prctl PR_SET_PDEATHSIG",
+    "LOOPBACK": "bring up the loopback interface lo in the new network namespace",
 }
 
 
@@ -236,6 +257,8 @@ def _step_error(step: int, err: int, index: int, plan: LaunchPlan) -> SetupError
     arg0 = _dec(proc.exe or proc.args[0]) if proc and (proc.exe or proc.args) else ""
     fields["arg0"] = arg0
     text = STEPS.get(name, name).format_map(_Missing(fields))
+    if name == "IDMAP_MOVE_MOUNT" and m is not None and m.idmap is None:
+        text = f"{fields['mount']}: move_mount of the bind opened by the runtime"
 
     detail = None
     if name == "EXEC_LOOKUP":
@@ -244,6 +267,11 @@ def _step_error(step: int, err: int, index: int, plan: LaunchPlan) -> SetupError
             detail = "executable file not found in $PATH"
         elif err == _errno.ENOENT:
             detail = f"stat {arg0}: no such file or directory"
+    elif name == "MOUNT_MKDIR" and err == _errno.EBUSY and m is not None:
+        # rootfs.c refuses it: a mount there would cover the rootfs itself
+        where = f"{m.json_path}.destination " if m.json_path else ""
+        detail = (f"{where}{_dec(m.target)!r} resolves to the container's root directory (through "
+                  "a symlink in the rootfs): a mount there would hide the rootfs")
     elif name == "MASK_DEVNULL" and err == _errno.ENODEV:
         detail = "refusing to bind /dev/null over it: /dev/null in the container is not the null device (char 1:3)"
     elif name == "SCHEDULER" and err == _errno.EPERM and proc and proc.scheduler and proc.scheduler.policy in (1, 2):
@@ -368,6 +396,8 @@ class _CPlan:
         c.rlimits, c.n_rlimits = rls, len(pr.rlimits)
         c.no_new_privileges = int(pr.no_new_privileges)
         c.preserve_fds = pr.preserve_fds
+        c.absent_fds = self.new("int[]", list(pr.absent_fds) or [-1])
+        c.n_absent_fds = len(pr.absent_fds)
         self._process_attrs(c, pr)
         c.terminal = int(pr.terminal)
         if pr.console_size is not None:
@@ -465,7 +495,10 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
           on_namespaces_ready: Callable[[int], None],
           on_before_pivot: Callable[[int], None] | None = None,
           on_seccomp_fd: Callable[[int, int], None] | None = None,
-          on_console_fd: Callable[[int, int], None] | None = None) -> int:
+          on_console_fd: Callable[[int, int], None] | None = None,
+          on_init_created: Callable[[int], None] | None = None,
+          on_ready: Callable[[int], None] | None = None,
+          stdio: tuple[int, int, int] | None = None) -> int:
     """Clone the container init per the plan; return its host pid once it is READY
     (setup done, blocked on the exec fifo).
 
@@ -480,7 +513,12 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
     init's pid and the seccomp listener fd before READY; the fd is closed after.
     ``on_console_fd`` (needed when the process has ``terminal``) gets the init's
     pid and the pty master before READY; the fd is closed after (dup it to keep it).
-    The init is this process's child.
+    ``on_init_created`` gets the init's pid once stage-1 is reaped, before the init
+    does anything (it waits for INIT_ACK). ``on_ready`` gets it at READY: what
+    makes the container exist for others (state.json) is written there; only
+    then is the init told to outlive us (COMMIT), and spawn returns once it has
+    (until then stage-1 and the init die with this process). ``stdio``: fds to
+    become the init's 0, 1, 2 (-1: ours); None: ours. The init is this process's child.
 
     Raises SetupError(step, errno, detail) on failure, after killing and
     reaping every process it made. An exception from a callback propagates
@@ -492,9 +530,10 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
     stage1: int | None = None
     init: int | None = None
     cg = -1 if cgroup_fd is None else cgroup_fd
+    verb = "restore" if plan.prepare_only else "create"  # the test hooks' points
     try:
         stage1, sock = _launch(plan, lambda cplan, res: lib.ocirun_spawn(cplan, exec_fifo_fd, cg, res),
-                               cgroup_fd, on_child_created)
+                               cgroup_fd, on_child_created, verb, stdio)
         last = "clone"
         while True:
             listener: int | None = None
@@ -507,9 +546,12 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
                     mtype not in (lib.OCIRUN_MSG_SECCOMP_FD, lib.OCIRUN_MSG_CONSOLE_FD) or init is None):
                 os.close(listener)
                 listener = None
+            if mtype == lib.OCIRUN_MSG_SECCOMP_FD and listener is None and init is not None:
+                listener = _take_fd(init, index)
             if mtype == 0:
                 raise SetupError(f"container init exited before it was ready (last: {last})")
             last = _msg_name(mtype)
+            reached(f"{verb}:{last}")
             if mtype == lib.OCIRUN_MSG_ERROR:
                 raise _step_error(step, err, index, plan)
             if mtype == lib.OCIRUN_MSG_NS_READY and stage1 is not None:
@@ -528,6 +570,8 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
                 stage1 = None
                 if plan.oom_score_adj is not None:
                     _write_proc(init, "oom_score_adj", str(plan.oom_score_adj).encode())
+                if on_init_created is not None:
+                    on_init_created(init)
                 _send(sock, lib.OCIRUN_MSG_INIT_ACK)
             elif mtype == lib.OCIRUN_MSG_BEFORE_PIVOT and init is not None:
                 if on_before_pivot is not None:
@@ -539,6 +583,10 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
             elif mtype == lib.OCIRUN_MSG_CONSOLE_FD and init is not None and listener is not None:
                 _hand_over(listener, on_console_fd, init, "process.terminal", "no receiver for the pty master")
             elif mtype == lib.OCIRUN_MSG_READY and init is not None:
+                if on_ready is not None:
+                    on_ready(init)
+                if not plan.prepare_only:  # that init exits after READY: nothing to commit
+                    _commit(sock, plan)
                 return init
             else:
                 raise SetupError("sync with container init", detail=f"unexpected message {last}")
@@ -551,6 +599,19 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
             os.close(sock)
 
 
+def _commit(sock: int, plan: LaunchPlan) -> None:
+    """COMMIT, then wait for the init to say it has stopped dying with us (it
+    closes its end: EOF); an ERROR instead raises."""
+    _, lib = _load()
+    _send(sock, lib.OCIRUN_MSG_COMMIT)
+    reached("create:COMMIT")
+    mtype, step, err, index, _ = _recv(sock)
+    if mtype == lib.OCIRUN_MSG_ERROR:
+        raise _step_error(step, err, index, plan)
+    if mtype != 0:
+        raise SetupError("sync with container init", detail=f"unexpected message {_msg_name(mtype)} after COMMIT")
+
+
 def prepare_rootfs(plan: LaunchPlan, *, cgroup_fd: int | None,
                    on_child_created: Callable[[int], None]) -> None:
     """Restore's half of create: the rootfs prepared exactly as ``spawn`` prepares
@@ -559,7 +620,10 @@ def prepare_rootfs(plan: LaunchPlan, *, cgroup_fd: int | None,
     and brings the processes. The init reports READY after its mounts and exits:
     its mount namespace, and every mount in it, goes with it; what the mounts
     created on the rootfs and on bind-mounted host directories stays, as after
-    create. Raises SetupError as ``spawn`` does, after the same cleanup."""
+    create. Raises SetupError as ``spawn`` does, after the same cleanup. Until
+    it exits, stage-1 and the init die with this process (the parent-death
+    signal), as in a create; there is no COMMIT. The test hooks' points are
+    ``restore:<step>`` (``restore:clone``, ``restore:placed``, one per sync message)."""
     from ocirun.util.record import replace
 
     prepared = replace(plan, prepare_only=True, sync_before_pivot=False)
@@ -569,7 +633,8 @@ def prepare_rootfs(plan: LaunchPlan, *, cgroup_fd: int | None,
 
 
 def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
-            on_child_created: Callable[[int], None]) -> tuple[int, int]:
+            on_child_created: Callable[[int], None], verb: str,
+            stdio: tuple[int, int, int] | None = None) -> tuple[int, int]:
     """What spawn and exec_process share: open the namespaces to join (above the
     preserved fds, which the container keeps), start the first child through
     ``start_c(cplan, res)`` (ocirun_spawn or ocirun_exec), place it in its
@@ -580,7 +645,7 @@ def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
     ns_fds: list[int] = []
     tree_fds: list[int] = []
     try:
-        if any(m.idmap is not None for m in plan.mounts):
+        if any(m.idmap is not None or m.open_by_parent for m in plan.mounts):
             from ocirun.shim.idmap import make_trees
 
             # Before the clone, so that a mapping or filesystem the kernel refuses
@@ -599,6 +664,8 @@ def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
                 fd = high
             ns_fds.append(fd)
         cplan = _CPlan(plan, ns_fds, tree_fds)
+        if stdio is not None:
+            cplan.plan.stdio = cplan.new("int[3]", list(stdio))
         res = ffi.new("struct ocirun_spawn_result *")
         if start_c(cplan.plan, res) < 0:
             raise _step_error(res.step, res.err, -1, plan)
@@ -608,15 +675,30 @@ def _launch(plan: LaunchPlan, start_c: Callable, cgroup_fd: int | None,
                 os.close(fd)
     child, sock = res.pid, res.sock
     try:
+        reached(verb + ":clone")
         if cgroup_fd is not None and not res.used_clone3:
             _write_cgroup_procs(cgroup_fd, child)
         on_child_created(child)
         _send(sock, lib.OCIRUN_MSG_CGROUP_PLACED)
+        reached(verb + ":placed")
     except BaseException:
         os.close(sock)
         _kill_and_reap(child)
         raise
     return child, sock
+
+
+def _take_fd(pid: int, fd: int) -> int | None:
+    """A child's fd by number (pidfd_getfd(2)): the seccomp listener when the
+    filter it just loaded refuses sendmsg(2). The child waits for our ACK, and
+    is ours to reap, so the pid is its."""
+    if fd < 0:
+        return None
+    _, lib = _load()
+    got = lib.ocirun_pidfd_getfd(pid, fd)
+    if got < 0:
+        raise SetupError("take the seccomp listener fd from the container (pidfd_getfd)", -got)
+    return got
 
 
 def _hand_over(fd: int, receiver: Callable[[int, int], None] | None, pid: int,
@@ -735,7 +817,7 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
     cg = -1 if cgroup_fd is None else cgroup_fd
     try:
         stage1, sock = _launch(plan, lambda cplan, res: lib.ocirun_exec(cplan, cstdio, cg, res),
-                               cgroup_fd, on_child_created)
+                               cgroup_fd, on_child_created, "exec")
         while True:
             master: int | None = None
             if plan.process.terminal or plan.seccomp_notify:  # CONSOLE_FD, SECCOMP_FD carry an fd
@@ -746,6 +828,8 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
                     master = None
             else:
                 mtype, step, err, index, pid = _recv(sock)
+            if mtype == lib.OCIRUN_MSG_SECCOMP_FD and master is None and proc is not None:
+                master = _take_fd(proc, index)
             if mtype == lib.OCIRUN_MSG_CONSOLE_FD and master is not None:
                 _hand_over(master, on_console_fd, proc or 0, "exec --tty", "no receiver for the pty master")
                 continue
@@ -764,6 +848,7 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
                 proc = pid
                 _reap(stage1)
                 stage1 = None
+                reached("exec:EXEC_PID")
                 _send(sock, lib.OCIRUN_MSG_EXEC_ACK)
             else:
                 raise SetupError("sync with exec process", detail=f"unexpected message {_msg_name(mtype)}")

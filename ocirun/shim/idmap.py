@@ -26,7 +26,8 @@ from ocirun.plan.mount_options import MS_REC
 
 
 def make_trees(plan: LaunchPlan, floor: int) -> list[int]:
-    """One fd per ``plan.mounts`` entry: its detached id-mapped tree, or -1.
+    """One fd per ``plan.mounts`` entry: its detached tree (id-mapped, or a plain
+    bind the parent opens: ``MountStep.open_by_parent``), or -1.
 
     Raises SetupError naming the mount (its JSON path) and the failed step;
     then nothing is left open and no process is left behind."""
@@ -36,6 +37,7 @@ def make_trees(plan: LaunchPlan, floor: int) -> list[int]:
     trees = [-1] * len(plan.mounts)
     userns: dict[tuple[bytes | None, bytes | None, bytes | None], int] = {}
     try:
+        _bind_trees(plan, floor, trees)
         for i, m in enumerate(plan.mounts):
             idmap = m.idmap
             if idmap is None:
@@ -58,6 +60,39 @@ def make_trees(plan: LaunchPlan, floor: int) -> list[int]:
         for fd in userns.values():
             os.close(fd)
     return trees
+
+
+def _bind_trees(plan: LaunchPlan, floor: int, trees: list[int]) -> None:
+    """The plain binds of a container with a user namespace, opened in one
+    helper (ocirun_bind_trees: the runtime's privileges, the host's mount locks)."""
+    from ocirun.shim import _load
+
+    wanted = [i for i, m in enumerate(plan.mounts) if m.open_by_parent and m.idmap is None]
+    if not wanted:
+        return
+    ffi, lib = _load()
+    keep = [ffi.new("char[]", plan.mounts[i].source or b"") for i in wanted]
+    sources = ffi.new("const char *[]", keep)
+    recursive = ffi.new("int[]", [int(bool(plan.mounts[i].flags & MS_REC)) for i in wanted])
+    out = ffi.new("int[]", len(wanted))
+    res = ffi.new("struct ocirun_spawn_result *")
+    if lib.ocirun_bind_trees(sources, recursive, len(wanted), floor, out, res) < 0:
+        m = plan.mounts[wanted[res.pid]] if 0 <= res.pid < len(wanted) else None
+        raise _bind_error(m, res.step, res.err)
+    for k, i in enumerate(wanted):
+        trees[i] = out[k]
+
+
+def _bind_error(m: MountStep | None, step: int, err: int) -> SetupError:
+    """The message a failed mount(2) of that bind in the init gave (it is the same
+    mount), or the helper's step."""
+    from ocirun.shim import STEPS, _c_step_names
+
+    name = _c_step_names().get(step, "NONE")
+    if m is not None and name == "BIND_TREE_OPEN":
+        return SetupError(_dec(m.describe) or f"bind mount {_dec(m.source)} to {_dec(m.target)}", err)
+    what = f"{_dec(m.describe)}: " if m is not None else "bind mounts: "
+    return SetupError(what + STEPS.get(name, name), err)
 
 
 def _userns_fd(m: MountStep) -> int:

@@ -35,13 +35,18 @@
  *  | BEFORE_PIVOT      | init -> parent   | -              | mounts done, before pivot_root (only if       |
  *  |                   |                  |                | sync_before_pivot): parent runs hooks         |
  *  | BEFORE_PIVOT_ACK  | parent -> init   | -              | hooks done; pivot                             |
- *  | READY             | init -> parent   | -              | setup done; init blocks on the exec fifo;     |
- *  |                   |                  |                | the parent closes its end and returns the pid |
+ *  | READY             | init -> parent   | -              | setup done; the parent saves state.json       |
+ *  | COMMIT            | parent -> init   | -              | the container exists now: the init disarms    |
+ *  |                   |                  |                | its parent-death signal, closes its end (the  |
+ *  |                   |                  |                | EOF tells the parent, which then returns) and |
+ *  |                   |                  |                | blocks on the exec fifo                       |
  *  | ERROR             | child -> parent  | step,err,index | a step failed; the child exits; the parent    |
  *  |                   |                  |                | kills and reaps every child and raises        |
  *  | SECCOMP_FD        | init -> parent   | fd (SCM_RIGHTS)| filter loaded with NEW_LISTENER (SCMP_ACT_    |
  *  |                   |                  |                | NOTIFY): the parent hands the fd and the state|
- *  |                   |                  |                | to listenerPath, before READY                 |
+ *  |                   |                  |                | to listenerPath, before READY. A filter that  |
+ *  |                   |                  | or index = fd  | refuses sendmsg: the fd's number instead, the |
+ *  |                   |                  |                | parent takes it with pidfd_getfd              |
  *  | SECCOMP_ACK       | parent -> init   | -              | the agent has the fd; go on                   |
  *  | CONSOLE_FD        | init -> parent   | fd (SCM_RIGHTS)| process.terminal: the pty master, made in the |
  *  |                   |                  |                | container's devpts (src/console.c); the parent|
@@ -49,7 +54,10 @@
  *  | EXEC_PID, EXEC_ACK| (exec only)      |                | see src/exec.c                                |
  *
  * EOF on the parent's end before READY means a child died without saying
- * why (killed); the parent reports the last message it got.
+ * why (killed); the parent reports the last message it got. Until COMMIT,
+ * stage-1 and the init die with the parent (PR_SET_PDEATHSIG, armed again
+ * after each change of ids; and the EOF at their next wait), so a killed
+ * `ocirun create` leaves no process behind.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -65,6 +73,7 @@
 #include <string.h>
 #include <termios.h>
 #include <unistd.h>
+#include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -83,6 +92,7 @@
  * dependency order so every helper stays static and the compiler sees one
  * translation unit (cffi's set_source compiles this file). */
 #include "src/common.c"
+#include "src/selffd.c"
 #include "src/namespaces.c"
 #include "src/idmap.c"
 #include "src/copyup.c"

@@ -21,6 +21,7 @@ enum ocirun_msg_type {
     OCIRUN_MSG_ERROR = 9,
     OCIRUN_MSG_SECCOMP_FD = 10,     /* init -> parent, the listener fd in SCM_RIGHTS */
     OCIRUN_MSG_SECCOMP_ACK = 11,
+    OCIRUN_MSG_COMMIT = 12,         /* parent -> init: state.json saved; outlive us */
     /* 30-49: exec and hooks */
     OCIRUN_MSG_EXEC_PID = 30,       /* exec stage-1 -> parent: the joining process's pid */
     OCIRUN_MSG_EXEC_ACK = 31,       /* parent -> exec process: pid known; set up and exec */
@@ -122,7 +123,7 @@ enum ocirun_step {
     /* Blocks by job, so work on one never renumbers another: 60-79 process
      * settings (personality, scheduler, ioprio, affinity, LSM, sysctl),
      * 80-99 exec and hooks, 100-119 terminals, 120-129 memory policy,
-     * 130-139 id-mapped mounts, 140-149 later rootfs steps. */
+     * 130-139 id-mapped mounts, 140-149 later rootfs steps, 150-159 network. */
     /* terminals (src/console.c) */
     OCIRUN_STEP_CONSOLE_OPEN_PTMX = 100,
     OCIRUN_STEP_CONSOLE_PTMX_CHECK = 101,  /* not the ptmx of a devpts */
@@ -149,9 +150,14 @@ enum ocirun_step {
     OCIRUN_STEP_IDMAP_SETATTR = 136,       /* mount_setattr(MOUNT_ATTR_IDMAP) */
     OCIRUN_STEP_IDMAP_MOVE_MOUNT = 137,    /* init: move_mount onto the mount point */
     OCIRUN_STEP_IDMAP_DUP_FD = 138,        /* parent: the tree fd above the preserved fds */
+    OCIRUN_STEP_BIND_TREE_HELPER = 139,    /* parent: the helper that opens bind sources (ocirun_bind_trees) */
     /* later rootfs steps (src/rootfs.c) */
     OCIRUN_STEP_DEVICE_EXISTS = 140,    /* index: devices[]; a file at the path that is not the device */
-    OCIRUN_STEP_MOUNT_COPYUP = 141      /* index: mounts[]; tmpcopyup's copy into the tmpfs */
+    OCIRUN_STEP_MOUNT_COPYUP = 141,     /* index: mounts[]; tmpcopyup's copy into the tmpfs */
+    OCIRUN_STEP_BIND_TREE_OPEN = 142,   /* parent: open_tree of a bind source (ocirun_bind_trees) */
+    OCIRUN_STEP_PDEATHSIG = 143,        /* init: disarm the parent-death signal at COMMIT */
+    /* 150-159: network (src/namespaces.c) */
+    OCIRUN_STEP_LOOPBACK = 150          /* stage-1: bring lo up in a new network namespace */
 };
 
 struct ocirun_mount {
@@ -259,6 +265,10 @@ struct ocirun_process {
     int mpol_mode;             /* MPOL_* | MPOL_F_* mode flags */
     const uint64_t *mpol_nodes; /* nodemask as unsigned longs; NULL: no nodes */
     int mpol_nodes_len;        /* words */
+    /* numbers in 3..3+preserve_fds-1 the caller did not pass (the runtime's
+     * placeholders): closed, not passed */
+    const int *absent_fds;
+    int n_absent_fds;
 };
 
 struct ocirun_plan {
@@ -297,6 +307,9 @@ struct ocirun_plan {
     const char **sysctl_keys;
     const char **sysctl_values;
     int n_sysctl;
+    /* create: NULL (the init keeps the caller's 0-2), or the fds that become the
+     * init's 0, 1, 2 (-1: keep that one); the library's stdout=PIPE and the like */
+    const int *stdio;
     /* restore (CRIU brings the processes): the init makes the mounts, devices,
      * links and cwd exactly as for create, then reports READY and exits; its
      * mount namespace goes with it, the mount points it made stay. */
@@ -312,6 +325,9 @@ struct ocirun_spawn_result {
 };
 
 int ocirun_shim_version(void);
+/* fd number `fd` of process `pid`, duplicated into the caller (pidfd_open +
+ * pidfd_getfd, O_CLOEXEC); -errno on failure. */
+int ocirun_pidfd_getfd(int pid, int fd);
 /* prctl(PR_SET_CHILD_SUBREAPER, 1) on the caller (foreground `run`); -1 on failure. */
 int ocirun_set_child_subreaper(void);
 
@@ -344,3 +360,11 @@ int ocirun_idmap_userns(const char *uid_map, const char *gid_map, struct ocirun_
  * O_CLOEXEC fd at or above floor. fd, or -1 with res set; nothing left open. */
 int ocirun_idmap_tree(const char *source, int recursive_clone, int recursive_idmap, int userns_fd,
                       int floor, struct ocirun_spawn_result *res);
+/* ocirun_bind_trees: detached clones of n plain bind sources (the whole tree
+ * below each with recursive[i]), opened with the runtime's privileges by a
+ * helper in a user namespace mapping every id to itself, in a mount namespace
+ * of its own (so the host's mount locks come with them), made slaves; fds at
+ * or above floor in fds_out. 0, or -1 with res->step, res->err and res->pid =
+ * the index of the failing source (-1: none); nothing left open or running. */
+int ocirun_bind_trees(const char **sources, const int *recursive, int n, int floor, int *fds_out,
+                      struct ocirun_spawn_result *res);

@@ -338,16 +338,20 @@ class Process(_Node):
 
 @record(slots=True)
 class Hook(_Node):
-    """One hook: an absolute ``path`` run with ``args``/``env``, optional ``timeout`` (s)."""
+    """One hook: an absolute ``path`` run with ``args``/``env``, optional ``timeout`` (s).
 
+    ``env`` None (absent) is not ``()``: a hook without ``env`` inherits an
+    environment (ocirun.hooks), one with ``"env": []`` gets none."""
+
+    _KEEP_EMPTY: ClassVar[frozenset[str]] = frozenset({"env"})
     path: str
     args: tuple[str, ...] = ()
-    env: tuple[str, ...] = ()
+    env: tuple[str, ...] | None = None
     timeout: int | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Hook:
-        return cls(d["path"], _strs(d, "args"), _strs(d, "env"), d.get("timeout"))
+        return cls(d["path"], _strs(d, "args"), _opt_strs(d, "env"), d.get("timeout"))
 
 
 @record(slots=True)

@@ -203,15 +203,35 @@ def rootfs_exists(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
         yield _p(["root", "path"], f"rootfs {full} is not a directory")
 
 
+@rule("runc")
+def rootfs_not_symlink(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
+    """root.path is no symlink and passes through none (runc's check and words): a rootfs
+    that is a link to "/" would run the container on the host's root filesystem. The
+    bundle directory itself may be reached through one (it is resolved first, as runc does)."""
+    path = _obj(doc.get("root")).get("path")
+    if ctx.bundle is None or not isinstance(path, str) or not path or "\0" in path:
+        return
+    full = os.path.normpath(os.path.join(os.path.realpath(ctx.bundle), path))
+    real = os.path.realpath(full)
+    if real != full and os.path.exists(full):
+        yield _p(["root", "path"], f"invalid rootfs: not an absolute path, or a symlink: {full} "
+                                   f"resolves to {real}")
+
+
 @rule("config.md#configMounts")
 def mount_destination(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
-    """A mount destination names a path (relative ones are deprecated, see warnings())."""
+    """A mount destination names a path (relative ones are deprecated, see warnings()) other
+    than the container's root: "/", "/..", ".", "//" would cover the rootfs itself."""
     for i, m in _items(doc.get("mounts")):
         dest = m.get("destination")
         if dest == "":
             yield _p(["mounts", i, "destination"], "must not be empty")
         elif isinstance(dest, str) and "\0" in dest:
             yield _p(["mounts", i, "destination"], "contains a NUL byte")
+        elif isinstance(dest, str) and os.path.normpath("/" + dest.lstrip("/")) == "/":
+            yield _p(["mounts", i, "destination"],
+                     f"{dest!r} is the container's root directory: a mount cannot replace the "
+                     "rootfs (root.path names it)")
 
 
 _IDMAP_OPTIONS = ("idmap", "ridmap")
@@ -329,6 +349,37 @@ def process_user(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
     umask = _int(user.get("umask"))
     if umask is not None and umask > 0o777:
         yield _p(["process", "user", "umask"], f"{umask} is not a umask (0 to 511, i.e. 0o777)")
+
+
+#: The highest uid/gid runc accepts (libcontainer/user: 2^31-1, "for 32-bit systems
+#: compatibility"). Above it lies 4294967295, (uid_t)-1, which setresuid(2), setgroups(2)
+#: and chown(2) take as "leave unchanged": a process or a device meant for that id would
+#: stay root's.
+MAX_ID = 2**31 - 1
+_ID_RANGE = f"uids and gids must be in range 0-{MAX_ID}"
+
+
+def _id_problem(value: Any) -> str | None:
+    """Why an id (already a uint32 for the schema) is refused, or None."""
+    n = _int(value)
+    if n is None or 0 <= n <= MAX_ID:
+        return None
+    return f"{n} is out of range: {_ID_RANGE}"
+
+
+@rule("runc")
+def process_user_ids(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
+    """process.user uid, gid and additionalGids lie in 0..2147483647 (runc's range and words;
+    4294967295 would leave the process root)."""
+    user = _obj(_obj(doc.get("process")).get("user"))
+    for key in ("uid", "gid"):
+        why = _id_problem(user.get(key))
+        if why:
+            yield _p(["process", "user", key], why)
+    for i, gid in enumerate(_arr(user.get("additionalGids"))):
+        why = _id_problem(gid)
+        if why:
+            yield _p(["process", "user", "additionalGids", i], why)
 
 
 @rule("config.md#configLinuxProcess")
@@ -459,6 +510,47 @@ def user_namespace_mappings(doc: Mapping[str, Any], ctx: Context) -> Iterator[Pr
                 yield _p(["linux", key, i, "size"], "must be greater than 0")
 
 
+#: user_namespaces(7): ids are 32-bit and (uid_t)-1 is never mapped, so a range ends at
+#: 4294967294 at most; since Linux 4.15 a map holds at most 340 lines.
+_ID_LIMIT = 2**32 - 1
+_MAX_EXTENTS = 340
+
+
+def _mapping_problems(path: list[str | int], mappings: Any) -> Iterator[Problem]:
+    """The kernel's checks of one uid_map/gid_map, said before anything exists: each range
+    within 0..4294967294 on both sides, no two ranges overlapping on either side."""
+    seen: list[tuple[int, int, int, int]] = []  # (index, containerID, hostID, size)
+    count = 0
+    for i, mapping in _items(mappings):
+        count += 1
+        inner, outer, size = (_int(mapping.get(k)) for k in ("containerID", "hostID", "size"))
+        if inner is None or outer is None or not size:
+            continue  # the schema (or the size rule) reports it
+        for key, first in (("containerID", inner), ("hostID", outer)):
+            if first + size > _ID_LIMIT:
+                yield _p([*path, i], f"{key} {first} + size {size} passes the last id ({_ID_LIMIT - 1})")
+        for j, other_inner, other_outer, other_size in seen:
+            for side, a, b in (("container", inner, other_inner), ("host", outer, other_outer)):
+                if a < b + other_size and b < a + size:
+                    yield _p([*path, i], f"its {side} ids {a}-{a + size - 1} overlap those of "
+                                         f"[{j}] ({b}-{b + other_size - 1})")
+        seen.append((i, inner, outer, size))
+    if count > _MAX_EXTENTS:
+        yield _p(path, f"{count} mappings: the kernel takes at most {_MAX_EXTENTS}")
+
+
+@rule("config-linux.md#configLinuxUserNamespaceMappings")
+def id_mapping_ranges(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
+    """Each uid/gid mapping (the container's and a mount's) stays within the 32-bit ids the
+    kernel maps (id + size <= 4294967295); no two overlap; at most 340 (user_namespaces(7))."""
+    linux = _linux(doc)
+    for key in ("uidMappings", "gidMappings"):
+        yield from _mapping_problems(["linux", key], linux.get(key))
+    for i, m in _items(doc.get("mounts")):
+        for key in ("uidMappings", "gidMappings"):
+            yield from _mapping_problems(["mounts", i, key], m.get(key))
+
+
 _CLOCKS = ("boottime", "monotonic")
 
 
@@ -504,6 +596,30 @@ def devices(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
         if mode is not None and kind is not None and mode & 0o170000 not in (0, kind):
             yield _p(["linux", "devices", i, "fileMode"],
                      f"{mode} (0o{mode:o}) has file-type bits that are not those of type {dev['type']!r}")
+
+
+@rule("runc")
+def device_owner_ids(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
+    """linux.devices uid/gid lie in runc's id range (chown(2) takes 4294967295 as "unchanged":
+    the node would stay root's)."""
+    for i, dev in _items(_linux(doc).get("devices")):
+        for key in ("uid", "gid"):
+            why = _id_problem(dev.get(key))
+            if why:
+                yield _p(["linux", "devices", i, key], why)
+
+
+_ID_OPTION = re.compile(r"(uid|gid)=(\d+)\Z")
+
+
+@rule("runc")
+def mount_option_ids(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
+    """Numeric uid=/gid= mount options (tmpfs, devpts, ...) lie in runc's id range."""
+    for i, m in _items(doc.get("mounts")):
+        for j, option in _strings(m.get("options")):
+            match = _ID_OPTION.match(option)
+            if match and int(match.group(2)) > MAX_ID:
+                yield _p(["mounts", i, "options", j], f"{option!r}: {_ID_RANGE}")
 
 
 _IFNAME_MAX = 15  # IFNAMSIZ - 1
@@ -554,7 +670,7 @@ def net_devices(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
 
 @rule("config-linux.md#configLinuxCgroupsPath")
 def cgroups_path(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
-    """cgroupsPath values ocirun considers invalid: NUL bytes, '..' components."""
+    """cgroupsPath values ocirun considers invalid: NUL bytes, '..' components, the root cgroup."""
     path = _linux(doc).get("cgroupsPath")
     if not isinstance(path, str):
         return
@@ -562,6 +678,10 @@ def cgroups_path(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
         yield _p(["linux", "cgroupsPath"], "contains a NUL byte")
     elif ".." in re.split(r"[/:]", path):
         yield _p(["linux", "cgroupsPath"], f"{path!r} must not contain '..' components")
+    elif path.startswith("/") and all(c in ("", ".") for c in path.split("/")):
+        # "/" (or "//", "/."): the root of every hierarchy, which holds every process
+        # of the host; the container's cgroup is killed and removed with it.
+        yield _p(["linux", "cgroupsPath"], f"{path!r} names the root cgroup, not a cgroup of the container")
 
 
 @rule("config-linux.md#configLinuxDeviceAllowedlist")
@@ -763,6 +883,28 @@ def memory_policy(doc: Mapping[str, Any], ctx: Context) -> Iterator[Problem]:
         yield _p([*base, "flags"], f"{what} takes neither MPOL_F_STATIC_NODES nor MPOL_F_RELATIVE_NODES")
 
 
+# --------------------------------------------------------------------------- beyond the schema
+
+#: rootfsPropagation values runc and crun accept beyond the schema's enum (private,
+#: shared, slave, unbindable): the recursive forms, mapped as runc maps them
+#: (ocirun.plan.mount_options.PROPAGATION_OPTIONS: rprivate = MS_PRIVATE|MS_REC, ...).
+RECURSIVE_ROOTFS_PROPAGATION = {"rprivate": "private", "rshared": "shared", "rslave": "slave",
+                                "runbindable": "unbindable"}
+
+
+def schema_view(doc: Any) -> Any:
+    """``doc`` as the schema check sees it: what ocirun accepts beyond the upstream
+    schema (which stays byte-identical) replaced by its schema-valid counterpart, in
+    a shallow copy; ``doc`` itself is returned when there is nothing to replace.
+    warnings() says what was accepted."""
+    linux = _obj(doc.get("linux")) if isinstance(doc, dict) else {}
+    value = linux.get("rootfsPropagation")
+    plain = RECURSIVE_ROOTFS_PROPAGATION.get(value) if isinstance(value, str) else None
+    if plain is None:
+        return doc
+    return dict(doc, linux=dict(linux, rootfsPropagation=plain))
+
+
 # --------------------------------------------------------------------------- warnings
 
 
@@ -771,12 +913,27 @@ def warnings(doc: Any) -> list[str]:
     if not isinstance(doc, dict):
         return []
     out = []
+    propagation = _linux(doc).get("rootfsPropagation")
+    if propagation in RECURSIVE_ROOTFS_PROPAGATION:
+        out.append(f"{json_path(['linux', 'rootfsPropagation'])}: {propagation!r} is not one of the "
+                   "values the spec lists (private, shared, slave, unbindable); accepted as runc and "
+                   f"crun accept it: {RECURSIVE_ROOTFS_PROPAGATION[propagation]}, recursively")
     memory = _obj(_obj(_linux(doc).get("resources")).get("memory"))
     if memory.get("kernel") is not None:
         # runc 1.1 ignores it with a warning too: Linux >= 5.16 accepts
         # memory.kmem.limit_in_bytes and ignores it, and cgroup v2 has no such limit
         out.append(f"{json_path(['linux', 'resources', 'memory', 'kernel'])}: kernel memory limits are "
                    "deprecated and ignored (not enforced by Linux since 5.16, absent from cgroup v2)")
+    caps = _obj(_obj(doc.get("process")).get("capabilities"))
+    if caps.get("ambient"):
+        # PR_CAP_AMBIENT_RAISE needs the capability permitted and inheritable; runc
+        # and crun ignore the kernel's EPERM (`runc spec` writes ambient without inheritable)
+        have = {c for _, c in _strings(caps.get("permitted"))} & {c for _, c in _strings(caps.get("inheritable"))}
+        lost = [c for _, c in _strings(caps.get("ambient")) if c not in have]
+        if lost:
+            out.append(f"{json_path(['process', 'capabilities', 'ambient'])}: {', '.join(lost)} not also in "
+                       "inheritable and permitted: the kernel refuses to raise them, the process runs "
+                       "without them (as with runc and crun)")
     for i, m in _items(doc.get("mounts")):
         dest = m.get("destination")
         if isinstance(dest, str) and dest and not dest.startswith("/"):

@@ -64,11 +64,22 @@ def reference_problems(doc: Any) -> list[Problem]:
     seen: set[tuple[str, str]] = set()
     problems: list[Problem] = []
     for err in _leaf_errors(_reference_validator().iter_errors(doc)):
-        key = (json_path(err.absolute_path), err.message)
+        key = (json_path(err.absolute_path), _shorten(err.message))
         if key not in seen:
             seen.add(key)
             problems.append(Problem(*key))
     return problems
+
+
+#: jsonschema's messages quote the offending value: a huge or deeply nested one is cut
+#: in the middle (its start and the verdict at the end stay).
+_MESSAGE_LIMIT = 1000
+
+
+def _shorten(message: str) -> str:
+    if len(message) <= _MESSAGE_LIMIT:
+        return message
+    return f"{message[:600]} … ({len(message) - 900} characters) … {message[-300:]}"
 
 
 def _leaf_errors(errors: Iterator[Any]) -> Iterator[Any]:

@@ -229,3 +229,13 @@ def ocirun(tmp_path) -> Iterator[Runtime]:
     if new_fds:
         leaks.append(f"fds: {sorted(new_fds)}")
     assert not leaks, "test left things behind: " + "; ".join(leaks)
+
+
+@pytest.fixture
+def api(ocirun):
+    """ocirun.Runtime (the library, in this process) on the ``ocirun`` fixture's state
+    root: the CLI sees its containers, and the same leak check follows the test.
+    Take ids from ``ocirun.new_id()``."""
+    from ocirun import Runtime
+
+    return Runtime(root=ocirun.root)

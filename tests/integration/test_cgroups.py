@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from kernel_probes import hugepage_size, v1_file
 
 from ocirun.cgroups import detect_mode
 
@@ -145,30 +146,43 @@ def resources_for_host() -> tuple[dict, dict]:
             want["memory.swap.max"] = "134217728"
         else:
             del r["memory"]["swap"]
+        if not v2_child_has("cpuset.cpus"):  # the cpuset controller is not enabled here
+            del r["cpu"]["cpus"], r["cpu"]["mems"], want["cpuset.cpus"], want["cpuset.mems"]
         if dev:
             want["io.max"] = f"{dev[0]}:{dev[1]} rbps=10485760 wbps=max riops=max wiops=300"
             if v2_child_has("io.weight") and not v2_child_has("io.bfq.weight"):
                 # the blkio weight converted to io.weight as runc does: 500 -> 4950
                 r["blockIO"]["weight"] = 500
                 want["io.weight"] = "default 4950"
-        r["cpu"].update(burst=10000, idle=0)
-        want.update({"cpu.max.burst": "10000", "cpu.idle": "0"})
-        if os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"):
+        if v2_child_has("cpu.max.burst"):  # Linux 5.14
+            r["cpu"]["burst"] = 10000
+            want["cpu.max.burst"] = "10000"
+        if v2_child_has("cpu.idle"):  # Linux 5.15
+            r["cpu"]["idle"] = 0
+            want["cpu.idle"] = "0"
+        if hugepage_size(2048) and v2_child_has("hugetlb.2MB.max"):
             r["hugepageLimits"] = [{"pageSize": "2MB", "limit": 4194304}]
             want["hugetlb.2MB.max"] = "4194304"
     else:
-        r["memory"].update(swap=268435456, swappiness=10, disableOOMKiller=False, useHierarchy=True)
-        r["cpu"].update(burst=10000, idle=0)
+        r["memory"].update(swappiness=10, disableOOMKiller=False, useHierarchy=True)
         want = {"memory.limit_in_bytes": "134217728", "memory.soft_limit_in_bytes": "67108864",
-                "memory.memsw.limit_in_bytes": "268435456", "memory.swappiness": "10",
+                "memory.swappiness": "10",
                 "memory.use_hierarchy": "1", "memory.oom_control": "oom_kill_disable 0",
                 "cpu.shares": "512", "cpu.cfs_quota_us": "50000", "cpu.cfs_period_us": "100000",
-                "cpu.cfs_burst_us": "10000", "cpu.idle": "0",
                 "cpuset.cpus": "0", "cpuset.mems": "0", "pids.max": "64"}
-        if os.path.exists("/sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes"):
+        if v1_file("memory", "memory.memsw.limit_in_bytes"):  # swap accounting (CONFIG_MEMCG_SWAP, on)
+            r["memory"]["swap"] = 268435456
+            want["memory.memsw.limit_in_bytes"] = "268435456"
+        if v1_file("cpu", "cpu.cfs_burst_us"):  # Linux 5.14
+            r["cpu"]["burst"] = 10000
+            want["cpu.cfs_burst_us"] = "10000"
+        if v1_file("cpu", "cpu.idle"):  # Linux 5.15
+            r["cpu"]["idle"] = 0
+            want["cpu.idle"] = "0"
+        if v1_file("memory", "memory.kmem.tcp.limit_in_bytes"):
             r["memory"]["kernelTCP"] = 16777216
             want["memory.kmem.tcp.limit_in_bytes"] = "16777216"
-        if os.path.exists("/sys/fs/cgroup/cpu/cpu.rt_runtime_us"):
+        if v1_file("cpu", "cpu.rt_runtime_us"):  # CONFIG_RT_GROUP_SCHED
             r["cpu"].update(realtimePeriod=500000, realtimeRuntime=5000)
             want.update({"cpu.rt_period_us": "500000", "cpu.rt_runtime_us": "5000"})
         if dev:
@@ -177,23 +191,22 @@ def resources_for_host() -> tuple[dict, dict]:
     return r, want
 
 
-def test_every_resource_is_read_back_from_the_cgroup(ocirun, bundle):
+def test_every_resource_is_read_back_from_the_cgroup(api, ocirun, bundle):
     resources, want = resources_for_host()
     set_resources(bundle, resources)
     cid = ocirun.new_id()
-    detached(ocirun, "create", "--bundle", str(bundle.path), cid)
-    cg = Cgroup.of(ocirun, cid)
-    got = {name: cg.read(name) for name in want}
-    if "memory.oom_control" in got:  # also "under_oom 0", "oom_kill N" lines
-        got["memory.oom_control"] = got["memory.oom_control"].splitlines()[0]
-    assert got == want
-    if "weight" in resources.get("blockIO", {}) and not V2:
-        assert cg.read(v1_blkio_weight_file()).split()[-1] == "500"
-    # the init is in the container's cgroup of every hierarchy before it runs
-    pid = ocirun.state(cid)["pid"]
-    for d in cg.dirs():
-        assert str(pid) in Path(d, "cgroup.procs").read_text().split()
-    ocirun("delete", "--force", cid)
+    with api.create(cid, bundle.path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL) as c:
+        cg = Cgroup.of(ocirun, cid)
+        got = {name: cg.read(name) for name in want}
+        if "memory.oom_control" in got:  # also "under_oom 0", "oom_kill N" lines
+            got["memory.oom_control"] = got["memory.oom_control"].splitlines()[0]
+        assert got == want
+        if "weight" in resources.get("blockIO", {}) and not V2:
+            assert cg.read(v1_blkio_weight_file()).split()[-1] == "500"
+        # the init is in the container's cgroup of every hierarchy before it runs
+        for d in cg.dirs():
+            assert str(c.pid) in Path(d, "cgroup.procs").read_text().split()
 
 
 def test_resources_match_runc(ocirun, bundle, tmp_path):
@@ -204,8 +217,8 @@ def test_resources_match_runc(ocirun, bundle, tmp_path):
     resources, want = resources_for_host()
     resources.pop("unified", None)
     # runc 1.1 ignores cpu.burst, cpu.idle, useHierarchy and kernelTCP
-    resources["cpu"].pop("burst")
-    resources["cpu"].pop("idle")
+    resources["cpu"].pop("burst", None)
+    resources["cpu"].pop("idle", None)
     resources["memory"].pop("useHierarchy", None)
     resources["memory"].pop("kernelTCP", None)
     for name in ("cpu.cfs_burst_us", "cpu.max.burst", "cpu.idle", "memory.high", "memory.use_hierarchy",
@@ -261,13 +274,14 @@ def test_cgroup_mount_inside_shows_the_containers_own_cgroup(ocirun, bundle, cgr
 # --------------------------------------------------------------------------- enforcement
 
 
-def test_pids_limit_stops_a_fork_loop(ocirun, bundle):
+def test_pids_limit_stops_a_fork_loop(api, ocirun, bundle):
     # the subshell forks 40 sleeps; busybox sh gives up at the first refused fork
     script = ("(i=0; while [ $i -lt 40 ]; do sleep 30 & i=$((i+1)); echo $i > /tmp/forked; done) 2>/dev/null;"
               "exec sleep 30")
     set_resources(bundle, {"pids": {"limit": 10}}, args=("sh", "-c", script))
     cid = ocirun.new_id()
-    detached(ocirun, "run", "-d", "--bundle", str(bundle.path), cid)
+    api.create(cid, bundle.path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+               stderr=subprocess.DEVNULL).start()
     cg = Cgroup.of(ocirun, cid)
     end = time.monotonic() + 10
     while time.monotonic() < end and not (bundle.rootfs / "tmp/forked").exists():
@@ -284,18 +298,54 @@ def test_pids_limit_stops_a_fork_loop(ocirun, bundle):
     ocirun("delete", "--force", cid)
 
 
+@pytest.mark.parametrize("limit, out, code", [(1, "max=1\n", 2), (0, "max=max\nforked\n", 0)])
+def test_pids_limit_one_and_zero_as_runc(limit, out, code, ocirun, bundle, tmp_path):
+    """pids.limit 1 starts (#11 item 6): stage-1 and the init are both in the cgroup
+    while the init is cloned, so the limit is written once the init is the only task,
+    before it runs anything: the process sees it at once and cannot fork (busybox sh
+    then exits 2). pids.limit 0 is no limit, as runc (it writes nothing)."""
+    pids_dir = "/sys/fs/cgroup" if V2 else "/sys/fs/cgroup/pids"
+    script = f'read m < {pids_dir}/pids.max; echo "max=$m"; /bin/true; echo forked'
+    set_resources(bundle, {"pids": {"limit": limit}}, args=("sh", "-c", script))
+    if V2:  # runc 1.1 shows the container's own v2 cgroup at /sys/fs/cgroup only with a cgroup namespace
+        bundle.edit(lambda c: c["linux"]["namespaces"].append({"type": "cgroup"}))
+    theirs = bundle.copy(tmp_path / "runc-bundle")
+    p = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id(), check=False)
+    assert (p.returncode, p.stdout.decode()) == (code, out), p.stderr
+    if limit == 1:
+        assert b"can't fork" in p.stderr
+    if shutil.which("runc") is None:
+        return
+    root, rid = tmp_path / "runc-root", ocirun.new_id("ocitest-runc")
+    try:
+        ref = subprocess.run(["runc", "--root", str(root), "run", "--bundle", str(theirs.path), rid],
+                             capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    finally:
+        subprocess.run(["runc", "--root", str(root), "delete", "--force", rid], capture_output=True)
+    assert (ref.returncode, ref.stdout.decode()) == (code, out), ref.stderr
+
+
 def test_memory_limit_oom_kills_a_hog_and_events_reports_it(ocirun, bundle):
     limit = 32 * 1024 * 1024
     # memory+swap = memory: no swap to escape to; tail buffers /dev/zero (no newline) forever
-    set_resources(bundle, {"memory": {"limit": limit, "swap": limit}}, args=("tail", "/dev/zero"))
+    memory = {"limit": limit, "swap": limit}
+    if not (v2_child_has("memory.swap.max") if V2 else v1_file("memory", "memory.memsw.limit_in_bytes")):
+        # no swap accounting: the swap limit cannot be set; without swap there is none to escape to
+        if len(Path("/proc/swaps").read_text().splitlines()) > 1:
+            pytest.skip("swap is on, but swap accounting is not: the hog would swap instead")
+        del memory["swap"]
+    set_resources(bundle, {"memory": memory}, args=("tail", "/dev/zero"))
     cid = ocirun.new_id()
     detached(ocirun, "create", "--bundle", str(bundle.path), cid)
     events = subprocess.Popen([*ocirun_cmd(ocirun), "events", "--interval", "100ms", cid],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        time.sleep(0.5)  # events has registered its OOM watch
+        # the first stats line comes after the OOM watch is registered (no sleep: a loaded
+        # machine, or the TCG guest, can take longer than any fixed delay to start events)
+        first = events.stdout.readline()
         ocirun("start", cid)
         out, err = events.communicate(timeout=60)
+        out = first + out
     finally:
         if events.poll() is None:
             events.kill()
@@ -339,6 +389,56 @@ def test_device_rules_are_enforced(ocirun, bundle):
         {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"}))
     out = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id()).stdout.decode()
     assert "Operation not permitted" not in out  # opens (or ENODEV without the fuse module)
+
+
+# config-linux.md: "The runtime MUST apply entries in the listed order" (#11 item 10)
+_ORDERED_RULES = [
+    {"allow": False, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"},  # /dev/fuse
+    {"allow": True, "type": "c", "major": 4, "minor": 64, "access": "r"},     # /dev/ttyS0
+    {"allow": True, "type": "b", "major": 7, "minor": 0, "access": "r"},      # /dev/loop0
+]
+# mknod needs CAP_MKNOD; every "c/b *:* m" is among the devices always allowed
+_OPEN = ("mknod /dev/t-fuse c 10 229; mknod /dev/t-ttys0 c 4 64; mknod /dev/t-hpet c 10 228; "
+         "for t in 'fuse <' 'fuse >' 'ttys0 <' 'ttys0 >' 'hpet <'; do set -- $t; "
+         "if [ $2 = '<' ]; then (exec 3</dev/t-$1) 2>/dev/err; else (exec 3>/dev/t-$1) 2>/dev/err; fi; "
+         "grep -q 'not permitted' /dev/err && echo \"$1 $2 denied\" || echo \"$1 $2 allowed\"; done")
+
+
+def _with_mknod(c):
+    for caps in c["process"]["capabilities"].values():
+        caps.append("CAP_MKNOD")
+
+
+@pytest.mark.skipif(V2, reason="devices.list is cgroup v1's")
+def test_device_rules_appear_in_the_listed_order(ocirun, bundle):
+    """v1: the configured allow rules come first in devices.list, in their order (the
+    kernel keeps the order of the writes), then the devices always allowed."""
+    set_resources(bundle, {"devices": _ORDERED_RULES})
+    cid = ocirun.new_id()
+    detached(ocirun, "run", "-d", "--bundle", str(bundle.path), cid)
+    listed = Cgroup.of(ocirun, cid).read("devices.list").splitlines()
+    assert listed[:3] == ["c 10:229 rw", "c 4:64 r", "b 7:0 r"], listed
+    assert "c 1:3 rwm" in listed[3:] and "c *:* m" in listed[3:]  # the defaults, after them
+
+
+def test_device_rules_are_applied_in_the_listed_order(ocirun, bundle):
+    """What the rules allow, by behaviour (mknod, then open for reading and writing),
+    and a later rule wins over an earlier one: deny after allow removes the access,
+    allow after deny grants it."""
+    set_resources(bundle, {"devices": _ORDERED_RULES}, args=("sh", "-c", _OPEN))
+    bundle.edit(_with_mknod)
+    out = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id()).stdout.decode().splitlines()
+    assert out == ["fuse < allowed", "fuse > allowed", "ttys0 < allowed", "ttys0 > denied", "hpet < denied"]
+
+    fuse_write = {"type": "c", "major": 10, "minor": 229, "access": "w"}
+    for later, want in ((False, "fuse > denied"), (True, "fuse > allowed")):
+        rules = [{"allow": False, "access": "rwm"}]
+        pair = [dict(fuse_write, allow=True, access="rw"), dict(fuse_write, allow=False)]
+        rules += pair if not later else pair[::-1]  # deny last, or allow last
+        bundle.edit(lambda c, rules=rules: c["linux"]["resources"].__setitem__("devices", rules))
+        out = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id()).stdout.decode().splitlines()
+        assert want in out, out
 
 
 # --------------------------------------------------------------------------- verbs
@@ -411,9 +511,10 @@ def test_update_changes_live_values(ocirun, bundle):
     ocirun("update", "--resources", "-", cid, input=json.dumps(doc).encode())
     mem = cg.read("memory.max" if V2 else "memory.limit_in_bytes")
     assert mem == "100663296" and cg.read("pids.max") == "30"
-    # what only --resources can say: cpu.idle (runc 1.1 has no flag for it)
-    ocirun("update", "--resources", "-", cid, input=json.dumps({"cpu": {"idle": 1}}).encode())
-    assert cg.read("cpu.idle") == "1"
+    # what only --resources can say: cpu.idle (runc 1.1 has no flag for it; Linux 5.15)
+    if (v2_child_has("cpu.idle") if V2 else v1_file("cpu", "cpu.idle")):
+        ocirun("update", "--resources", "-", cid, input=json.dumps({"cpu": {"idle": 1}}).encode())
+        assert cg.read("cpu.idle") == "1"
     # checkBeforeUpdate: a limit below the current usage is refused
     doc = {"memory": {"limit": 4096, "checkBeforeUpdate": True}}
     p = ocirun("update", "--resources", "-", cid, input=json.dumps(doc).encode(), check=False)
@@ -445,7 +546,10 @@ def update_flags_and_files() -> tuple[list[str], list[str]]:
     else:
         files = ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.soft_limit_in_bytes",
                  "cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us", "cpuset.cpus", "cpuset.mems", "pids.max"]
-        if Path("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists():
+        if not v1_file("memory", "memory.memsw.limit_in_bytes"):  # no swap accounting
+            flags[2:4] = []
+            files.remove("memory.memsw.limit_in_bytes")
+        if v1_file("cpu", "cpu.rt_runtime_us"):  # CONFIG_RT_GROUP_SCHED
             flags += ["--cpu-rt-period", "500000", "--cpu-rt-runtime", "4000"]
             files += ["cpu.rt_period_us", "cpu.rt_runtime_us"]
         weight = v1_blkio_weight_file()
@@ -513,15 +617,17 @@ def test_events_stats_in_runcs_format(ocirun, bundle):
     ev = json.loads(ocirun("events", "--stats", cid).stdout)
     assert ev["type"] == "stats" and ev["id"] == cid
     data = ev["data"]
-    assert {"cpu", "memory", "pids", "blkio", "hugetlb"} <= set(data)
+    hugetlb = v2_child_has("hugetlb.2MB.max") if V2 else os.path.isdir("/sys/fs/cgroup/hugetlb")
+    assert {"cpu", "memory", "pids", "blkio"} | ({"hugetlb"} if hugetlb else set()) <= set(data)
     assert data["pids"] == {"current": 1, "limit": 50}
     assert data["memory"]["usage"]["limit"] == 134217728 and data["memory"]["usage"]["usage"] > 0
     assert data["cpu"]["usage"]["total"] > 0
     # streaming: a stats line per interval, and the stream ends when the container stops
     proc = subprocess.Popen([*ocirun_cmd(ocirun), "events", "--interval", "200ms", cid], stdout=subprocess.PIPE)
-    time.sleep(1.0)
+    first = b"".join(proc.stdout.readline() for _ in range(3))  # three intervals, however slow the start
     ocirun("kill", cid, "KILL")
     out, _ = proc.communicate(timeout=10)
+    out = first + out
     lines = [json.loads(x) for x in out.decode().splitlines()]
     assert len(lines) >= 3 and all(x["type"] == "stats" and x["id"] == cid for x in lines)
     ocirun.wait_status(cid, "stopped")

@@ -24,6 +24,7 @@ from shim_fixtures import (  # noqa: F401  (_box_fixture provides the `box` fixt
 from ocirun.plan import process_attrs as pa
 
 SH = b"sh", b"-c"
+OCIRUN_CLI = [sys.executable, "-m", "ocirun"]
 needs_runc = pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed")
 
 ALL_CAPS_BUT_SYS_RESOURCE = [
@@ -89,6 +90,16 @@ CAP_CASES = {
     "empty_sets": lambda c: _caps(c, bounding=[], effective=[], permitted=[], inheritable=[], ambient=[]),
     "many": lambda c: _caps(c, **{k: ALL_CAPS_BUT_SYS_RESOURCE for k in
                                   ("bounding", "effective", "permitted", "inheritable", "ambient")}),
+    # `runc spec` writes ambient without inheritable: the kernel refuses the raise (EPERM),
+    # runc and crun go on with CapAmb empty (#11 item 1)
+    "ambient_without_inheritable": lambda c: _caps(
+        c, **{k: ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+              for k in ("bounding", "effective", "permitted", "ambient")}),
+    "ambient_partly_raisable_as_user": lambda c: (
+        _caps(c, bounding=["CAP_KILL", "CAP_CHOWN", "CAP_NET_RAW"], permitted=["CAP_KILL", "CAP_CHOWN"],
+              effective=["CAP_KILL"], inheritable=["CAP_KILL", "CAP_NET_RAW"],
+              ambient=["CAP_KILL", "CAP_CHOWN", "CAP_NET_RAW"]),
+        c["process"]["user"].update(uid=1000, gid=1000)),
 }
 
 
@@ -97,6 +108,34 @@ CAP_CASES = {
 def test_capabilities_as_runc(case, ocirun, bundle, tmp_path):
     out = same_output(ocirun, bundle, tmp_path, "grep -E '^Cap' /proc/self/status", CAP_CASES[case])
     assert out.count("Cap") == 5
+
+
+@needs_runc
+@pytest.mark.parametrize("tool", ["runc", "ocirun"])
+def test_spec_bundles_run_without_the_ambient_set_they_ask_for(tool, ocirun, bundle, tmp_path):
+    """`runc spec` and `ocirun spec` bundles run as with runc: ambient is asked for without
+    inheritable, the kernel refuses to raise it and the process runs with CapAmb empty;
+    create and validate say so on stderr (#11 item 1)."""
+    import json
+
+    made = tmp_path / f"{tool}-spec"
+    made.mkdir()
+    spec = ["runc", "spec"] if tool == "runc" else [*OCIRUN_CLI, "spec"]
+    subprocess.run(spec, cwd=made, check=True, capture_output=True)
+    config = json.loads((made / "config.json").read_text())
+    assert config["process"]["capabilities"]["ambient"]
+    assert not config["process"]["capabilities"].get("inheritable")
+    config["process"].update(terminal=False, args=["sh", "-c", "grep -E '^Cap' /proc/self/status"])
+    bundle.write(config)  # the busybox rootfs, the spec's config.json
+    ours, ref = both(ocirun, bundle, tmp_path, "grep -E '^Cap' /proc/self/status")
+    assert ref.returncode == 0, ref.stderr
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout == ref.stdout
+    assert b"CapAmb:\t0000000000000000" in ours.stdout
+    warning = b"warning: $.process.capabilities.ambient: CAP_AUDIT_WRITE, CAP_KILL, CAP_NET_BIND_SERVICE not also in"
+    assert warning in ours.stderr
+    v = subprocess.run([*OCIRUN_CLI, "validate", "--bundle", str(bundle.path)], capture_output=True)
+    assert v.returncode == 0 and warning in v.stderr
 
 
 def _rlimits(c):
@@ -610,6 +649,13 @@ if __name__ == "__main__":
     ({"mode": "MPOL_WEIGHTED_INTERLEAVE", "nodes": "0"}, "weighted interleave:0"),
 ])
 def test_memory_policy(policy, shown, ocirun, bundle):
+    from kernel_probes import memory_policy
+
+    if not os.path.exists("/proc/self/numa_maps"):
+        pytest.skip("no NUMA support (CONFIG_NUMA): no numa_maps to read the policy from")
+    if not memory_policy(policy["mode"], tuple(policy.get("flags", ())), nodes="nodes" in policy):
+        pytest.skip(f"set_mempolicy(2) here refuses {policy['mode']} {policy.get('flags', [])}"
+                    " (MPOL_PREFERRED_MANY: Linux 5.15, MPOL_WEIGHTED_INTERLEAVE: 6.9)")
     bundle.edit(lambda c: (c["process"].update(args=["sleep", "30"]),
                            c["linux"].update(memoryPolicy=policy)))
     cid = ocirun.new_id()

@@ -29,6 +29,8 @@ PROBES = {
     "session": "cut -d' ' -f6 /proc/self/stat /proc/1/stat",
     "masked": "cat /proc/kcore 2>&1 | head -c 0; ls /sys/firmware | wc -l",
     "readonly": "touch /proc/sys/x 2>/dev/null && echo writable || echo readonly",
+    # runc brings lo up in a network namespace it creates (#11 item 13)
+    "loopback": "cat /sys/class/net/lo/operstate /sys/class/net/lo/flags",
 }
 
 #: Deliberate differences: (probe, why).

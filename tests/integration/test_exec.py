@@ -14,8 +14,10 @@ import uuid
 
 import pytest
 from conftest import OCIRUN, reap_orphans
+from kernel_probes import namespace
 
-NS = ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts")
+#: Every namespace kind this kernel has (time: CONFIG_TIME_NS, cgroup: CONFIG_CGROUPS).
+NS = tuple(n for n in ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts") if namespace(n))
 
 
 def _running(ocirun, bundle, *args: str) -> tuple[str, int]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
+import subprocess
 
 import pytest
 
@@ -92,7 +94,9 @@ def test_every_hook_runs_once_in_order_with_its_state_and_namespace(ocirun, bund
         assert st["id"] == cid and st["bundle"] == str(bundle.path) and st["ociVersion"]
         assert e["env"] == "HOOKVAR=" + kind  # exactly the hook's env
         assert e["argc"] == 3
-    want_status = {"prestart": "creating", "createRuntime": "creating", "createContainer": "creating",
+    # runtime.md: "created" is "after step 2" of the lifecycle; the create-time hooks are
+    # steps 3-5 (crun passes created; runc 1.1 creating)
+    want_status = {"prestart": "created", "createRuntime": "created", "createContainer": "created",
                    "startContainer": "created", "poststart": "running", "poststop": "stopped"}
     assert {k: e["state"]["status"] for k, e in entries.items()} == want_status
     for kind in ("prestart", "createRuntime", "poststart", "poststop"):  # runtime namespace
@@ -177,3 +181,74 @@ def test_a_missing_container_hook_is_a_hook_failure(ocirun, bundle, tmp_path):
     assert p.stderr.decode().strip() == (
         "error running startContainer hook #0 (/no/such/hook): exec /no/such/hook: no such file or directory")
     assert ocirun("state", cid, check=False).returncode == 1
+
+
+ENV_HOOK = """#!/bin/sh
+# $1: where to write; the environment as the hook got it (the shell's own PWD,
+# OLDPWD and SHLVL left out: they follow the cwd, not what the runtime passed)
+env | grep -v -E '^(PWD|OLDPWD|SHLVL|_)=' | sort > "$1"
+"""
+
+
+def _env_hooks(bundle, out_dir, with_env: bool) -> None:
+    """A hook of every kind that writes its environment to out_dir/<kind> (the
+    startContainer one, run after pivot_root, to /<kind> in the rootfs)."""
+    host_hook = out_dir / "env-hook.sh"
+    for path in (host_hook, bundle.rootfs / "env-hook.sh"):
+        path.write_text(ENV_HOOK)
+        path.chmod(0o755)
+
+    def hook(kind):
+        in_container = kind == "startContainer"
+        h = {"path": "/env-hook.sh" if in_container else str(host_hook),
+             "args": ["env-hook.sh", f"/{kind}" if in_container else str(out_dir / kind)]}
+        if with_env:
+            h["env"] = []
+        return [h]
+
+    def f(c):
+        c["process"]["args"] = ["true"]
+        c["process"]["env"] = ["PATH=/bin:/sbin", "FROM_PROCESS=1", "FROM_PROCESS=2"]
+        c["hooks"] = {k: hook(k) for k in KINDS}
+
+    bundle.edit(f)
+
+
+def _hook_envs(out_dir, rootfs) -> dict[str, str]:
+    return {kind: ((rootfs if kind == "startContainer" else out_dir) / kind).read_text() for kind in KINDS}
+
+
+#: What the runtimes are given: a small, known environment.
+RUNTIME_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "OCIRUN_TEST_FROM_CALLER": "yes", "LANG": "C.UTF-8"}
+
+
+@pytest.mark.parametrize("with_env", [False, True], ids=["no-env", "empty-env"])
+@pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed")
+def test_hooks_env_as_runc_gives_it(ocirun, bundle, tmp_path, with_env):
+    """No `env`: runtime-namespace hooks get the runtime's own environment, the
+    container-namespace ones the container process's (runc: Go's exec.Cmd with a
+    nil Env, run from runc itself or from its init; startContainer after the init
+    has added HOME). `"env": []`: nothing. Compared with runc."""
+    ours_out, theirs_out = tmp_path / "ours-out", tmp_path / "theirs-out"
+    ours_out.mkdir()
+    theirs_out.mkdir()
+    theirs = bundle.copy(tmp_path / "runc-bundle")
+    _env_hooks(bundle, ours_out, with_env)
+    _env_hooks(theirs, theirs_out, with_env)
+    cid = ocirun.new_id()
+    import sys
+
+    for cmd, b in (([sys.executable, "-m", "ocirun", "--root", str(ocirun.root)], bundle),
+                   (["runc", "--root", str(tmp_path / "runc-root")], theirs)):
+        p = subprocess.run([*cmd, "run", "--bundle", str(b.path), cid], env=RUNTIME_ENV,
+                           capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert p.returncode == 0, p.stderr
+    ours, reference = _hook_envs(ours_out, bundle.rootfs), _hook_envs(theirs_out, theirs.rootfs)
+    assert ours == reference
+    runtime_env = "".join(sorted(f"{k}={v}\n" for k, v in RUNTIME_ENV.items()))
+    for kind in ("prestart", "createRuntime", "poststart", "poststop"):
+        assert ours[kind] == ("" if with_env else runtime_env), kind
+    if not with_env:
+        assert ours["createContainer"] == "FROM_PROCESS=2\nPATH=/bin:/sbin\n"
+        assert ours["startContainer"] == "FROM_PROCESS=2\nHOME=/root\nPATH=/bin:/sbin\n"

@@ -281,6 +281,45 @@ def test_join_network_namespace_by_path(ocirun, bundle, tmp_path):
     ocirun("kill", a, "KILL")
 
 
+LOOPBACK = "cat /sys/class/net/lo/operstate /sys/class/net/lo/flags"
+
+
+@pytest.mark.parametrize("userns", [False, True])
+def test_new_network_namespace_has_loopback_up(userns, ocirun, bundle):
+    """As runc and crun (#11 item 13): lo is up (operstate "unknown", IFF_UP in flags)
+    in a network namespace ocirun creates, with or without a user namespace."""
+    bundle.set_args("sh", "-c", LOOPBACK)
+    if userns:
+        bundle.add_user_namespace()
+    out = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id()).stdout.decode().split()
+    assert out[0] == "unknown" and int(out[1], 16) & 0x1, out
+
+
+def test_joined_network_namespace_loopback_is_left_alone(ocirun, bundle):
+    """A joined namespace is someone else's to configure: its lo stays down."""
+    import subprocess
+
+    # a network namespace of a process of ours (not `ip netns add`: its /run/netns
+    # mount would outlive the test)
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+    try:
+        path = f"/proc/{holder.pid}/ns/net"
+        deadline = time.monotonic() + 5
+        while os.readlink(path) == os.readlink("/proc/self/ns/net") and time.monotonic() < deadline:
+            time.sleep(0.01)  # until unshare has run
+        bundle.set_args("sh", "-c", LOOPBACK)
+        bundle.edit(lambda c: [ns.__setitem__("path", path)
+                               for ns in c["linux"]["namespaces"] if ns["type"] == "network"])
+        out = ocirun("run", "--bundle", str(bundle.path), ocirun.new_id()).stdout.decode().split()
+        assert out[0] == "down" and not int(out[1], 16) & 0x1, out
+        shown = subprocess.run(["nsenter", f"--net={path}", "ip", "-o", "link", "show", "lo"],
+                               capture_output=True, text=True)
+        assert "state DOWN" in shown.stdout, shown
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_join_namespace_of_wrong_type_is_an_error(ocirun, bundle):
     bundle.edit(lambda c: [ns.__setitem__("path", "/proc/self/ns/uts")
                            for ns in c["linux"]["namespaces"] if ns["type"] == "network"])

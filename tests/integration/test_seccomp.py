@@ -17,12 +17,13 @@ import shutil
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+import runtime_tools_seccomp as rts
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE = json.loads((REPO / "tests" / "unit" / "fixtures" / "seccomp-default-profile.json").read_text())
@@ -283,9 +284,13 @@ def test_syscalls_newer_than_the_profile_as_runc(ocirun, bundle, tmp_path, varia
         profile.pop("defaultErrnoRet", None)
     o = same(ocirun, bundle, tmp_path, profile, "sh", "-c",
              "; ".join(f"/bin/sys{nr}; echo {nr}=$?" for nr in NEWER_SYSCALLS))
+    from kernel_probes import SYS_MSEAL, syscall_exists
+
+    # log: mseal(0, 0, 0) reaches the kernel, which succeeds (Linux 6.10) or has no mseal
+    logged = 0 if syscall_exists(SYS_MSEAL, 0, 0, 0) else errno.ENOSYS
     expected = {"profile": (errno.ENOSYS, errno.ENOSYS), "no-architectures": (errno.EPERM, errno.EPERM),
                 "x86-only": (errno.EPERM, errno.EPERM), "kill-default": (errno.ENOSYS, errno.ENOSYS),
-                "log-default": (0, errno.ENOSYS)}[variant]  # log: mseal(0, 0, 0) itself succeeds
+                "log-default": (logged, errno.ENOSYS)}[variant]
     assert o.out == "".join(f"{nr}={e}\n" for nr, e in zip(NEWER_SYSCALLS, expected, strict=True))
 
 
@@ -297,6 +302,10 @@ def test_unknown_syscall_names_are_skipped(ocirun, bundle, tmp_path):
 
 def test_flags_ocirun_only(ocirun, bundle):
     # runc 1.1.5: "seccomp flags are not yet supported by runc"
+    from kernel_probes import seccomp_flags
+
+    if not seccomp_flags("SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"):
+        pytest.skip("the kernel lacks one of the flags LOG, SPEC_ALLOW, TSYNC")
     prepare(bundle, allow_but({"names": MKDIR, "action": "SCMP_ACT_LOG"},
                               flags=["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
                                      "SECCOMP_FILTER_FLAG_TSYNC"]),
@@ -333,23 +342,19 @@ def test_log_flag_reaches_the_kernel(ocirun, bundle, flag):
     assert bool(logged()) == flag, logged()
 
 
-def test_filter_is_in_place_in_a_created_container(ocirun, bundle):
+def test_filter_is_in_place_in_a_created_container(api, ocirun, bundle):
     prepare(bundle, allow_but({"names": MKDIR, "action": "SCMP_ACT_ERRNO"}), "sleep", "10")
-    cid = ocirun.new_id()
-    # stdio not piped to us: the created init keeps it open until it exits
-    subprocess.run([sys.executable, "-m", "ocirun", "--root", str(ocirun.root), "create", "--bundle",
-                    str(bundle.path), cid], check=True, stdin=subprocess.DEVNULL,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
-    pid = ocirun.state(cid)["pid"]
-    ocirun("start", cid)
-    deadline = time.time() + 5
-    while time.time() < deadline:
-        status = Path(f"/proc/{pid}/status").read_text()
-        if "sleep" in Path(f"/proc/{pid}/comm").read_text():
-            break
-        time.sleep(0.02)
-    assert "Seccomp:\t2" in status
-    ocirun("kill", cid, "KILL")
+    with api.create(ocirun.new_id(), bundle.path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL) as c:
+        pid = c.pid
+        c.start()
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            status = Path(f"/proc/{pid}/status").read_text()
+            if "sleep" in Path(f"/proc/{pid}/comm").read_text():
+                break
+            time.sleep(0.02)
+        assert "Seccomp:\t2" in status
 
 
 @pytest.mark.parametrize(("seccomp", "json_path", "words"), [
@@ -512,6 +517,10 @@ def test_notify_without_a_listener_fails_create(ocirun, bundle, tmp_path):
 
 def test_notify_with_wait_killable_recv(ocirun, bundle, tmp_path):
     # the kernel takes WAIT_KILLABLE_RECV only with NEW_LISTENER (6.0+); runc 1.1.5 refuses flags
+    from kernel_probes import seccomp_flags
+
+    if not seccomp_flags("SECCOMP_FILTER_FLAG_NEW_LISTENER", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"):
+        pytest.skip("the kernel lacks SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (Linux 6.0)")
     agent = Agent(tmp_path / "agent.sock", errno.EROFS)
     try:
         prepare(bundle, allow_but({"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}, listenerPath=agent.path,
@@ -654,3 +663,102 @@ def test_exec_under_a_profile_refusing_getcwd(ocirun, bundle, nnp):
     ocirun("run", "-d", "--bundle", str(bundle.path), cid)
     p = ocirun("exec", cid, "echo", "exec'd", check=False, timeout=30)
     assert p.returncode == 0 and p.stdout == b"exec'd\n", p
+
+
+# --------------------------------------------------------------------------- runtime-tools' default profile
+
+# What runtime-tools' generator writes (default ERRNO, an allow-list with
+# faccessat but not faccessat2), and the same list with the newer landlock_*
+# calls allowed: faccessat2 (439) is then older than the newest syscall named,
+# so runc's ENOSYS stub does not cover it and the filter answers EPERM. Without
+# no_new_privs the filter is loaded before the uid change, so the runtime's own
+# PATH lookup ran under it and failed: `exec: "sh": executable file not found in
+# $PATH` (#11 item 2). runc (Go's LookPath) falls back to the mode bits on EPERM.
+RT_VARIANTS = {"runtime-tools": (), "with-landlock": tuple(rts.LANDLOCK)}
+
+
+def _rt_profile(bundle, variant: str) -> dict:
+    return rts.default_profile(bundle.config(), list(RT_VARIANTS[variant]))
+
+
+@pytest.mark.parametrize("variant", sorted(RT_VARIANTS))
+@pytest.mark.parametrize("nnp", [True, False], ids=["nnp", "no-nnp"])
+def test_runtime_tools_default_profile_runs_as_runc(ocirun, bundle, tmp_path, variant, nnp):
+    o = same(ocirun, bundle, tmp_path, _rt_profile(bundle, variant),
+             "sh", "-c", "echo ran; ls / >/dev/null && echo ls-ok; umask", nnp=nnp)
+    assert o.code == 0 and o.out == "ran\nls-ok\n0022\n", o
+
+
+@pytest.mark.parametrize("user", [0, 1000])
+def test_lookup_under_the_filter_follows_the_mode_bits_as_runc(ocirun, bundle, tmp_path, user):
+    """faccessat2 refused: the lookup falls back to "any x bit", as Go's findExecutable
+    does (and runc 1.1.5's always): /z/other (0644) is never found, /x/tool (0700,
+    root's) is found first for root and uid 1000 alike; uid 1000 cannot exec it, and
+    both runtimes say so, naming /x/tool."""
+    for d, mode in (("x", 0o700), ("y", 0o755)):
+        (bundle.rootfs / d).mkdir()
+        tool = bundle.rootfs / d / "tool"
+        tool.write_text(f"#!/bin/sh\necho {d}\n")
+        tool.chmod(mode)
+    (bundle.rootfs / "z").mkdir()
+    (bundle.rootfs / "z" / "other").write_text("#!/bin/sh\necho z\n")  # no x bit at all: never found
+    profile = _rt_profile(bundle, "with-landlock")
+
+    def edit(c):
+        c["process"]["user"] = {"uid": user, "gid": user}
+        c["process"]["env"] = ["PATH=/z:/x:/y:/bin"]
+
+    bundle.edit(edit)
+    if user == 0:
+        o = same(ocirun, bundle, tmp_path, profile, "tool", nnp=False)
+        assert o.code == 0 and o.out == "x\n", o
+    else:
+        r, o = both(ocirun, bundle, tmp_path, profile, "tool", nnp=False)
+        assert r.code != 0 and o.code != 0 and not r.out and not o.out, (r, o)
+        assert "exec /x/tool: permission denied" in r.err and "exec /x/tool: permission denied" in o.err
+    r, o = both(ocirun, bundle, tmp_path, profile, "other", nnp=False)
+    assert r.code == o.code == 1, (r, o)
+    assert 'exec: "other": executable file not found in $PATH' in o.err
+
+
+@pytest.mark.parametrize("nnp", [True, False], ids=["nnp", "no-nnp"])
+def test_exec_under_the_runtime_tools_profile_as_runc(ocirun, bundle, tmp_path, nnp):
+    prepare(bundle, _rt_profile(bundle, "with-landlock"), "sleep", "1000", nnp=nnp)
+    theirs = bundle.copy(tmp_path / "runc-bundle")
+    cid = ocirun.new_id()
+    ocirun("run", "-d", "--bundle", str(bundle.path), cid)
+    root, rid = tmp_path / "runc-root", f"runc-{uuid.uuid4().hex[:8]}"
+    try:
+        subprocess.run(["runc", "--root", str(root), "run", "-d", "--bundle", str(theirs.path), rid],
+                       check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=60)
+        script = "echo exec-ran; umask"
+        ours = ocirun("exec", cid, "sh", "-c", script, check=False, timeout=30)
+        ref = subprocess.run(["runc", "--root", str(root), "exec", rid, "sh", "-c", script],
+                             capture_output=True, timeout=60)
+    finally:
+        subprocess.run(["runc", "--root", str(root), "delete", "--force", rid], capture_output=True)
+    assert ref.returncode == 0, ref.stderr
+    assert (ours.returncode, ours.stdout) == (ref.returncode, ref.stdout) == (0, b"exec-ran\n0022\n"), ours
+
+
+@pytest.mark.parametrize("nnp", [True, False], ids=["nnp", "no-nnp"])
+def test_notify_when_the_filter_refuses_sendmsg(ocirun, bundle, tmp_path, nnp):
+    """The listener fd cannot go up the sync socket with SCM_RIGHTS when the filter
+    (loaded first without no_new_privs) refuses sendmsg(2): the parent takes it
+    with pidfd_getfd(2) instead, as runc does."""
+    agent = Agent(tmp_path / "agent.sock", errno.EROFS)
+    try:
+        profile = _rt_profile(bundle, "with-landlock")
+        profile["syscalls"][0]["names"] = [n for n in profile["syscalls"][0]["names"]
+                                           if n not in ("sendmsg", "mkdir")]
+        profile["syscalls"].append({"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"})
+        profile["listenerPath"] = agent.path
+        prepare(bundle, profile, "sh", "-c", PROBE, nnp=nnp)
+        o = run_ocirun(ocirun, bundle)
+        agent.thread.join(10)
+        assert agent.failure is None, agent.failure
+        assert (o.code, o.out) == (0, "rc=1\n") and "Read-only file system" in o.err, o
+        assert agent.seen == [83]
+    finally:
+        agent.close()

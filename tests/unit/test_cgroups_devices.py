@@ -25,7 +25,17 @@ def R(allow, t, major, minor, access="rwm"):
 def test_deny_all_then_allows():
     default, exc = evaluate([DENY_ALL, R(True, "c", 1, 3, "rw"), R(True, "b", 8, None, "r")])
     assert default is False
-    assert exc == [(("b", 8, -1), "r"), (("c", 1, 3), "rw")]
+    assert exc == [(("c", 1, 3), "rw"), (("b", 8, -1), "r")]
+
+
+def test_exceptions_keep_the_listed_order_as_the_kernels_list_does():
+    """config-linux.md: entries applied in the listed order. The kernel appends a new
+    exception, merges more access into an existing one in place, drops an emptied one
+    (so it goes to the end when given again)."""
+    rules = [DENY_ALL, R(True, "c", 10, 229), R(True, "c", 4, 1, "r"), R(True, "b", 7, 0, "rw"),
+             R(True, "c", 4, 1, "w"), R(True, "c", 1, 3), R(False, "c", 10, 229), R(True, "c", 10, 229, "m")]
+    assert evaluate(rules)[1] == [(("c", 4, 1), "rw"), (("b", 7, 0), "rw"), (("c", 1, 3), "rwm"),
+                                  (("c", 10, 229), "m")]
 
 
 def test_rules_apply_in_order_later_deny_removes_access():
@@ -61,7 +71,7 @@ def test_bad_type_and_access():
 
 def test_v1_lines():
     assert v1_lines([DENY_ALL, R(True, "c", 136, None), R(True, "c", 1, 3, "rw")]) == [
-        ("devices.deny", "a"), ("devices.allow", "c 1:3 rw"), ("devices.allow", "c 136:* rwm")]
+        ("devices.deny", "a"), ("devices.allow", "c 136:* rwm"), ("devices.allow", "c 1:3 rw")]
     assert v1_lines([ALLOW_ALL, R(False, "b", 8, 0, "w")]) == [("devices.allow", "a"), ("devices.deny", "b 8:0 w")]
 
 
@@ -69,7 +79,8 @@ def test_v1_lines():
 
 
 def test_program_instructions_match_runc_devicefilter():
-    insns = ebpf.assemble(*evaluate([DENY_ALL, R(True, "c", 1, 3, "rw"), R(True, "b", None, None, "rwm")]))
+    default, exceptions = evaluate([DENY_ALL, R(True, "c", 1, 3, "rw"), R(True, "b", None, None, "rwm")])
+    insns = ebpf.assemble(default, sorted(exceptions))  # sorted, as the v2 driver gives them
     X = ebpf.Insn
     assert insns == [
         X(0x61, 2, 1, 0, 0),        # r2 = *(u32 *)(r1 + 0)

@@ -270,11 +270,29 @@ def test_v1_unlimited_memory_unlimits_swap_too(tmp_path, writes):
         ("memory.memsw.limit_in_bytes", "-1"), ("memory.limit_in_bytes", "-1")]
 
 
-def test_v1_pids_minus_one_is_max_and_zero_is_zero(tmp_path, writes):
+def test_v1_pids_minus_one_is_max_and_zero_is_no_limit(tmp_path, writes):
+    """runc writes nothing for 0 (its PidsLimit 0 is "unset"): a new cgroup's max (#11 item 6)."""
     fake, mgr = v1(tmp_path)
     mgr.apply(res({"pids": {"limit": -1}}))
     mgr.apply(res({"pids": {"limit": 0}}))
-    assert [v for _, v in writes] == ["max", "0"]
+    mgr.apply(res({"pids": {"limit": 7}}))
+    assert [v for _, v in writes] == ["max", "7"]
+
+
+def test_create_applies_the_pids_limit_after_the_rest():
+    """create: every resource before the init is cloned, but the pids limit (stage-1 and
+    the init are both in the cgroup then); 0 is no limit; v2's unified pids.max waits too."""
+    from ocirun.container.create import _split_pids
+
+    r = res({"pids": {"limit": 1}, "memory": {"limit": 1 << 26}, "unified": {"pids.max": "2", "io.weight": "50"}})
+    now, later = _split_pids(r, 2)
+    assert now.pids is None and now.memory == r.memory and dict(now.unified) == {"io.weight": "50"}
+    assert later.pids.limit == 1 and dict(later.unified) == {"pids.max": "2"} and later.memory is None
+    now, later = _split_pids(r, 1)  # v1 refuses unified at once, in the first apply
+    assert dict(now.unified) == dict(r.unified) and later.pids.limit == 1 and not later.unified
+    now, later = _split_pids(res({"pids": {"limit": 0}, "memory": {"limit": 1 << 26}}), 1)
+    assert later is None and now.pids is None
+    assert _split_pids(None, 1) == (None, None)
 
 
 def test_v1_missing_file_names_it(tmp_path):
@@ -375,6 +393,19 @@ def test_v1_pids_and_create_destroy(tmp_path):
     assert mgr.pids() == []
     mgr.destroy()
     assert not (fake.root / "pids/x").exists() and not (fake.root / "memory/x").exists()
+
+
+def test_v1_planned_record_is_what_create_makes(tmp_path):
+    """create records the directories before making them (#11 item 7): the plan is
+    exactly what create() then makes, and delete --force can undo it from the record."""
+    fake = FakeV1(tmp_path, controllers=("pids", "memory"), hybrid=False)
+    (fake.root / "memory/x").mkdir()  # already there: not create's to remove
+    mgr = new_manager("/x/y", "c1", host=fake.host)
+    planned = mgr.planned_record()
+    assert planned["created"] == [str(fake.root / "pids/x"), str(fake.root / "pids/x/y"),
+                                  str(fake.root / "memory/x/y")]
+    mgr.create()
+    assert mgr.created == planned["created"] and mgr.to_record() == planned
 
 
 def test_v1_stats_shape(tmp_path):

@@ -131,3 +131,26 @@ def test_version_as_runc_prints_it() -> None:
         r = ocirun(flag)
         assert r.returncode == 0 and r.stderr == ""
         assert re.fullmatch(r"ocirun version \d+\.\d+\.\d+\S*\nspec: 1\.3\.0\n", r.stdout)
+
+
+def test_a_log_file_that_cannot_be_opened_is_the_one_error(tmp_path: Path) -> None:
+    """As runc: --log is opened first; failing that, nothing else is done."""
+    for log, why in ((tmp_path / "missing" / "log", "no such file or directory"), (tmp_path, "is a directory")):
+        r = ocirun("--root", str(tmp_path / "root"), "--log", str(log), "spec", "--bundle", str(tmp_path))
+        assert (r.returncode, r.stdout, r.stderr) == (1, "", f"open {log}: {why}\n")
+        assert not (tmp_path / "config.json").exists()  # spec did not run
+    assert not (tmp_path / "root").exists()
+
+
+def test_control_characters_of_a_config_value_stay_on_one_line(tmp_path: Path) -> None:
+    """A newline that a config value carries into the message is
+    shown escaped: one line on stderr and in --log (found by tests/robustness)."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps(
+        {"ociVersion": "1.0.2", "root": {"path": "root\nfs"}, "process": {"args": ["true"], "cwd": "/"}}))
+    log = tmp_path / "log"
+    r = ocirun("--log", str(log), "--log-format", "json", "create", "--bundle", str(bundle), "c1")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "root\\nfs" in r.stderr
+    assert "\n" not in json.loads(log.read_text())["msg"]

@@ -136,6 +136,34 @@ def test_create_path_imports_none_of_the_slow_modules():
         "print(' '.join(m for m in ('argparse', 'typing', 'dataclasses', 'inspect', 'decimal', 'json',\n"
         "                           'gettext', 'locale', 'pyroute2', 'ocirun.linux.netdev') if m in sys.modules))\n"
     )
+    assert _without_site(code).strip() == ""
+
+
+def _without_site(code: str) -> str:
+    """The output of ``code`` in a fresh interpreter without ``site`` (as bin/ocirun runs)."""
     res = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": ":".join(sys.path)})
-    assert res.stdout.strip() == ""
+    return res.stdout
+
+
+def test_the_library_is_imported_only_when_used():
+    """`import ocirun` (every command line's first import) stays small: ocirun.Runtime
+    and ocirun.Container come from ocirun.runtime on first use (module __getattr__),
+    and neither the CLI nor the light verbs import it, nor contextvars."""
+    code = (
+        "import sys\n"
+        "import ocirun, ocirun.cli, ocirun.errors, ocirun.container.query, ocirun.container.kill\n"
+        "print(' '.join(m for m in ('ocirun.runtime', 'ocirun.explain', 'subprocess', 'threading',\n"
+        "                           'contextvars', 'ocirun.util.scoped') if m in sys.modules))\n"
+        "rt = ocirun.Runtime\n"
+        "print(rt.__module__, ocirun.Container.__module__, 'Runtime' in dir(ocirun))\n"
+    )
+    assert _without_site(code).splitlines() == ["", "ocirun.runtime ocirun.runtime True"]
+
+
+def test_explain_command_lines_take_the_fast_path():
+    for argv in (["explain"], ["explain", "--bundle", "/b", "--format", "json", "c"], ["explain", "-b", "/b"],
+                 ["--root", "/r", "explain", "-f", "text", "c"]):
+        fast = cli._fast_parse(argv)
+        assert fast is not None, argv
+        assert vars(fast) == argparse_result(argv), argv

@@ -213,6 +213,8 @@ def test_a_too_old_criu_is_one_error_before_anything(criu, monkeypatch, tmp_path
     subprocess.run([*ocirun, "spec", "--bundle", str(bundle)], check=True, timeout=60)
     config = json.loads((bundle / "config.json").read_text())
     config["process"]["terminal"] = False
+    # ambient capabilities the kernel cannot raise: a warning (#11 item 1), not what this is about
+    config["process"]["capabilities"].pop("ambient", None)
     (bundle / "config.json").write_text(json.dumps(config))
     p = subprocess.run([*ocirun, "restore", "-d", "--image-path", str(images), "--bundle", str(bundle), "c1"],
                        capture_output=True, text=True, timeout=60)

@@ -28,7 +28,7 @@ def test_state_on_stdin_exact_env_and_argv(tmp_path):
     out = tmp_path / "out"
     path = _script(tmp_path, "h", f'cat > {out}.state; env > {out}.env; echo "$0 $@" > {out}.argv\n')
     hooks.run_hooks("createRuntime", [{"path": path, "args": ["name", "x"], "env": ["K=v"]}], STATE)
-    assert json.loads((tmp_path / "out.state").read_text()) == dict(STATE, status="creating")
+    assert json.loads((tmp_path / "out.state").read_text()) == dict(STATE, status="created")
     env = (tmp_path / "out.env").read_text().split()
     assert "K=v" in env and not any(e.startswith("HOME=") for e in env)
     assert (tmp_path / "out.argv").read_text().split() == [path, "x"]  # sh sets $0 to the script

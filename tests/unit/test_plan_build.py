@@ -228,3 +228,41 @@ def test_tmpcopyup_elsewhere_is_ignored_as_in_runc(rootfs):
     assert not _step(doc, rootfs, "/b").copy_up
     t = _step(doc, rootfs, "/t")
     assert not t.copy_up and t.flags == mo.MS_RDONLY and t.remount_flags == 0
+
+
+def test_ambient_keeps_only_what_the_kernel_can_raise(rootfs, monkeypatch):
+    """PR_CAP_AMBIENT_RAISE needs permitted and inheritable: the rest is left out of
+    the plan (runc and crun ignore the kernel's EPERM; #11 item 1)."""
+    from ocirun.linux import capabilities
+    from ocirun.linux.capabilities import CAPABILITIES
+
+    monkeypatch.setattr(capabilities, "own_available", lambda: ~0)  # as root, whoever runs the test
+    doc = spec()
+    doc["process"]["capabilities"] = {
+        "bounding": ["CAP_KILL", "CAP_CHOWN", "CAP_NET_RAW"], "effective": ["CAP_KILL"],
+        "permitted": ["CAP_KILL", "CAP_CHOWN"], "inheritable": ["CAP_KILL", "CAP_NET_RAW"],
+        "ambient": ["CAP_KILL", "CAP_CHOWN", "CAP_NET_RAW"]}
+    caps = plan_for(doc, rootfs).process.capabilities
+    assert caps.ambient == 1 << CAPABILITIES["CAP_KILL"]
+    assert caps.inheritable == 1 << CAPABILITIES["CAP_KILL"] | 1 << CAPABILITIES["CAP_NET_RAW"]
+    del doc["process"]["capabilities"]["inheritable"]  # as `runc spec` writes it
+    assert plan_for(doc, rootfs).process.capabilities.ambient == 0
+
+
+@pytest.mark.parametrize("userns", [False, True])
+def test_binds_in_a_user_namespace_are_opened_by_the_parent(rootfs, tmp_path, userns):
+    """#11 item 16: the init's root in a user namespace may not reach a bind source, so
+    the parent opens every plain bind there (MountStep.open_by_parent); never the
+    container's own filesystems, and never without a user namespace."""
+    src = tmp_path / "src"
+    src.mkdir()
+    doc = spec()
+    doc["mounts"].append({"destination": "/mnt", "type": "bind", "source": str(src), "options": ["rbind"]})
+    if userns:
+        doc["linux"]["namespaces"].append({"type": "user"})
+        doc["linux"]["uidMappings"] = doc["linux"]["gidMappings"] = [
+            {"containerID": 0, "hostID": 100000, "size": 65536}]
+    plan = plan_for(doc, rootfs)
+    by_target = {m.target: m for m in plan.mounts}
+    assert by_target[b"/mnt"].open_by_parent is userns
+    assert not by_target[b"/proc"].open_by_parent and not by_target[b"/dev"].open_by_parent

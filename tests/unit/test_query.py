@@ -119,15 +119,33 @@ def test_state_escapes_as_go_does(root, capsysbinary, state_schema):
     assert doc["annotations"] == {"html": "<a&b>", "utf8": "é✓", "sep": "\u2028"}
 
 
-@pytest.mark.parametrize("setup", ["no root", "no dir", "no state.json"])
+@pytest.mark.parametrize("setup", ["no root", "no dir", "no state.json", "creator gone", "creator alive"])
 def test_state_of_a_missing_container(root, capsysbinary, setup):
+    """No directory: runc's words. A directory without state.json: a create still
+    running (its creating.json names a live creator) or one that was interrupted
+    (#11 item 7), said as such."""
+    from ocirun.linux.proc import start_time
+
     if setup != "no root":
         root.mkdir()
-    if setup == "no state.json":
-        Store(str(root)).claim("c1")  # a create in progress
+    if setup not in ("no root", "no dir"):
+        store = Store(str(root))
+        store.claim("c1")
+        if setup != "no state.json":
+            me = os.getpid()
+            store.save_intent("c1", {"creator": {"pid": me, "startTime": start_time(me) + (setup == "creator gone")}})
     code, out, err = run(capsysbinary, "--root", str(root), "state", "c1")
     assert (code, out) == (1, b"")
-    assert err == b"container does not exist: c1\n"
+    if setup in ("no root", "no dir"):
+        assert err == b"container does not exist: c1\n"
+    elif setup == "creator alive":
+        assert err == b"container c1 is still being created (no state yet)\n"
+    elif setup == "no state.json":  # no creating.json either: a create or a delete interrupted
+        assert err == (b"container c1 is incomplete (an interrupted create or delete left it); "
+                       b"`delete --force c1` removes what it left\n")
+    else:
+        assert err == (b"container c1 was not fully created (its create was interrupted); "
+                       b"`delete --force c1` removes what it left\n")
     assert root.exists() == (setup != "no root")  # a read never creates the root
 
 

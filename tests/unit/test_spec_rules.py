@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,8 @@ def test_relative_mount_destination_is_a_warning(tmp_path: Path) -> None:
     config["mounts"].append({"destination": "data", "type": "tmpfs", "source": "tmpfs"})
     loaded = load_bundle(str(make_bundle(tmp_path, config)))
     assert loaded.config.mounts[-1].destination == "/data"
-    assert len(loaded.warnings) == 1 and "$.mounts[7].destination" in loaded.warnings[0]
+    mounts = [w for w in loaded.warnings if w.startswith("$.mounts")]
+    assert len(mounts) == 1 and "$.mounts[7].destination" in mounts[0]
 
 
 def test_kernel_memory_is_a_warning_as_in_runc() -> None:
@@ -104,6 +106,19 @@ def test_kernel_memory_is_a_warning_as_in_runc() -> None:
         "$.linux.resources.memory.kernel: kernel memory limits are deprecated and ignored "
         "(not enforced by Linux since 5.16, absent from cgroup v2)"]
     assert rules.warnings({"linux": {"resources": {"memory": {"kernelTCP": 1}}}}) == []
+
+
+def test_ambient_without_inheritable_and_permitted_is_a_warning() -> None:
+    """runc and crun run such a process with CapAmb empty (the kernel's EPERM is
+    ignored); `runc spec` writes ambient without inheritable (#11 item 1)."""
+    caps = {"bounding": ["CAP_KILL", "CAP_CHOWN"], "permitted": ["CAP_KILL", "CAP_CHOWN"],
+            "inheritable": ["CAP_KILL", "CAP_NET_RAW"], "ambient": ["CAP_KILL", "CAP_CHOWN", "CAP_NET_RAW"]}
+    assert rules.warnings({"process": {"capabilities": caps}}) == [
+        "$.process.capabilities.ambient: CAP_CHOWN, CAP_NET_RAW not also in inheritable and permitted: "
+        "the kernel refuses to raise them, the process runs without them (as with runc and crun)"]
+    caps["inheritable"] = caps["permitted"] = caps["ambient"]
+    assert rules.warnings({"process": {"capabilities": caps}}) == []
+    assert rules.warnings({"process": {"capabilities": {"ambient": []}}}) == []
 
 
 def test_joined_user_namespace_needs_no_mappings() -> None:
@@ -215,3 +230,107 @@ def test_every_rule_is_exercised_by_a_bad_config(tmp_path: Path) -> None:
         ctx = rules.Context(str(bundle))
         hit.update(r.name for r in rules.RULES if list(r.check(doc, ctx)))
     assert sorted(r.name for r in rules.RULES if r.name not in hit) == []
+
+
+def test_rootfs_through_a_symlink_is_refused(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, default_spec())
+    (bundle / "rootfs").rename(bundle / "real")
+    (bundle / "rootfs").symlink_to("real")  # the rootfs itself
+    with pytest.raises(ConfigError, match=r"\$\.root\.path: invalid rootfs: not an absolute path, or a symlink"):
+        load_bundle(str(bundle))
+    (bundle / "rootfs").unlink()
+    (bundle / "dir").mkdir()
+    (bundle / "real").rename(bundle / "dir" / "rootfs")
+    (bundle / "link").symlink_to("dir")  # a component on the way
+    config = merge(default_spec(), {"root": {"path": "link/rootfs"}})
+    (bundle / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=f"resolves to {bundle}/dir/rootfs"):
+        load_bundle(str(bundle))
+
+
+def test_bundle_reached_through_a_symlink_is_resolved(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, default_spec())
+    (tmp_path / "link").symlink_to(bundle)
+    loaded = load_bundle(str(tmp_path / "link"))
+    assert loaded.bundle == str(bundle) and loaded.rootfs == str(bundle / "rootfs")
+
+
+def _deep_config(levels: int) -> str:
+    """``ocirun spec``'s config with an unknown key whose value nests ``levels`` objects."""
+    text = json.dumps(default_spec())
+    return text[:-1] + ', "x-deep": ' + '{"k":' * (levels - 1) + "{}" + "}" * (levels - 1) + "}"
+
+
+@pytest.mark.parametrize("levels", [900, 5000, 9999])
+def test_deep_nesting_is_accepted_up_to_runcs_limit(tmp_path: Path, levels: int) -> None:
+    """Go's encoding/json takes 10000 levels (the config object is one): so does ocirun."""
+    bundle = make_bundle(tmp_path, {})
+    (bundle / "config.json").write_text(_deep_config(levels))
+    assert load_bundle(str(bundle)).config.process is not None
+    assert sys.getrecursionlimit() < 5000  # raised only while the deep config was loaded
+
+
+def test_deeper_nesting_is_one_clean_error(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, {})
+    (bundle / "config.json").write_text(_deep_config(10_000))
+    with pytest.raises(ConfigError, match=r"\$: invalid JSON: nested 10001 levels deep, more than the 10000 runc"):
+        load_bundle(str(bundle))
+
+
+def test_deep_value_where_a_string_belongs_gets_a_short_message(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, {})
+    text = json.dumps(merge(default_spec(), {"hostname": "MARK"}))
+    (bundle / "config.json").write_text(text.replace('"MARK"', "[" * 3000 + "]" * 3000))
+    with pytest.raises(ConfigError) as info:
+        load_bundle(str(bundle))
+    assert info.value.problems[0].path == "$.hostname" and len(str(info.value)) < 1200
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device", "huge"])
+def test_config_json_that_is_not_a_readable_file(tmp_path: Path, kind: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from ocirun.spec import load
+
+    bundle = make_bundle(tmp_path, {})
+    config = bundle / "config.json"
+    config.unlink()
+    if kind == "fifo":
+        os.mkfifo(config)  # never waited on: nobody will ever write it
+    elif kind == "directory":
+        config.mkdir()
+    elif kind == "device":
+        config.symlink_to("/dev/zero")
+    else:
+        monkeypatch.setattr(load, "MAX_CONFIG_SIZE", 1000)
+        config.write_text(json.dumps(default_spec()) + " " * 1000)
+    want = {"fifo": "not a regular file", "directory": "is a directory", "device": "not a regular file",
+            "huge": "bytes, more than the 1000 ocirun reads"}[kind]
+    with pytest.raises(BundleError, match=f"cannot read {config}: .*{want}"):
+        load_bundle(str(bundle))
+
+
+@pytest.mark.parametrize("value, plain", sorted(rules.RECURSIVE_ROOTFS_PROPAGATION.items()))
+def test_recursive_rootfs_propagation_is_accepted_with_a_warning(tmp_path: Path, value: str, plain: str) -> None:
+    """runc and crun take rprivate/rshared/rslave/runbindable; the schema's enum does not
+    (schemas/ stay upstream's): accepted in ocirun's validation layer, with a warning."""
+    config = merge(default_spec(), {"linux": {"rootfsPropagation": value}})
+    loaded = load_bundle(str(make_bundle(tmp_path, config)))
+    assert loaded.config.linux is not None and loaded.config.linux.rootfs_propagation == value
+    assert (f"$.linux.rootfsPropagation: {value!r} is not one of the values the spec lists (private, shared, "
+            f"slave, unbindable); accepted as runc and crun accept it: {plain}, recursively") in loaded.warnings
+    assert config["linux"]["rootfsPropagation"] == value  # the document itself is not changed
+
+
+def test_other_rootfs_propagation_values_are_still_refused(tmp_path: Path) -> None:
+    config = merge(default_spec(), {"linux": {"rootfsPropagation": "rbogus"}})
+    with pytest.raises(ConfigError, match=r"\$\.linux\.rootfsPropagation: 'rbogus' is not one of"):
+        load_bundle(str(make_bundle(tmp_path, config)))
+
+
+@pytest.mark.parametrize("value", [[], {}, ["rprivate"], 1])
+def test_rootfs_propagation_of_the_wrong_type_is_a_schema_error(tmp_path: Path, value) -> None:
+    """Not a string: the schema's error, not a crash in the recursive-forms lookup
+    (found by tests/robustness: rootfsPropagation [] was an internal TypeError)."""
+    config = merge(default_spec(), {"linux": {"rootfsPropagation": value}})
+    with pytest.raises(ConfigError, match=r"rootfsPropagation"):
+        load_bundle(str(make_bundle(tmp_path, config)))

@@ -29,7 +29,6 @@
  * node copied from the host's ptmx would give a pty of the host's devpts). */
 static int open_ptmx(struct ctx *c, struct stat *st)
 {
-    char p[32];
     struct statfs sf;
     int path = open_in_root(c->rootfd, "/dev/pts/ptmx", O_PATH | O_NOFOLLOW);
     if (path < 0)
@@ -40,7 +39,7 @@ static int open_ptmx(struct ctx *c, struct stat *st)
         sf.f_type != OCI_DEVPTS_SUPER_MAGIC)
         fail(c, OCIRUN_STEP_CONSOLE_PTMX_CHECK, ENODEV, -1);
     /* Reopened through the verified fd: the same inode, whatever the path says now. */
-    int fd = open(fdpath(p, path), O_RDWR | O_NOCTTY | O_CLOEXEC);
+    int fd = reopen_fd(c, path, O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (fd < 0)
         fail(c, OCIRUN_STEP_CONSOLE_OPEN_PTMX, errno, -1);
     close(path);
@@ -87,7 +86,7 @@ static int open_peer(struct ctx *c, int master, const struct stat *ptmx)
  * planted at /dev/console is refused, never followed. */
 static void mount_console_fd(struct ctx *c, int slave)
 {
-    char name[NAME_MAX + 1], src[32], dst[32];
+    char name[NAME_MAX + 1];
     struct stat st;
     int dir = open_parent_in_root(c->rootfd, "/dev/console", name);
     if (dir < 0)
@@ -105,7 +104,7 @@ static void mount_console_fd(struct ctx *c, int slave)
         fail(c, OCIRUN_STEP_CONSOLE_CREATE, ELOOP, -1);
     if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode))
         fail(c, OCIRUN_STEP_CONSOLE_CREATE, S_ISDIR(st.st_mode) ? EISDIR : EINVAL, -1);
-    if (mount(fdpath(src, slave), fdpath(dst, f), NULL, MS_BIND, NULL) < 0)
+    if (mount_fd(c, NULL, slave, f, NULL, MS_BIND, NULL) < 0)
         fail(c, OCIRUN_STEP_CONSOLE_MOUNT, errno, -1);
     close(f);
     close(dir);

@@ -85,6 +85,15 @@ __attribute__((noreturn)) static void exec_process_main(struct ctx *c)
     set_scheduler(c);
     /* As root, before capabilities go: IOPRIO_CLASS_RT needs CAP_SYS_ADMIN. */
     set_io_priority(c);
+    /* Nothing below creates a file, and a filter loaded by become_user may
+     * refuse umask(2). */
+    umask(pr->umask);
+    /* execCPUAffinity.final: after the cgroup transition (stage-1 joined it),
+     * before any filter could refuse sched_setaffinity(2); the little setup
+     * left runs on those CPUs. A failure still reaches the parent. */
+    int aff = set_cpu_affinity_final(pr);
+    if (aff < 0)
+        fail(c, OCIRUN_STEP_AFFINITY_FINAL, -aff, -1);
     /* After every step above that needs root or must precede a filter. */
     become_user(c, chdir_again);
     if (pr->exe) {
@@ -100,12 +109,6 @@ __attribute__((noreturn)) static void exec_process_main(struct ctx *c)
     /* After capset and setuid, which it would limit. */
     if (pr->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         fail(c, OCIRUN_STEP_NO_NEW_PRIVS, errno, -1);
-    umask(pr->umask);
-    /* execCPUAffinity.final: after our setup, before a filter could refuse
-     * sched_setaffinity(2); a failure still reaches the parent (socket open). */
-    int aff = set_cpu_affinity_final(pr);
-    if (aff < 0)
-        fail(c, OCIRUN_STEP_AFFINITY_FINAL, -aff, -1);
     /* With no_new_privs: last, so none of our own setup syscalls need to be in
      * the container's profile. A failure is still reported: the socket is open
      * (until execve: CLOEXEC), and so is the way to hand a listener fd over. */

@@ -155,12 +155,146 @@ fail:
     return -1;
 }
 
+/* Plain binds of a container with a user namespace (#11 item 16): its root
+ * cannot reach a source only the host's root can (a directory below a 0700
+ * one, say), so the mount(2) in the init is refused. As for id-mapped mounts
+ * the parent makes each one as a detached tree the init attaches; runc (1.1's
+ * mount sources, 1.2's open_tree) and crun open such sources with the
+ * runtime's privileges too.
+ *
+ * Opened where, and why: not in the runtime's own mount namespace. A mount
+ * the init makes is a copy of a mount of its namespace, which the kernel
+ * copied from the host's into a namespace of a less privileged user namespace
+ * and so locked (MNT_LOCK_READONLY/NOSUID/NODEV/NOEXEC/ATIME, locked
+ * submounts): the container cannot remount a host read-only filesystem
+ * read-write through it. A clone made in the host's namespace would carry no
+ * such locks. So a helper enters a user namespace that maps every id to
+ * itself (the runtime's privileges, over every file) and makes a mount
+ * namespace there: the host's mounts are copied into it locked, as into the
+ * container's, and open_tree clones them with their locks. The helper shares
+ * our fd table (CLONE_FILES): its trees are ours when it exits. */
+#define OCI_IDENTITY_MAP "0 0 4294967295\n"
+
+int ocirun_bind_trees(const char **sources, const int *recursive, int n, int floor, int *fds_out,
+                      struct ocirun_spawn_result *res)
+{
+    reset_result(res);
+    for (int i = 0; i < n; i++)
+        fds_out[i] = -1;
+    int userns = ocirun_idmap_userns(OCI_IDENTITY_MAP, OCI_IDENTITY_MAP, res);
+    if (userns < 0)
+        return -1;
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) < 0) {
+        res->step = OCIRUN_STEP_BIND_TREE_HELPER;
+        res->err = errno;
+        close(userns);
+        return -1;
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    long pid = syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0);
+    if (pid == 0) {
+        /* (step, errno, index) of the first failure, or (0, 0, n): all made.
+         * Only writes: the fd table is the parent's, closing is its job. */
+        int msg[3] = {0, 0, n};
+        if (setns(userns, CLONE_NEWUSER) < 0) {
+            msg[0] = OCIRUN_STEP_BIND_TREE_HELPER;
+        } else if (unshare(CLONE_NEWNS) < 0) {
+            msg[0] = OCIRUN_STEP_BIND_TREE_HELPER;
+        } else {
+            for (int i = 0; i < n; i++) {
+                msg[2] = i;
+                msg[0] = OCIRUN_STEP_BIND_TREE_OPEN;
+                long tree = syscall(SYS_open_tree, AT_FDCWD, sources[i],
+                                    OCI_OPEN_TREE_CLONE | O_CLOEXEC | (recursive[i] ? OCI_AT_RECURSIVE : 0));
+                if (tree < 0)
+                    break;
+                /* Never inside the preserved range: those fds are the container's. */
+                int high = (int)tree;
+                if (tree < floor) {
+                    msg[0] = OCIRUN_STEP_IDMAP_DUP_FD;
+                    high = fcntl((int)tree, F_DUPFD_CLOEXEC, floor);
+                    if (high < 0)
+                        break;
+                    close((int)tree);
+                }
+                if (write(report[1], &high, sizeof high) != (ssize_t)sizeof high)
+                    _exit(1);
+                msg[0] = 0;
+                msg[2] = n;
+            }
+        }
+        msg[1] = msg[0] ? errno : 0;
+        if (write(report[1], msg, sizeof msg) != (ssize_t)sizeof msg)
+            _exit(1);
+        _exit(0);
+    }
+    int err = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* The fd table is shared with the helper: close nothing before it is gone. */
+    if (pid > 0) {
+        while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    close(report[1]);
+    close(userns);
+    if (pid < 0) {
+        close(report[0]);
+        res->step = OCIRUN_STEP_BIND_TREE_HELPER;
+        res->err = err;
+        return -1;
+    }
+    /* The trees made, in order, then the verdict (EOF: it died first). */
+    int got = 0, msg[3] = {OCIRUN_STEP_BIND_TREE_HELPER, EPROTO, -1};
+    for (;;) {
+        int buf[3];
+        ssize_t r;
+        do
+            r = read(report[0], buf, got < n ? sizeof(int) : sizeof buf);
+        while (r < 0 && errno == EINTR);
+        if (r == (ssize_t)sizeof(int) && got < n) {
+            fds_out[got++] = buf[0];
+            continue;
+        }
+        if (r == (ssize_t)sizeof buf)
+            memcpy(msg, buf, sizeof msg);
+        break;
+    }
+    close(report[0]);
+    if (msg[0] == 0 && got == n) {
+        /* Slaves, as a bind made in the container's rslave namespace is: the
+         * host's mounts still propagate in, nothing made below goes out. */
+        for (int i = 0; i < n; i++) {
+            struct oci_mount_attr prop = {0, 0, MS_SLAVE, 0};
+            if (syscall(SYS_mount_setattr, fds_out[i], "", AT_EMPTY_PATH | (recursive[i] ? OCI_AT_RECURSIVE : 0),
+                        &prop, sizeof prop) < 0) {
+                msg[0] = OCIRUN_STEP_IDMAP_PROPAGATION;
+                msg[1] = errno;
+                msg[2] = i;
+                break;
+            }
+        }
+        if (msg[0] == 0)
+            return 0;
+    }
+    for (int i = 0; i < got; i++)
+        close(fds_out[i]);
+    for (int i = 0; i < n; i++)
+        fds_out[i] = -1;
+    res->step = msg[0];
+    res->err = msg[1];
+    res->pid = msg[2]; /* the index of the source that failed */
+    return -1;
+}
+
 /* ---- init ---- */
 
-/* Attach mount i's detached id-mapped tree on the mount point fd resolved
- * inside the root (by fd, like every mount), then close it: nothing of it
- * may reach the container's process. */
-static void attach_idmapped(struct ctx *c, int i, int target_fd)
+/* Attach mount i's detached tree (id-mapped, or a bind the parent opened) on
+ * the mount point fd resolved inside the root (by fd, like every mount), then
+ * close it: nothing of it may reach the container's process. */
+static void attach_tree(struct ctx *c, int i, int target_fd)
 {
     const struct ocirun_mount *m = &c->plan->mounts[i];
     if (syscall(SYS_move_mount, m->tree_fd, "", target_fd, "",

@@ -43,6 +43,18 @@ static void become_user(struct ctx *c, int chdir_again)
     set_capabilities(c);
 }
 
+/* After READY: wait for COMMIT (the parent saved state.json; EOF, its death,
+ * ends us), stop dying with the parent, and say so by closing the socket: the
+ * parent waits for that EOF before `create` returns, so its normal exit cannot
+ * take us with it. */
+static void await_commit(struct ctx *c)
+{
+    wait_for(c, OCIRUN_MSG_COMMIT);
+    if (prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0) < 0)
+        fail(c, OCIRUN_STEP_PDEATHSIG, errno, -1);
+    close(c->sock);
+}
+
 __attribute__((noreturn)) static void run_process(struct ctx *c)
 {
     const struct ocirun_process *pr = c->plan->process;
@@ -60,21 +72,31 @@ __attribute__((noreturn)) static void run_process(struct ctx *c)
      * that allows, so little of our own setup is allocated under the policy.
      * Needs no privilege: a node outside the cpuset's mems is the kernel's EINVAL. */
     set_memory_policy(c);
+    /* The process's umask: nothing below creates a file, and a filter loaded by
+     * become_user may refuse umask(2), which would leave the setup's 0 in place. */
+    umask(pr->umask);
+    /* Before the filter too (it may refuse rt_sigaction(2)): from here on the
+     * terminating signals end the init, which as pid 1 would ignore them; so
+     * `kill <id> TERM` stops a created container, as runc's init. */
+    die_on_signals();
     /* After every step above that needs root or must precede a filter. */
     become_user(c, chdir_again);
     int has_seccomp = c->plan->seccomp_bpf != NULL;
-    /* As the container user, like runc's LookPath: what it cannot exec is not found. */
+    /* As the container user, like runc's LookPath: what it cannot exec is not
+     * found. Under a filter already without no_new_privs: see can_exec. */
     resolve_exe(c);
+    /* Again: the uid change cleared it (a change of the effective ids does). */
+    arm_parent_death(0);
     /* Last, so nothing above (capset, setuid) is limited by it. */
     if (pr->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         fail(c, OCIRUN_STEP_NO_NEW_PRIVS, errno, -1);
-    umask(pr->umask);
     /* no_new_privs with NOTIFY: the listener fd can only reach the parent (and the
      * agent) while the parent waits for READY, so this is as late as it can be. */
     if (has_seccomp && pr->no_new_privileges && c->plan->seccomp_notify)
         seccomp_before_ready(c);
     send_msg(c->sock, OCIRUN_MSG_READY, 0, 0, -1, 0);
-    close(c->sock);
+    /* Only once the parent has saved state.json may we outlive it (see there). */
+    await_commit(c);
     wait_for_start(c);
     /* "final": the last thing before execve, so none of our setup runs on those CPUs;
      * before a filter loaded here could refuse sched_setaffinity(2). After READY
@@ -96,6 +118,9 @@ __attribute__((noreturn)) static void run_process(struct ctx *c)
 __attribute__((noreturn)) static void init_main(struct ctx *c)
 {
     const struct ocirun_plan *p = c->plan;
+    /* First: a new child does not inherit it. A parent already gone shows as
+     * EOF at the wait below. */
+    arm_parent_death(0);
     /* Until the parent has our pid it could not kill us on an error: wait. */
     wait_for(c, OCIRUN_MSG_INIT_ACK);
     /* A session of its own, as runc's init: the caller's terminal (its ^C, its
@@ -103,6 +128,10 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
     if (setsid() < 0)
         fail(c, OCIRUN_STEP_CONSOLE_SETSID, errno, -1);
     close_inherited_fds(c);
+    /* Before any mount and after the fds we inherited are gone: our fds are
+     * named through a procfs of our own from now on, never the container's
+     * /proc (src/selffd.c). Above the preserved fds, which the container gets. */
+    open_selffd(c, 3 + (p->process ? (unsigned int)p->process->preserve_fds : 0));
     /* umask 0 during setup: device modes and mount points exactly as planned;
      * the process's own umask is set just before exec. */
     umask(0);
@@ -139,7 +168,6 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
         wait_for(c, OCIRUN_MSG_BEFORE_PIVOT_ACK);
     }
     pivot_to_rootfs(c);
-    set_rootfs_propagation(c);
     /* After pivot_root, so "/dev/null" is the container's own: stdio on the
      * host's /dev/null lives on a mount the container cannot see (CRIU cannot
      * dump it), as runc's reOpenDevNull. */
@@ -152,6 +180,9 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
     /* After pivot_root: these are container paths, resolved in the new "/". */
     make_readonly_paths(c);
     make_masked_paths(c);
+    /* rootfsPropagation after the binds above (console, read-only and masked paths):
+     * "runbindable" makes every mount unbindable, and a bind from one fails (EINVAL). */
+    set_rootfs_propagation(c);
     /* Last of the mounts: a read-only root must not stop anything above. */
     make_root_readonly(c);
     if (p->process)
@@ -159,7 +190,7 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
     /* No process (config.json without one): wait; `start` reports the error. */
     prepare_fds(c, 0);
     send_msg(c->sock, OCIRUN_MSG_READY, 0, 0, -1, 0);
-    close(c->sock);
+    await_commit(c);
     die_on_signals();
     for (;;)
         pause();
@@ -172,6 +203,7 @@ static void begin_child(struct ctx *c, const struct ocirun_plan *plan, int sock,
     c->sock = sock;
     c->fifo = fifo;
     c->rootfd = -1;
+    c->selffd = -1;
     c->rootfs_via_cwd = 0;
     c->exe[0] = '\0';
     /* First: no Python handler or ignored signal may reach the container. */
@@ -182,10 +214,14 @@ static void begin_child(struct ctx *c, const struct ocirun_plan *plan, int sock,
         fail(c, OCIRUN_STEP_DUMPABLE, errno, -1);
 }
 
-__attribute__((noreturn)) static void stage1_main(const struct ocirun_plan *plan, int sock, int fifo)
+__attribute__((noreturn)) static void stage1_main(const struct ocirun_plan *plan, int sock, int fifo,
+                                                  long parent)
 {
     struct ctx c;
     begin_child(&c, plan, sock, fifo);
+    /* Right after the signals are reset (SIGKILL needs no handler): a killed
+     * `ocirun create` takes us along, until the init is committed. */
+    arm_parent_death(parent);
     /* execCPUAffinity.initial (the planner sets it for exec'd processes only):
      * before the parent moves us into the container's cgroups (v1; clone3 into
      * a v2 cgroup is born there). */
@@ -197,6 +233,12 @@ __attribute__((noreturn)) static void stage1_main(const struct ocirun_plan *plan
      * when we exit with that message unread (the socket is reset). */
     if (aff < 0)
         fail(&c, OCIRUN_STEP_AFFINITY_INITIAL, -aff, -1);
+    /* The stdio the caller asked for (ocirun.Runtime), while the fds given are
+     * still the caller's; the init inherits them, closes every other one. */
+    for (int i = 0; plan->stdio != NULL && i < 3; i++) {
+        if (plan->stdio[i] >= 0 && plan->stdio[i] != i && dup2(plan->stdio[i], i) < 0)
+            fail(&c, OCIRUN_STEP_EXEC_STDIO, errno, i);
+    }
     /* Before joining or creating any namespace (see there). */
     enter_rootfs(&c);
     join_namespaces(&c);
@@ -204,10 +246,20 @@ __attribute__((noreturn)) static void stage1_main(const struct ocirun_plan *plan
     /* The parent writes uid_map/gid_map/timens_offsets now: only it can. */
     send_msg(sock, OCIRUN_MSG_NS_READY, 0, 0, -1, 0);
     wait_for(&c, OCIRUN_MSG_NS_ACK);
-    if ((plan->new_namespaces & CLONE_NEWUSER) || plan->joins_user_ns)
+    if ((plan->new_namespaces & CLONE_NEWUSER) || plan->joins_user_ns) {
         become_userns_root(&c);
+        /* setresuid/setresgid changed our ids (the kernel cleared it). */
+        arm_parent_death(parent);
+    }
     /* After becoming root in the user namespace: the keyring is owned by it. */
     join_session_keyring(&c);
+    /* As root of the namespace's owner (CAP_NET_ADMIN), after the parent moved
+     * linux.netDevices in (NS_READY), before the init exists: no hook (prestart,
+     * like CNI) and no process ever sees lo down. Not for a restore: this
+     * namespace dies with the init; CRIU restores the one it makes, lo's state
+     * with it (as the names and sysctls, see init_main). */
+    if (!plan->prepare_only)
+        bring_up_loopback(&c);
     /* CLONE_PARENT: the init is the parent's child (the caller's subreaper
      * inherits it when `ocirun create` exits) and pid 1 of the new pid ns. */
     long pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);

@@ -55,6 +55,30 @@ static void become_userns_root(struct ctx *c)
         fail(c, OCIRUN_STEP_USERNS_SETGROUPS, errno, -1);
 }
 
+/* A network namespace we created has only "lo", and it is down: bring it up,
+ * as runc (its loopback network) and crun do. Never a joined one: it is
+ * someone else's to configure. */
+static void bring_up_loopback(struct ctx *c)
+{
+    if (!(c->plan->new_namespaces & CLONE_NEWNET))
+        return;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, "lo", 3);
+    /* Any socket of the namespace reaches the device ioctls. */
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        fail(c, OCIRUN_STEP_LOOPBACK, errno, -1);
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+        fail(c, OCIRUN_STEP_LOOPBACK, errno, -1);
+    if (!(ifr.ifr_flags & IFF_UP)) {
+        ifr.ifr_flags |= IFF_UP;
+        if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+            fail(c, OCIRUN_STEP_LOOPBACK, errno, -1);
+    }
+    close(s);
+}
+
 static void join_session_keyring(struct ctx *c)
 {
     /* A new session keyring, so containers don't share the host's keys. Like

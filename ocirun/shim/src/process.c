@@ -79,8 +79,11 @@ static void set_capabilities(struct ctx *c)
     if (sets & (OCIRUN_CAPS_EFFECTIVE | OCIRUN_CAPS_PERMITTED | OCIRUN_CAPS_INHERITABLE)) {
         struct oci_cap_header h = {OCI_CAP_V3, 0};
         struct oci_cap_data d[2];
-        /* A set that is None in the plan keeps its current value. */
-        if (syscall(SYS_capget, &h, d) < 0)
+        memset(d, 0, sizeof d);
+        /* A set that is None in the plan keeps its current value. Only then
+         * capget: one syscall less under a filter loaded before us. */
+        int all = OCIRUN_CAPS_EFFECTIVE | OCIRUN_CAPS_PERMITTED | OCIRUN_CAPS_INHERITABLE;
+        if ((sets & all) != all && syscall(SYS_capget, &h, d) < 0)
             fail(c, OCIRUN_STEP_CAPSET, errno, -1);
         for (int k = 0; k < 2; k++) {
             int shift = 32 * k;
@@ -101,26 +104,54 @@ static void set_capabilities(struct ctx *c)
         if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
             fail(c, OCIRUN_STEP_AMBIENT, errno, -1);
         for (int cap = 0; cap <= c->plan->cap_last_cap && cap < 64; cap++) {
+            /* EPERM (not permitted and inheritable, or SECBIT_NO_CAP_AMBIENT_RAISE):
+             * runc and crun go on without it; the planner already left out what
+             * the sets predict (with the config's warning). */
             if ((pr->ambient & (1ULL << cap)) &&
-                prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+                prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0 && errno != EPERM)
                 fail(c, OCIRUN_STEP_AMBIENT, errno, cap);
         }
     }
 }
 
-/* X_OK for the effective ids, as Go's exec.LookPath (what runc uses). */
-static int can_exec(const char *path)
+/* The mode of path (stat(2), following links); statx(2) when a filter refuses
+ * the call glibc's stat makes (newfstatat on x86_64). 0 or -errno. */
+static int stat_mode(const char *path, mode_t *mode)
 {
     struct stat st;
-    if (stat(path, &st) < 0)
+    if (stat(path, &st) == 0) {
+        *mode = st.st_mode;
+        return 0;
+    }
+    if (!refused_by_filter(errno))
         return -errno;
-    if (S_ISDIR(st.st_mode))
+    struct statx sx;
+    if (syscall(SYS_statx, AT_FDCWD, path, 0, STATX_TYPE | STATX_MODE, &sx) < 0)
+        return -errno;
+    *mode = sx.stx_mode;
+    return 0;
+}
+
+/* X_OK for the effective ids (faccessat2 AT_EACCESS), as Go's exec.LookPath
+ * since Go 1.20 (runc 1.1.5, built with Go 1.19, checks only for an x bit).
+ * Without no_new_privs a seccomp filter is loaded before this: faccessat2(2)
+ * may be refused (EPERM) by a profile that lists faccessat and syscalls newer
+ * than faccessat2 (so runc's ENOSYS stub does not cover it), and glibc's
+ * faccessat falls back only on ENOSYS. Like Go's findExecutable, fall back on
+ * ENOSYS and EPERM to "any x bit" (what runc 1.1.5 always does). */
+static int can_exec(const char *path)
+{
+    mode_t mode;
+    int r = stat_mode(path, &mode);
+    if (r < 0)
+        return r;
+    if (S_ISDIR(mode))
         return -EISDIR;
     if (syscall(SYS_faccessat2, AT_FDCWD, path, X_OK, AT_EACCESS) == 0)
         return 0;
-    if (errno == ENOSYS)
-        return faccessat(AT_FDCWD, path, X_OK, 0) == 0 ? 0 : -errno;
-    return -errno;
+    if (!refused_by_filter(errno))
+        return -errno;
+    return (mode & 0111) ? 0 : -EACCES;
 }
 
 static void resolve_exe(struct ctx *c)
@@ -199,16 +230,35 @@ static void close_inherited_fds(struct ctx *c)
     }
 }
 
+static int is_absent_fd(const struct ocirun_process *pr, int fd)
+{
+    for (int i = 0; pr && i < pr->n_absent_fds; i++) {
+        if (pr->absent_fds[i] == fd)
+            return 1;
+    }
+    return 0;
+}
+
 static void prepare_fds(struct ctx *c, int preserve_fds)
 {
     /* Only 0-2 and the preserved fds may reach the container (containerd's
      * shim, for one, has its listening socket at fd 3). CLOEXEC rather than
      * close: the sync socket and the exec fifo are still needed until exec. */
+    const struct ocirun_process *pr = c->plan->process;
     unsigned int first = 3 + (unsigned int)preserve_fds;
     if (syscall(SYS_close_range, first, ~0U, OCI_CLOSE_RANGE_CLOEXEC) < 0)
         fail(c, OCIRUN_STEP_CLOSE_RANGE, errno, -1);
     for (int fd = 3; fd < (int)first; fd++) {
+        /* A number the caller left free: the runtime's placeholder goes (crun
+         * passes what exists). Closed only now, so that nothing the init
+         * opened before could take the number. */
+        if (is_absent_fd(pr, fd)) {
+            close(fd);
+            continue;
+        }
         int fl = fcntl(fd, F_GETFD);
+        if (fl < 0 && errno == EBADF)
+            continue; /* not open: nothing to pass */
         if (fl < 0 || fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC) < 0)
             fail(c, OCIRUN_STEP_PRESERVE_FD, errno, fd);
     }
@@ -251,14 +301,13 @@ static void die_on_signals(void)
 
 static void wait_for_start(struct ctx *c)
 {
-    die_on_signals();
     /* runc's exec fifo: opening it for writing blocks until `start` opens it
      * for reading; the byte tells `start` we got through. Reopened through
-     * /proc/self/fd so it works from inside the container's root. */
-    char p[32];
+     * our own procfs (src/selffd.c): it works from inside the container's root,
+     * and no mount in the container's /proc can send the write elsewhere. */
     int fd;
     do
-        fd = open(fdpath(p, c->fifo), O_WRONLY | O_CLOEXEC);
+        fd = reopen_fd(c, c->fifo, O_WRONLY | O_CLOEXEC);
     while (fd < 0 && errno == EINTR);
     if (fd < 0)
         die_late("open", "exec fifo", errno, 1);
@@ -289,8 +338,15 @@ static void seccomp_before_ready(struct ctx *c)
     if (!p->seccomp_notify)
         return;
     int r = send_fd_msg(c->sock, OCIRUN_MSG_SECCOMP_FD, fd);
+    /* The filter we just loaded refuses sendmsg(2): say the fd's number instead
+     * (index); the parent takes it with pidfd_getfd(2), as runc does. Kept open
+     * until the parent's ACK says it has it. */
+    if (r < 0 && refused_by_filter(-r)) {
+        send_msg(c->sock, OCIRUN_MSG_SECCOMP_FD, 0, 0, fd, 0);
+        r = 0;
+    }
     if (r < 0)
         fail(c, OCIRUN_STEP_SECCOMP_SEND, -r, -1);
-    close(fd);
     wait_for(c, OCIRUN_MSG_SECCOMP_ACK);
+    close(fd);
 }

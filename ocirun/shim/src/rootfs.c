@@ -72,6 +72,22 @@ static int remount_fd(int fd, unsigned long flags)
     return mount(NULL, p, NULL, flags | locked_flags(fd), NULL);
 }
 
+/* Whether fd is the rootfs's own root: the same inode on the same mount (statx's
+ * mount id, Linux 5.8; a bind of the rootfs elsewhere is another mount). Without
+ * mount ids, the same inode and device. */
+static int is_root_of(int fd, int rootfd)
+{
+    struct statx a, b;
+    unsigned mask = STATX_INO | STATX_MNT_ID;
+    if (statx(fd, "", AT_EMPTY_PATH, mask, &a) < 0 || statx(rootfd, "", AT_EMPTY_PATH, mask, &b) < 0)
+        return 0;
+    if (a.stx_ino != b.stx_ino || a.stx_dev_major != b.stx_dev_major || a.stx_dev_minor != b.stx_dev_minor)
+        return 0;
+    if ((a.stx_mask & b.stx_mask & STATX_MNT_ID) == 0)
+        return 1;
+    return a.stx_mnt_id == b.stx_mnt_id;
+}
+
 static void do_mount(struct ctx *c, int i)
 {
     const struct ocirun_mount *m = &c->plan->mounts[i];
@@ -80,14 +96,21 @@ static void do_mount(struct ctx *c, int i)
     int fd = mkdirall_in_root(c->rootfd, m->target, m->target_is_file);
     if (fd < 0)
         fail(c, OCIRUN_STEP_MOUNT_MKDIR, -fd, i);
+    /* A destination that resolves to the root itself (a symlink in the rootfs to
+     * "/" or ".."; the validator refuses "/", "/..", "." as written): a mount
+     * there would cover the rootfs bind and the container would run on what it
+     * hid, its writes landing in the bundle. */
+    if (is_root_of(fd, c->rootfd))
+        fail(c, OCIRUN_STEP_MOUNT_MKDIR, EBUSY, i);
     /* tmpcopyup: opened before the mount hides it, this fd keeps reading the
      * directory underneath (src/copyup.c). */
     if (m->copy_up && (lower = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
         fail(c, OCIRUN_STEP_MOUNT_COPYUP, errno, i);
     /* By fd: what we mount on is the file we resolved inside the root. An
-     * id-mapped bind comes ready-made from the parent (src/idmap.c). */
+     * id-mapped bind, and any bind in a user namespace, comes ready-made from
+     * the parent (src/idmap.c). */
     if (m->tree_fd >= 0)
-        attach_idmapped(c, i, fd);
+        attach_tree(c, i, fd);
     else if (mount(m->source, fdpath(p, fd), m->fstype, m->flags, m->data) < 0)
         fail(c, OCIRUN_STEP_MOUNT, errno, i);
     close(fd);
@@ -262,10 +285,10 @@ static void set_rootfs_propagation(struct ctx *c)
         fail(c, OCIRUN_STEP_ROOTFS_PROPAGATION, errno, -1);
 }
 
-/* The remaining mounts go through /proc/self/fd/N and so need the container's /proc. */
+/* The remaining mounts are made on fds, named through our own procfs (src/selffd.c):
+ * a /proc the config mounted cannot redirect them. */
 static void make_readonly_paths(struct ctx *c)
 {
-    char p[32];
     for (int i = 0; i < c->plan->n_readonly_paths; i++) {
         const char *path = c->plan->readonly_paths[i];
         int fd = open_in_root(c->rootfd, path, O_PATH);
@@ -273,16 +296,15 @@ static void make_readonly_paths(struct ctx *c)
             continue;
         if (fd < 0)
             fail(c, OCIRUN_STEP_READONLY_PATH, -fd, i);
-        fdpath(p, fd);
-        if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0)
+        if (mount_fd(c, NULL, fd, fd, NULL, MS_BIND | MS_REC, NULL) < 0)
             fail(c, OCIRUN_STEP_READONLY_PATH, errno, i);
         close(fd);
         fd = open_in_root(c->rootfd, path, O_PATH); /* now the bind mount itself */
         if (fd < 0)
             fail(c, OCIRUN_STEP_READONLY_PATH, -fd, i);
         /* Keep nosuid/nodev/noexec/atime as they are (locked in a user namespace). */
-        if (mount(NULL, fdpath(p, fd), NULL,
-                  MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC | locked_flags(fd), NULL) < 0)
+        if (mount_fd(c, NULL, -1, fd, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC | locked_flags(fd),
+                     NULL) < 0)
             fail(c, OCIRUN_STEP_READONLY_PATH, errno, i);
         close(fd);
     }
@@ -290,7 +312,6 @@ static void make_readonly_paths(struct ctx *c)
 
 static void make_masked_paths(struct ctx *c)
 {
-    char p[32], nullp[32];
     int devnull = -1;
     for (int i = 0; i < c->plan->n_masked_paths; i++) {
         struct stat st;
@@ -299,9 +320,8 @@ static void make_masked_paths(struct ctx *c)
             continue;
         if (fd < 0 || fstat(fd, &st) < 0)
             fail(c, OCIRUN_STEP_MASKED_PATH, fd < 0 ? -fd : errno, i);
-        fdpath(p, fd);
         if (S_ISDIR(st.st_mode)) {
-            if (mount("tmpfs", p, "tmpfs", MS_RDONLY, NULL) < 0)
+            if (mount_fd(c, "tmpfs", -1, fd, "tmpfs", MS_RDONLY, NULL) < 0)
                 fail(c, OCIRUN_STEP_MASKED_PATH, errno, i);
         } else {
             if (devnull < 0) {
@@ -315,9 +335,8 @@ static void make_masked_paths(struct ctx *c)
                     fail(c, OCIRUN_STEP_MASK_DEVNULL, errno, i);
                 if (!S_ISCHR(ns.st_mode) || ns.st_rdev != makedev(1, 3))
                     fail(c, OCIRUN_STEP_MASK_DEVNULL, ENODEV, i);
-                fdpath(nullp, devnull);
             }
-            if (mount(nullp, p, NULL, MS_BIND, NULL) < 0)
+            if (mount_fd(c, NULL, devnull, fd, NULL, MS_BIND, NULL) < 0)
                 fail(c, OCIRUN_STEP_MASKED_PATH, errno, i);
         }
         close(fd);

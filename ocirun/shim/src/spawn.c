@@ -8,6 +8,17 @@ int ocirun_set_child_subreaper(void)
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 }
 
+int ocirun_pidfd_getfd(int pid, int fd)
+{
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0)
+        return -errno;
+    int got = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+    int err = errno;
+    close(pidfd);
+    return got < 0 ? -err : got;
+}
+
 int ocirun_shim_version(void)
 {
     return 2;
@@ -104,10 +115,11 @@ int ocirun_spawn(const struct ocirun_plan *plan, int exec_fifo_fd, int cgroup_fd
         close(parent_end);
         return -1;
     }
+    long self = getpid(); /* stage-1 checks it is still its parent */
     long pid = clone_child(cgroup_fd, &used_clone3);
     if (pid == 0) {
         close(parent_end);
-        stage1_main(plan, child_sock, fifo);
+        stage1_main(plan, child_sock, fifo, self);
     }
     int err = errno;
     close(child_sock);
