@@ -6,10 +6,11 @@ Layout (``root`` is ``--root``, default /run/ocirun)::
     <root>/<id>/            0700, made by mkdir: the id is claimed (exactly one create wins)
     <root>/<id>/state.json  the ContainerRecord; replaced atomically, never written in place
     <root>/<id>/exec.fifo   create -> start handshake; present while the container is "created"
-    <root>/<id>/creating.json  what a create in progress may leave behind (its own pid,
+    <root>/<id>/creating.json  what a create (or restore) in progress may leave behind (its own pid,
                             the cgroup directories it is about to make, network devices
                             it moved), written before it makes any of it; removed once
-                            state.json is saved
+                            state.json is saved; "verb": create or restore
+    <root>/<id>/criu-root   restore only: the rootfs bound for CRIU while it restores
 
 A directory without state.json is a create still in progress, or one that
 died half way: ``state``, ``delete`` and the other verbs say so
@@ -447,7 +448,9 @@ class Store:
             from ocirun.linux.proc import start_time
 
             alive = start_time(creator["pid"]) == creator.get("startTime")
-        return ContainerIncomplete(container_id, creating=alive, create_interrupted=intent is not None)
+        verb = (intent or {}).get("verb")
+        return ContainerIncomplete(container_id, creating=alive, create_interrupted=intent is not None,
+                                   verb=verb if verb in ("create", "restore") else "create")
 
     def list_ids(self) -> list[str]:
         """The ids of every container directory, sorted; a missing root means none.

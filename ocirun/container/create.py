@@ -225,15 +225,16 @@ def console_receiver(prepared: Prepared, opts: CreateOptions, keep_master, undo:
     return None
 
 
-def save_intent(store, container_id: str, prepared: Prepared) -> None:
+def save_intent(store, container_id: str, prepared: Prepared, verb: str = "create") -> None:
     """Step 4, before anything below exists: what delete --force of a create (or
-    restore) killed from here on must undo (the cgroup directories about to be
-    made), and who is making it (state says "still being created" while it lives)."""
+    restore: ``verb``) killed from here on must undo (the cgroup directories about
+    to be made), and who is making it (state says "still being created" while it lives)."""
     from ocirun.linux.proc import start_time
 
     store.save_intent(container_id, {
         "creator": {"pid": os.getpid(), "startTime": start_time(os.getpid())},
         "cgroup": prepared.cgroup.planned_record(),
+        "verb": verb,
     })
 
 

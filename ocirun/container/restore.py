@@ -244,7 +244,7 @@ def _restore_claimed(store, claim_lock, container_id: str, opts: CreateOptions, 
     with ExitStack() as undo:
         undo.callback(store.remove, container_id)
         with claim_lock:
-            save_intent(store, container_id, prepared)  # delete --force undoes a killed restore
+            save_intent(store, container_id, prepared, "restore")  # delete --force undoes a killed restore
             reached("restore:intent")
             cgroup_fd, pids_limit = make_cgroup(prepared, undo, "restore")
             # The same children and mount sequence as create; only the mount points stay.
