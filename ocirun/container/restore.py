@@ -165,10 +165,14 @@ def read_images(path: str) -> Images:
 
     if not os.path.isdir(path):
         raise CriuError(f"restore: no checkpoint at {path}: no such directory (--image-path)")
-    if not os.path.exists(os.path.join(path, "inventory.img")):
+    # A pre-dump writes inventory.img and the memory (pagemap-*, pages-*) too;
+    # only a dump writes the process tree (pstree.img).
+    names = set(os.listdir(path))
+    missing = next((n for n in ("inventory.img", "pstree.img") if n not in names), None)
+    if missing:
         pre = " (only a pre-dump: restore needs the final checkpoint)" if any(
-            n.startswith("pagemap-") for n in os.listdir(path)) else ""
-        raise CriuError(f"restore: no checkpoint in {path}: it has no inventory.img{pre}")
+            n.startswith("pagemap-") for n in names) else ""
+        raise CriuError(f"restore: no checkpoint in {path}: it has no {missing}{pre}")
     try:
         with open(os.path.join(path, DESCRIPTORS), "rb") as f:
             descriptors = jsonio.loads(f.read())

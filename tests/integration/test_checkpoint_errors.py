@@ -38,6 +38,7 @@ def _fake_images(path) -> None:
     """An image directory restore accepts up to CRIU (which fails before it reads it)."""
     path.mkdir()
     (path / "inventory.img").write_bytes(b"")
+    (path / "pstree.img").write_bytes(b"")
     (path / "descriptors.json").write_text('["/dev/null", "/dev/null", "/dev/null"]')
 
 

@@ -246,6 +246,7 @@ def test_restore_killed_at_each_step(ocirun, bundle, tmp_path, point):
     images = tmp_path / "img"
     images.mkdir()
     (images / "inventory.img").write_bytes(b"")
+    (images / "pstree.img").write_bytes(b"")
     (images / "descriptors.json").write_text('["/dev/null", "/dev/null", "/dev/null"]')
     cid = ocirun.new_id()
     p = run_at(ocirun, point, "restore", "--detach", "--image-path", str(images), "--bundle", str(bundle.path),

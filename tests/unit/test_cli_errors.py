@@ -110,13 +110,17 @@ def test_checkpoint_and_restore_flags_as_runc(tmp_path: Path, args: list[str], m
 
 
 def test_restore_from_nothing_is_one_error_and_leaves_nothing(tmp_path: Path) -> None:
-    (tmp_path / "pre").mkdir()
-    (tmp_path / "pre" / "pagemap-1.img").write_bytes(b"")
+    (tmp_path / "pre").mkdir()  # what CRIU's pre-dump writes: no process tree
+    for name in ("inventory.img", "pagemap-1.img", "pages-1.img", "stats-dump"):
+        (tmp_path / "pre" / name).write_bytes(b"")
+    (tmp_path / "empty").mkdir()
     (tmp_path / "proc").mkdir()
-    (tmp_path / "proc" / "inventory.img").write_bytes(b"")
+    for name in ("inventory.img", "pstree.img"):
+        (tmp_path / "proc" / name).write_bytes(b"")
     for images, message in (
         ("none", "no checkpoint at {}: no such directory (--image-path)"),
-        ("pre", "no checkpoint in {}: it has no inventory.img (only a pre-dump: restore needs the final checkpoint)"),
+        ("empty", "no checkpoint in {}: it has no inventory.img"),
+        ("pre", "no checkpoint in {}: it has no pstree.img (only a pre-dump: restore needs the final checkpoint)"),
         ("proc", "{} holds no container checkpoint: no descriptors.json (images of a process, not of a "
                  "container made by ocirun or runc?)"),
     ):

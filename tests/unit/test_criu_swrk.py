@@ -206,6 +206,7 @@ def test_a_too_old_criu_is_one_error_before_anything(criu, monkeypatch, tmp_path
     images = tmp_path / "img"
     images.mkdir()
     (images / "inventory.img").write_bytes(b"")
+    (images / "pstree.img").write_bytes(b"")
     (images / "descriptors.json").write_text("[]")
     bundle = tmp_path / "bundle"
     (bundle / "rootfs").mkdir(parents=True)
