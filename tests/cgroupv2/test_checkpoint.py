@@ -28,6 +28,7 @@ from checkpoint_helpers import (
     leftovers,
     make_bundle,
     mounts,
+    parent_pages,
     read_count,
     read_lines,
     read_until,
@@ -97,17 +98,30 @@ def _no_such_container(rt: Runtime, cid: str) -> None:
 
 
 def test_counter_checkpointed_deleted_and_restored_goes_on_counting(rt, image, tmp_path):
-    """A counter writing to its stdout pipe (as under conmon) is checkpointed: the
-    container is gone, its cgroup and processes too; restored by a subreaper
-    caller with --pid-file, it goes on from the very next number, on the new pipe
-    the caller gave (descriptors.json), as the caller's child."""
+    """A counter writing to its stdout pipe (as under conmon), with a bind mount
+    (/data), pre-dumped while it runs (--pre-dump: it goes on), then checkpointed
+    with --parent-path: the container is gone, its cgroup and processes too, and
+    the dump left the pages unchanged since the pre-dump in the parent. What
+    cannot be restored fails and leaves nothing (a pre-dump alone, another
+    container's images, a prestart hook failing at CRIU's setup-namespaces).
+    Restored by a subreaper caller with --pid-file, it goes on from the very next
+    number, on the new pipe the caller gave (descriptors.json), as the caller's
+    child; a restore of its id now fails and leaves it alone.
+
+    One dump for all of it: under TCG a dump or a restore takes 5-20 s."""
     bundle = make_bundle(image, tmp_path / "bundle", COUNTER)
+    (tmp_path / "data").mkdir()
+    edit_config(bundle, lambda c: c["mounts"].append(
+        {"destination": "/data", "type": "bind", "source": str(tmp_path / "data"), "options": ["rbind"]}))
     r1, w1 = os.pipe()
     cid = _run_counter(rt, bundle, stdout=w1)
     os.close(w1)
     pipe_inode = os.fstat(r1).st_ino
-    images = tmp_path / "images"
-    _, dump_s = rt.timed("checkpoint", "--image-path", str(images), cid)
+    parent, images = tmp_path / "pre", tmp_path / "images"
+    rt("checkpoint", "--pre-dump", "--image-path", str(parent), cid)
+    assert rt.state(cid)["status"] == "running"
+    wait_count(bundle, read_count(bundle) + 3)  # it never stopped counting
+    _, dump_s = rt.timed("checkpoint", "--image-path", str(images), "--parent-path", "../pre", cid)
     _no_such_container(rt, cid)
     rt("delete", "--force", cid)  # what engines do after a checkpoint: succeeds, as with runc
     stopped_at = _frozen(bundle)
@@ -116,6 +130,14 @@ def test_counter_checkpointed_deleted_and_restored_goes_on_counting(rt, image, t
     assert before and int(before[-1]) in (stopped_at - 1, stopped_at)
     assert json.loads((images / "descriptors.json").read_text()) == ["/dev/null", f"pipe:[{pipe_inode}]", "/dev/null"]
     assert (images / "dump.log").exists() and (images / "inventory.img").exists()
+    assert os.readlink(images / "parent") == "../pre"
+    # what restore tells a pre-dump by: CRIU writes the process tree only when it dumps
+    assert (images / "pstree.img").exists() and not (parent / "pstree.img").exists()
+    # the init's memory: pages unchanged since the pre-dump are the parent's (PE_PARENT)
+    assert parent_pages(images / "pagemap-1.img") > 0
+
+    _restores_that_fail(rt, image, tmp_path, bundle, images, parent, cid)
+    assert read_count(bundle) == stopped_at  # nothing ran
 
     r2, w2 = os.pipe()
     pid_file = tmp_path / "pid"
@@ -136,6 +158,13 @@ def test_counter_checkpointed_deleted_and_restored_goes_on_counting(rt, image, t
         # the next number, on the new pipe: nothing lost, nothing counted twice
         assert int(after[0]) == int(before[-1]) + 1, (before[-3:], after[:3])
         assert wait_count(bundle, stopped_at) > stopped_at
+
+        # the id is taken now: the container there is left alone
+        p = rt("restore", "--detach", "--image-path", str(images), "--bundle", str(bundle), cid, check=False)
+        assert p.returncode == 1 and b"exist" in p.stderr, p.stderr  # runc: "container with given ID already exists"
+        assert rt.state(cid) == state
+        counted = read_count(bundle)
+        assert wait_count(bundle, counted) > counted
     finally:
         rt("delete", "--force", cid)
         caller.wait(timeout=60)
@@ -143,50 +172,47 @@ def test_counter_checkpointed_deleted_and_restored_goes_on_counting(rt, image, t
     print(f"\n{rt.name}: checkpoint {dump_s:.1f} s, restore {restore_s:.1f} s")
 
 
-def test_pre_dump_then_dump_with_parent_path_and_leave_running(rt, image, tmp_path):
-    """--pre-dump saves the memory and leaves the container running; the dump
-    with --parent-path saves only what changed since, and with --leave-running
-    the container goes on; restored from it (a pre-dump alone is no checkpoint),
-    it counts on from where it was dumped, not from where it was deleted."""
-    bundle = make_bundle(image, tmp_path / "bundle", COUNTER)
-    cid = _run_counter(rt, bundle)
-    parent, final = tmp_path / "pre", tmp_path / "final"
-    rt("checkpoint", "--pre-dump", "--image-path", str(parent), cid)
-    assert rt.state(cid)["status"] == "running"
-    wait_count(bundle, read_count(bundle) + 3)  # it never stopped counting
-    rt("checkpoint", "--leave-running", "--image-path", str(final), "--parent-path", "../pre", cid)
-    dumped = read_count(bundle)
-    assert rt.state(cid)["status"] == "running"
-    # far enough past the dump that the restored counter, a moment after it
-    # resumed, is still below where the deleted one stopped
-    running = wait_count(bundle, dumped + 60, timeout=120)
-    assert os.readlink(final / "parent") == "../pre"
-    # the init's memory: pages unchanged since the pre-dump are the parent's (PE_PARENT)
-    assert _parent_pages(final / "pagemap-1.img") > 0
-    rt("delete", "--force", cid)
-    deleted_at = _frozen(bundle)
-    assert deleted_at >= running
+def _restores_that_fail(rt, image: Path, tmp_path: Path, bundle: Path, images: Path, parent: Path,
+                        cid: str) -> None:
+    """Each fails, and no process, cgroup, mount or state is left."""
+    # 1. a pre-dump holds no full checkpoint
     p = rt("restore", "--detach", "--image-path", str(parent), "--bundle", str(bundle), cid, check=False)
-    assert p.returncode == 1  # a pre-dump holds no full checkpoint
+    assert p.returncode == 1
     _no_such_container(rt, cid)
-    rt("restore", "--detach", "--image-path", str(final), "--bundle", str(bundle), cid)
-    back = read_count(bundle)
-    assert dumped <= back < deleted_at, (dumped, back, deleted_at)
-    assert rt.state(cid)["status"] == "running"
-    assert wait_count(bundle, back) > back
+    assert leftovers(rt) == []
+    if rt.name == "ocirun":  # runc passes on what CRIU says
+        assert p.stderr.decode() == (f"restore: no checkpoint in {parent}: it has no pstree.img "
+                                     "(only a pre-dump: restore needs the final checkpoint)\n")
+
+    # 2. another container's images: CRIU would find no source for /data
+    other = make_bundle(image, tmp_path / "other", COUNTER)
+    p = rt("restore", "--detach", "--image-path", str(images), "--bundle", str(other), cid, check=False)
+    assert p.returncode == 1
+    _no_such_container(rt, cid)
+    assert leftovers(rt) == []
+    if rt.name == "ocirun":  # runc lets CRIU fail ("no mapping for ./data mountpoint", in its log)
+        assert p.stderr.decode() == (
+            f"restore: the images in {images} are of another container ({cid}): its bind mounts "
+            "differ from this bundle's (the images have /data)\n")
+
+    # 3. a failing prestart hook (runc runs prestart and createRuntime at setup-namespaces):
+    # CRIU kills what it restored
+    edit_config(bundle, lambda c: c.setdefault("hooks", {}).update(
+        prestart=[{"path": "/bin/sh", "args": ["sh", "-c", "exit 7"]}]))
+    p = rt("restore", "--detach", "--image-path", str(images), "--bundle", str(bundle), cid, check=False)
+    assert p.returncode == 1
+    if rt.name == "ocirun":
+        assert b"prestart" in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+    _no_such_container(rt, cid)
+    assert leftovers(rt) == []
+    edit_config(bundle, lambda c: c.pop("hooks"))
 
 
-def _parent_pages(pagemap: Path) -> int:
-    """How many pages of a pagemap image are left in the parent images (CRIU's crit)."""
-    p = subprocess.run(["crit", "decode", "--pretty", "-i", str(pagemap)], capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr
-    entries = json.loads(p.stdout)["entries"]
-    return sum(e.get("nr_pages", 0) for e in entries if "PE_PARENT" in e.get("flags", ""))
-
-
-def test_terminal_container_with_shell_job(rt, image, tmp_path):
-    """process.terminal: the shell keeps what it had in memory; the restored pty's
-    new master reaches --console-socket (CRIU's orphan-pts-master)."""
+def test_terminal_container_with_shell_job_and_leave_running(rt, image, tmp_path):
+    """process.terminal, checkpointed with --shell-job and --leave-running: the
+    shell goes on (and changes its variable); deleted and restored, it has what
+    it had in memory at the dump, not later; the restored pty's new master
+    reaches --console-socket (CRIU's orphan-pts-master)."""
     bundle = make_bundle(image, tmp_path / "bundle", ["sh"], terminal=True)
     sockdir = Path(os.path.realpath(tmp_path))
     cid = rt.new_id()
@@ -198,11 +224,15 @@ def test_terminal_container_with_shell_job(rt, image, tmp_path):
         rt("start", cid)
         os.write(master, b"x=41; echo se''t\n")
         read_until(master, b"set")
-        rt("checkpoint", "--shell-job", "--image-path", str(tmp_path / "images"), cid)
-        _no_such_container(rt, cid)
+        rt("checkpoint", "--leave-running", "--shell-job", "--image-path", str(tmp_path / "images"), cid)
+        assert rt.state(cid)["status"] == "running"
+        os.write(master, b"x=99; echo $((x+1))\n")
+        read_until(master, b"100")  # still running, past the dump
+        rt("delete", "--force", cid)
     finally:
         if master >= 0:
             os.close(master)
+            master = -1
         peer.close()
     peer = ConsolePeer(sockdir / "s2")
     try:
@@ -210,65 +240,10 @@ def test_terminal_container_with_shell_job(rt, image, tmp_path):
            str(tmp_path / "images"), "--bundle", str(bundle), cid)
         master = peer.receive()
         os.write(master, b"echo $((x+1)) $(tty)\n")
-        out = read_until(master, b"42 /dev/pts/")
+        out = read_until(master, b"42 /dev/pts/")  # the dump's x, not the later 99
         assert b"42 /dev/pts/" in out
         assert rt.state(cid)["status"] == "running"
     finally:
         if master >= 0:
             os.close(master)
         peer.close()
-
-
-# ---- what cannot work: one error, nothing left behind ------------------------------------
-
-
-@pytest.fixture
-def dumped(rt, image, tmp_path):
-    """A container with a bind mount (/data), checkpointed: (bundle, images, the id it had)."""
-    bundle = make_bundle(image, tmp_path / "bundle", COUNTER)
-    (tmp_path / "data").mkdir()
-    edit_config(bundle, lambda c: c["mounts"].append(
-        {"destination": "/data", "type": "bind", "source": str(tmp_path / "data"), "options": ["rbind"]}))
-    cid = _run_counter(rt, bundle)
-    images = tmp_path / "images"
-    rt("checkpoint", "--image-path", str(images), cid)
-    return bundle, images, cid
-
-
-def test_what_cannot_be_restored_is_one_error_and_leaves_nothing(rt, dumped, image, tmp_path):
-    """Images of another container (a bind mount the bundle lacks), a restored id
-    that exists, a prestart hook failing at CRIU's setup-namespaces (CRIU kills
-    what it restored): each fails, and no process, cgroup, mount or state is left."""
-    bundle, images, cid = dumped
-    stopped_at = _frozen(bundle)
-
-    # 1. another container's images: CRIU would find no source for /data
-    other = make_bundle(image, tmp_path / "other", COUNTER)
-    p = rt("restore", "--detach", "--image-path", str(images), "--bundle", str(other), cid, check=False)
-    assert p.returncode == 1
-    _no_such_container(rt, cid)
-    assert leftovers(rt) == []
-    if rt.name == "ocirun":  # runc lets CRIU fail ("no mapping for ./data mountpoint", in its log)
-        assert p.stderr.decode() == (
-            f"restore: the images in {images} are of another container ({cid}): its bind mounts "
-            "differ from this bundle's (the images have /data)\n")
-
-    # 2. the id is taken: the container there is left alone
-    taken = rt.new_id()
-    rt("run", "--detach", "--bundle", str(make_bundle(image, tmp_path / "sleeper", ["sleep", "600"])), taken,
-       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    p = rt("restore", "--detach", "--image-path", str(images), "--bundle", str(bundle), taken, check=False)
-    assert p.returncode == 1 and b"exist" in p.stderr, p.stderr  # runc: "container with given ID already exists"
-    assert rt.state(taken)["status"] == "running"
-    rt("delete", "--force", taken)
-
-    # 3. a failing prestart hook (runc runs prestart and createRuntime at setup-namespaces)
-    edit_config(bundle, lambda c: c.setdefault("hooks", {}).update(
-        prestart=[{"path": "/bin/sh", "args": ["sh", "-c", "exit 7"]}]))
-    p = rt("restore", "--detach", "--image-path", str(images), "--bundle", str(bundle), cid, check=False)
-    assert p.returncode == 1
-    if rt.name == "ocirun":
-        assert b"prestart" in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
-    _no_such_container(rt, cid)
-    assert leftovers(rt) == []
-    assert read_count(bundle) == stopped_at  # nothing ran
