@@ -268,22 +268,44 @@ def _build_parser(parser_class: Any = None) -> Any:
     p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)
     p.add_argument("--nice", type=int, help=argparse.SUPPRESS)
 
-    for name in ("checkpoint", "restore"):
-        p = cmd(name, f"ocirun.cli:not_implemented_{name}", f"{name} (needs CRIU)")
-        p.add_argument("rest", nargs=argparse.REMAINDER)
+    p = cmd("checkpoint", "ocirun.container.checkpoint:cmd_checkpoint",
+            "checkpoint a running container (CRIU)")
+    _add_criu_flags(p)
+    p.add_argument("--parent-path", help="path for previous criu image files in pre-dump")
+    p.add_argument("--leave-running", action="store_true", help="leave the process running after checkpointing")
+    p.add_argument("--status-fd", type=int, default=-1, help="criu writes \\0 to this FD once lazy-pages is ready")
+    p.add_argument("--page-server", help="ADDRESS:PORT of the page server")
+    p.add_argument("--pre-dump", action="store_true",
+                   help="dump container's memory information only, leave the container running after this")
+    p.add_argument("id")
+
+    p = cmd("restore", "ocirun.container.restore:cmd_restore", "restore a container from a previous checkpoint (CRIU)")
+    _add_criu_flags(p)
+    p.add_argument("--console-socket", help="unix socket to receive the pty master")
+    p.add_argument("--bundle", "-b", help="path to the root of the bundle directory")
+    p.add_argument("--detach", "-d", action="store_true", help="detach from the container's process")
+    p.add_argument("--pid-file", help="specify the file to write the process id to")
+    p.add_argument("--no-subreaper", action="store_true",
+                   help="disable the use of the subreaper used to reap reparented processes")
+    p.add_argument("--no-pivot", action="store_true", help="do not use pivot root to jail process inside rootfs")
+    p.add_argument("--lsm-profile", help="an LSM profile for the restored process, TYPE:NAME")
+    p.add_argument("--lsm-mount-context", help="an LSM mount context for the restore")
+    p.add_argument("id")
     return parser
 
 
-def not_implemented_checkpoint(g: GlobalOptions, a: argparse.Namespace) -> int:
-    from ocirun.errors import NotImplementedYet
-
-    raise NotImplementedYet("checkpoint")
-
-
-def not_implemented_restore(g: GlobalOptions, a: argparse.Namespace) -> int:
-    from ocirun.errors import NotImplementedYet
-
-    raise NotImplementedYet("restore")
+def _add_criu_flags(p: argparse.ArgumentParser) -> None:
+    """The flags checkpoint and restore share (runc's, with runc's defaults)."""
+    p.add_argument("--image-path", help="path for criu image files (default: ./checkpoint)")
+    p.add_argument("--work-path", help="path for saving work files and logs")
+    p.add_argument("--tcp-established", action="store_true", help="allow open tcp connections")
+    p.add_argument("--ext-unix-sk", action="store_true", help="allow external unix sockets")
+    p.add_argument("--shell-job", action="store_true", help="allow shell jobs")
+    p.add_argument("--file-locks", action="store_true", help="handle file locks, for safety")
+    p.add_argument("--manage-cgroups-mode", help="cgroups mode: soft|full|strict|ignore (default: soft)")
+    p.add_argument("--empty-ns", action="append", help="create a namespace, but don't restore its properties")
+    p.add_argument("--auto-dedup", action="store_true", help="enable auto deduplication of memory images")
+    p.add_argument("--lazy-pages", action="store_true", help="use userfaultfd to lazily restore memory pages")
 
 
 def _resolve(target: str) -> Handler:

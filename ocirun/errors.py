@@ -118,13 +118,14 @@ class ContainerIncomplete(ContainerNotFound):
     that was interrupted (killed) before it finished, or (no creating.json either)
     what an interrupted delete left."""
 
-    def __init__(self, container_id: str, *, creating: bool, create_interrupted: bool = True) -> None:
+    def __init__(self, container_id: str, *, creating: bool, create_interrupted: bool = True,
+                 verb: str = "create") -> None:
         self.container_id = container_id
         self.creating = creating
         if creating:
             text = f"container {container_id} is still being created (no state yet)"
         elif create_interrupted:
-            text = (f"container {container_id} was not fully created (its create was interrupted); "
+            text = (f"container {container_id} was not fully created (its {verb} was interrupted); "
                     f"`delete --force {container_id}` removes what it left")
         else:
             text = (f"container {container_id} is incomplete (an interrupted create or delete left "
@@ -182,6 +183,21 @@ class SetupError(OcirunError):
 class HookError(OcirunError):
     """A lifecycle hook failed or timed out."""
 
+
+class CriuError(OcirunError):
+    """CRIU cannot be used here, or a checkpoint or restore through it failed."""
+
+    @classmethod
+    def failed(cls, kind: str, errno: int, errmsg: str | None, complaint: str = "") -> CriuError:
+        """CRIU answered ``success: false`` to a request of ``kind`` (DUMP, RESTORE ...)."""
+        text = f"criu {kind.lower().replace('_', '-')} failed"
+        if errmsg:
+            text += f": {errmsg}"
+        elif errno:
+            text += f": {os.strerror(errno).lower()}"
+        if complaint:
+            text += f": {complaint}"
+        return cls(text)
 
 
 class OcirunWarning(UserWarning):

@@ -13,7 +13,7 @@ from ocirun import SPEC_VERSION, __version__
 from ocirun.cli import GlobalOptions
 
 
-def features_document() -> dict:
+def features_document(criu: str = "criu") -> dict:
     from ocirun.hooks import KINDS as HOOK_KINDS
     from ocirun.linux.capabilities import CAPABILITIES
     from ocirun.linux.namespaces import CLONE_FLAGS
@@ -48,12 +48,15 @@ def features_document() -> dict:
             # features-linux.md: recognized modes and flags (the host may still refuse some)
             "memoryPolicy": {"modes": list(MPOL_MODES), "flags": list(MPOL_FLAGS)},
         },
-        "annotations": _annotations(),
+        "annotations": _annotations(criu),
     }
 
 
-def _annotations() -> dict[str, str]:
+def _annotations(criu: str) -> dict[str, str]:
     out = {"org.ocirun.version": __version__}
+    from ocirun.criu.host import describe
+
+    out.update(describe(criu))  # what CRIU on this host allows checkpoint and restore
     from ocirun.seccomp import libseccomp as ls
 
     try:  # as runc: the libseccomp the seccomp section above was computed with
@@ -64,5 +67,5 @@ def _annotations() -> dict[str, str]:
 
 
 def cmd_features(g: GlobalOptions, args: argparse.Namespace) -> int:
-    sys.stdout.write(json.dumps(features_document(), indent=4) + "\n")
+    sys.stdout.write(json.dumps(features_document(getattr(args, "criu", "criu")), indent=4) + "\n")
     return 0

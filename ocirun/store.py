@@ -6,10 +6,11 @@ Layout (``root`` is ``--root``, default /run/ocirun)::
     <root>/<id>/            0700, made by mkdir: the id is claimed (exactly one create wins)
     <root>/<id>/state.json  the ContainerRecord; replaced atomically, never written in place
     <root>/<id>/exec.fifo   create -> start handshake; present while the container is "created"
-    <root>/<id>/creating.json  what a create in progress may leave behind (its own pid,
+    <root>/<id>/creating.json  what a create (or restore) in progress may leave behind (its own pid,
                             the cgroup directories it is about to make, network devices
                             it moved), written before it makes any of it; removed once
-                            state.json is saved
+                            state.json is saved; "verb": create or restore
+    <root>/<id>/criu-root   restore only: the rootfs bound for CRIU while it restores
 
 A directory without state.json is a create still in progress, or one that
 died half way: ``state``, ``delete`` and the other verbs say so
@@ -397,6 +398,10 @@ class Store:
                     return False
                 if undo is not None:
                     undo(self.load_intent(container_id))
+                # A restore killed half way may have left CRIU's root bound in there:
+                # detach it first, never walk into it (it is the container's rootfs).
+                for mount_point in mounts_below(self.dir_path(container_id)):
+                    detach_mount(mount_point)
                 self.remove(container_id)
                 return True
         except ContainerNotFound:
@@ -443,7 +448,9 @@ class Store:
             from ocirun.linux.proc import start_time
 
             alive = start_time(creator["pid"]) == creator.get("startTime")
-        return ContainerIncomplete(container_id, creating=alive, create_interrupted=intent is not None)
+        verb = (intent or {}).get("verb")
+        return ContainerIncomplete(container_id, creating=alive, create_interrupted=intent is not None,
+                                   verb=verb if verb in ("create", "restore") else "create")
 
     def list_ids(self) -> list[str]:
         """The ids of every container directory, sorted; a missing root means none.
@@ -477,6 +484,42 @@ class Store:
             os.makedirs(self.root, 0o700, exist_ok=True)
         except OSError as err:
             raise StateStoreError(f"create state root {self.root}: {_strerror(err)}") from None
+
+
+def mounts_below(path: str) -> list[str]:
+    """Mount points strictly below ``path`` in our mount table, deepest first."""
+    prefix = os.path.realpath(path).rstrip("/") + "/"
+    found = []
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            for line in f:
+                point = _unescape(line.split(b" ", 5)[4])
+                if point.startswith(prefix):
+                    found.append(point)
+    except OSError:
+        return []
+    return sorted(set(found), key=len, reverse=True)
+
+
+def _unescape(field: bytes) -> str:
+    """A mountinfo path: spaces, tabs, newlines and backslashes are octal escapes."""
+    text = field.decode(errors="surrogateescape")
+    if "\\" not in text:
+        return text
+    import re
+
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+def detach_mount(path: str) -> None:
+    """umount2(path, MNT_DETACH); nothing if it is not (or no longer) a mount point."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(path.encode(errors="surrogateescape"), 2) != 0:  # MNT_DETACH
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            raise StateStoreError(f"unmount {path}: {os.strerror(err).lower()}")
 
 
 def _strerror(err: OSError) -> str:

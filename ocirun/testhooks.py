@@ -15,6 +15,10 @@ create, run   ``claimed`` (state dir made and locked), ``intent`` (creating.json
               ``BEFORE_PIVOT``, ``SECCOMP_FD``, ``CONSOLE_FD``, ``READY``; see
               ocirun/shim/__init__.py), ``saved`` (state.json written, at READY),
               ``pid-file``, ``COMMIT`` (sent; the init not yet acknowledged)
+restore       ``claimed``, ``intent``, ``cgroup``, ``cgroup-applied``, the shim's
+              (``clone``, ``placed``, ``NS_READY``, ``INIT_PID``, ``READY``: the
+              rootfs prepared, its init exits), ``criu-root`` (the rootfs bound
+              for CRIU), ``restored`` (CRIU's post-restore), ``saved``, ``pid-file``
 start         ``locked``, ``released`` (the init has read the exec fifo: it execs),
               ``saved``
 exec          ``clone``, ``placed``, ``EXEC_PID`` (the process is in the container, waiting

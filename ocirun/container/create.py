@@ -84,7 +84,8 @@ def options_from_args(args: argparse.Namespace) -> CreateOptions:
 @record
 class Prepared:
     """What create has decided before it touches anything (``ocirun explain``
-    shows exactly this, then what the steps below would do with it)."""
+    shows exactly this, then what the steps below would do with it; ``restore``
+    goes on from it with the same steps, ocirun.container.restore)."""
 
     loaded: LoadedBundle
     config: Any  # ocirun.spec.model.Config
@@ -93,6 +94,11 @@ class Prepared:
     hooks: dict[str, Any]
     #: the state document hooks are given (status and pid added per hook)
     state: dict[str, Any]
+
+    @property
+    def terminal(self) -> bool:
+        """process.terminal: a pty master goes to the console socket or our proxy."""
+        return self.config.process is not None and bool(self.config.process.terminal)
 
 
 def prepare_create(g: GlobalOptions, container_id: str, opts: CreateOptions, *,
@@ -184,29 +190,15 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
 
     store = Store(g.root)  # first: a rootless user without a state root learns it before anything else
     prepared = prepare_create(g, container_id, opts)
-    loaded, config, cgroup, plan, hooks, state = (prepared.loaded, prepared.config, prepared.cgroup,
-                                                  prepared.plan, prepared.hooks, prepared.state)
-    terminal = config.process is not None and config.process.terminal
+    hooks, state = prepared.hooks, prepared.state
 
     with ExitStack() as console_undo:
-        on_console_fd = None
-        if terminal:
-            from ocirun.console import ConsoleSocket
-
-            if opts.console_socket:
-                # Connected before anything exists: a bad socket leaves nothing behind.
-                console = ConsoleSocket(opts.console_socket)
-                console_undo.callback(console.close)
-                on_console_fd = console.deliver
-            elif keep_master is not None:
-                keep_master.find_console()  # none: runc's error, before anything exists
-                on_console_fd = keep_master.deliver
+        on_console_fd = console_receiver(prepared, opts, keep_master, console_undo)
         # claimed and locked in one step: nothing can lock (and remove) the half-made dir
         claim_lock = store.claim_locked(container_id)
         reached("create:claimed")
         try:
-            record = _create_claimed(store, claim_lock, container_id, opts, loaded, config,
-                                     cgroup, plan, hooks, state, on_console_fd, stdio)
+            record = _create_claimed(store, claim_lock, container_id, opts, prepared, on_console_fd, stdio)
         except BaseException as err:
             from ocirun.errors import HookError
 
@@ -222,8 +214,67 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
         return record
 
 
+def console_receiver(prepared: Prepared, opts: CreateOptions, keep_master, undo: ExitStack):
+    """Where the pty master goes (process.terminal): the console socket, connected
+    now (a bad socket leaves nothing behind; closed by ``undo``), or a foreground
+    proxy's KeepMaster; None without a terminal."""
+    if not prepared.terminal:
+        return None
+    if opts.console_socket:
+        from ocirun.console import ConsoleSocket
+
+        console = ConsoleSocket(opts.console_socket)
+        undo.callback(console.close)
+        return console.deliver
+    if keep_master is not None:
+        keep_master.find_console()  # none: runc's error, before anything exists
+        return keep_master.deliver
+    return None
+
+
+def save_intent(store, container_id: str, prepared: Prepared, verb: str = "create") -> None:
+    """Step 4, before anything below exists: what delete --force of a create (or
+    restore: ``verb``) killed from here on must undo (the cgroup directories about
+    to be made), and who is making it (state says "still being created" while it lives)."""
+    from ocirun.linux.proc import start_time
+
+    store.save_intent(container_id, {
+        "creator": {"pid": os.getpid(), "startTime": start_time(os.getpid())},
+        "cgroup": prepared.cgroup.planned_record(),
+        "verb": verb,
+    })
+
+
+def make_cgroup(prepared: Prepared, undo: ExitStack, verb: str = "create"):
+    """Step 6: refuse a cgroup that already has processes, create it (destroyed
+    by ``undo``), write its device rules and every resource but the pids limit.
+    Returns (the v2 directory's fd to clone into or None on v1, closed by
+    ``undo``; the pids limit to apply once the container's first process
+    exists, or None). ``verb``: the test hooks' prefix (create, restore)."""
+    cgroup = prepared.cgroup
+    # After the claim (a second create of this id says "exists", not this),
+    # before anything is made: a cgroup that already holds processes
+    # (another container's, or a host cgroup named by cgroupsPath) is not the
+    # container's own, and kill --all and delete --force would kill
+    # everything in it (runc 1.2's check and words).
+    busy = cgroup.all_pids()
+    if busy:
+        from ocirun.cgroups import CgroupSettingError
+
+        raise CgroupSettingError(f"container's cgroup is not empty: {len(busy)} process(es) found")
+    cgroup.create()
+    undo.callback(cgroup.destroy)
+    reached(f"{verb}:cgroup")
+    pids_limit = configure_cgroup(cgroup, prepared.config.linux)
+    reached(f"{verb}:cgroup-applied")
+    cgroup_fd = cgroup.clone_into_fd()
+    if cgroup_fd is not None:
+        undo.callback(os.close, cgroup_fd)
+    return cgroup_fd, pids_limit
+
+
 def configure_cgroup(cgroup, linux):
-    """Step 5 after the cgroup's mkdir: its device rules and linux.resources
+    """Step 6 after the cgroup's mkdir: its device rules and linux.resources
     (inside ``ocirun.util.dryrun.Recording`` only recorded: explain). Returns
     the pids limit, applied once the init exists (see _split_pids), or None."""
     from ocirun.plan.device_rules import device_rules
@@ -237,21 +288,12 @@ def configure_cgroup(cgroup, linux):
     return pids_limit
 
 
-def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgroup, plan, hooks,
-                    state, on_console_fd, stdio=None):
-    linux = config.linux
-    from ocirun.linux.proc import start_time
-
+def _create_claimed(store, claim_lock, container_id, opts, prepared: Prepared, on_console_fd, stdio=None):
+    loaded, config, cgroup, plan = prepared.loaded, prepared.config, prepared.cgroup, prepared.plan
     with ExitStack() as undo:
         undo.callback(store.remove, container_id)
         with claim_lock:  # held since the claim; released before the undo above runs
-            # Before anything below exists: what delete --force of a create killed
-            # from here on must undo (the cgroup directories about to be made), and
-            # who is making it (state says "still being created" while it lives).
-            store.save_intent(container_id, {
-                "creator": {"pid": os.getpid(), "startTime": start_time(os.getpid())},
-                "cgroup": cgroup.planned_record(),
-            })
+            save_intent(store, container_id, prepared)
             reached("create:intent")
             fifo = store.exec_fifo_path(container_id)
             os.mkfifo(fifo, 0o622)
@@ -262,24 +304,7 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
             undo.callback(os.close, fifo_fd)
             reached("create:fifo")
 
-            # After the claim (a second create of this id says "exists", not this),
-            # before anything is made: a cgroup that already holds processes
-            # (another container's, or a host cgroup named by cgroupsPath) is not the
-            # container's own, and kill --all and delete --force would kill
-            # everything in it (runc 1.2's check and words).
-            busy = cgroup.all_pids()
-            if busy:
-                from ocirun.cgroups import CgroupSettingError
-
-                raise CgroupSettingError(f"container's cgroup is not empty: {len(busy)} process(es) found")
-            cgroup.create()
-            undo.callback(cgroup.destroy)
-            reached("create:cgroup")
-            pids_limit = configure_cgroup(cgroup, linux)
-            reached("create:cgroup-applied")
-            cgroup_fd = cgroup.clone_into_fd()
-            if cgroup_fd is not None:
-                undo.callback(os.close, cgroup_fd)
+            cgroup_fd, pids_limit = make_cgroup(prepared, undo)
 
             from ocirun.shim import spawn
 
@@ -290,7 +315,7 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
             def commit(init_pid: int) -> None:
                 # At READY, before the init is told to outlive us (COMMIT): from
                 # here on the container exists for others.
-                rec = _record(container_id, init_pid, loaded, config, cgroup, hooks)
+                rec = container_record(container_id, init_pid, prepared)
                 store.save(rec)
                 reached("create:saved")
                 if opts.pid_file:
@@ -306,7 +331,7 @@ def _create_claimed(store, claim_lock, container_id, opts, loaded, config, cgrou
                 # v1: the parent moves the first child into every hierarchy before it goes on
                 on_child_created=cgroup.place if cgroup_fd is None else (lambda pid: None),
                 on_namespaces_ready=_net_devices_mover(plan, undo, held_fds),
-                on_before_pivot=_create_hooks(hooks, state, loaded.rootfs, cgroup,
+                on_before_pivot=_create_hooks(prepared.hooks, prepared.state, loaded.rootfs, cgroup,
                                               config.process.env if config.process else ()),
                 # SCMP_ACT_NOTIFY: the listener fd + state to listenerPath, before READY
                 on_seccomp_fd=_seccomp_listener(config, container_id, loaded.bundle),
@@ -447,10 +472,12 @@ def _create_hooks(hooks, state, rootfs, cgroup, process_env):
     return run
 
 
-def _record(container_id, pid, loaded, config, cgroup, hooks):
+def container_record(container_id, pid, prepared: Prepared, *, status_hint: str = "created"):
+    """The ContainerRecord saved as state.json (restore: status_hint "running")."""
     from ocirun.linux.proc import start_time
     from ocirun.store import ContainerRecord
 
+    config, loaded = prepared.config, prepared.loaded
     try:
         owner = pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
@@ -469,15 +496,18 @@ def _record(container_id, pid, loaded, config, cgroup, hooks):
         owner=owner,
         annotations=dict(config.annotations or {}),
         has_process=config.process is not None,
-        status_hint="created",
-        runtime=_runtime(config, cgroup, namespaces, hooks),
+        status_hint=status_hint,
+        runtime=_runtime(config, prepared.cgroup, namespaces, prepared.hooks, prepared.plan, pid),
     )
 
 
-def _runtime(config, cgroup, namespaces, hooks) -> dict:
+def _runtime(config, cgroup, namespaces, hooks, plan, pid) -> dict:
     """What later commands need from config.json (they never re-read it: runtime.md,
     "updates to config.json after create MUST NOT affect the container")."""
-    out = {"cgroup": cgroup.to_record(), "namespaces": namespaces}
+    from ocirun.criu.facts import checkpoint_facts
+
+    out = {"cgroup": cgroup.to_record(), "namespaces": namespaces,
+           "checkpoint": checkpoint_facts(plan, pid)}  # the mounts CRIU must be told of, stdio
     if config.process is not None:
         out["process"] = config.process.to_dict()  # exec's defaults
     if config.linux is not None and config.linux.seccomp is not None:
@@ -534,4 +564,6 @@ def _kill_init(pid: int) -> None:
     kill_and_reap(pid)
 
 
-__all__ = ["cmd_create", "create_container", "CreateOptions"]
+__all__ = ["cmd_create", "create_container", "CreateOptions", "Prepared", "prepare_create",
+           "configure_cgroup", "console_receiver", "save_intent", "make_cgroup", "container_record",
+           "write_pid_file"]

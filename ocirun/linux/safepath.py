@@ -87,3 +87,36 @@ def read_in_root(root: str, path: str, limit: int = 1 << 20) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def resolve_in_root(root: str, path: str) -> str:
+    """``path`` as seen from inside ``root`` with every symlink followed (inside
+    ``root``: ``..`` and absolute links are clamped there), as an absolute path
+    relative to ``root``; the part from the first missing component on is kept
+    as written, cleaned (filepath-securejoin's SecureJoin, without the root)."""
+    pending = [c for c in path.split("/") if c not in ("", ".")]
+    done: list[str] = []
+    links = 0
+    while pending:
+        name = pending.pop(0)
+        if name == "..":
+            if done:
+                done.pop()
+            continue
+        here = os.path.join(root, *done, name)
+        try:
+            st = os.lstat(here)
+        except (FileNotFoundError, NotADirectoryError):
+            done.append(name)
+            continue
+        if _is_symlink(st.st_mode):
+            links += 1
+            if links > _MAX_SYMLINKS:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+            target = os.readlink(here)
+            if target.startswith("/"):
+                done = []
+            pending[:0] = [c for c in target.split("/") if c not in ("", ".")]
+            continue
+        done.append(name)
+    return "/" + "/".join(done)

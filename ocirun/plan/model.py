@@ -255,6 +255,9 @@ class LaunchPlan:
     #: container's namespaces (ocirun.plan.sysctl); written by the init through
     #: a procfs instance of its own.
     sysctl: tuple[tuple[bytes, bytes], ...] = ()
+    #: restore: the init prepares the rootfs (mounts, devices, links, cwd: its mount
+    #: points) exactly as for create, reports READY and exits; CRIU brings the rest.
+    prepare_only: bool = False
     #: Rootless (docs/rootless.md): the runtime's effective uid is not 0, so the
     #: id maps of a new user namespace are written without privilege (directly for
     #: a single mapping of its own ids, else by newuidmap/newgidmap; ocirun.linux.idmaps),

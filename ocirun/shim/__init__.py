@@ -30,7 +30,11 @@ BEFORE_PIVOT       init → parent     –               (sync_before_pivot only
                                                      pivot_root: on_before_pivot(init pid)
 BEFORE_PIVOT_ACK   parent → init     –               hooks done; pivot_root
 READY              init → parent     –               setup done; the parent calls on_ready(init pid):
-                                                     state.json is saved there
+                                                     state.json is saved there. With prepare_only
+                                                     (restore) it comes right after the mounts,
+                                                     devices, links and cwd (no BEFORE_PIVOT, no
+                                                     pivot_root), the init exits and spawn returns
+                                                     without COMMIT; prepare_rootfs reaps it
 COMMIT             parent → init     –               the container exists for others now: the init
                                                      stops dying with the parent (PR_SET_PDEATHSIG,
                                                      armed in stage-1 and the init until now), closes
@@ -148,6 +152,7 @@ STEPS: dict[str, str] = {
     "PRESERVE_FD": "preserve fd {index}",
     "SECCOMP": "load seccomp filter",
     "SECCOMP_SEND": "send seccomp listener fd to the runtime",
+    "REOPEN_DEVNULL": "reopen stdio on the container's /dev/null",
     "PERSONALITY": "set personality",
     "SCHEDULER": "set scheduler (sched_setattr)",
     "IOPRIO": "set I/O priority (ioprio_set)",
@@ -389,6 +394,7 @@ class _CPlan:
         keys = tuple(k for k, _ in plan.sysctl)
         p.sysctl_keys, p.n_sysctl = self.strv(keys, "const char *[]")
         p.sysctl_values, _ = self.strv(tuple(v for _, v in plan.sysctl), "const char *[]")
+        p.prepare_only = int(plan.prepare_only)
         p.process = self._process(plan) if plan.process is not None else ffi.NULL
         p.rootless_euid = int(plan.rootless_euid)
         p.oom_score_adj_set = int(plan.oom_score_adj is not None)
@@ -545,8 +551,9 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
     sock = -1
     stage1: int | None = None
     init: int | None = None
+    verb = "restore" if plan.prepare_only else "create"  # the test hooks' points
     try:
-        stage1, sock = _launch(plan, "spawn", cgroup_fd, on_child_created, "create",
+        stage1, sock = _launch(plan, "spawn", cgroup_fd, on_child_created, verb,
                                exec_fifo_fd=exec_fifo_fd, plan_stdio=stdio)
         last = "clone"
         while True:
@@ -565,7 +572,7 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
             if mtype == 0:
                 raise SetupError(f"container init exited before it was ready (last: {last})")
             last = _msg_name(mtype)
-            reached("create:" + last)
+            reached(f"{verb}:{last}")
             if mtype == lib.OCIRUN_MSG_ERROR:
                 raise _step_error(step, err, index, plan)
             if mtype == lib.OCIRUN_MSG_NS_READY and stage1 is not None:
@@ -598,7 +605,8 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
             elif mtype == lib.OCIRUN_MSG_READY and init is not None:
                 if on_ready is not None:
                     on_ready(init)
-                _commit(sock, plan)
+                if not plan.prepare_only:  # that init exits after READY: nothing to commit
+                    _commit(sock, plan)
                 return init
             else:
                 raise SetupError("sync with container init", detail=f"unexpected message {last}")
@@ -622,6 +630,26 @@ def _commit(sock: int, plan: LaunchPlan) -> None:
         raise _step_error(step, err, index, plan)
     if mtype != 0:
         raise SetupError("sync with container init", detail=f"unexpected message {_msg_name(mtype)} after COMMIT")
+
+
+def prepare_rootfs(plan: LaunchPlan, *, cgroup_fd: int | None,
+                   on_child_created: Callable[[int], None]) -> None:
+    """Restore's half of create: the rootfs prepared exactly as ``spawn`` prepares
+    it (the same children, namespaces and mount sequence: every mount point,
+    device, link and the cwd), without the process; CRIU mounts the filesystems
+    and brings the processes. The init reports READY after its mounts and exits:
+    its mount namespace, and every mount in it, goes with it; what the mounts
+    created on the rootfs and on bind-mounted host directories stays, as after
+    create. Raises SetupError as ``spawn`` does, after the same cleanup. Until
+    it exits, stage-1 and the init die with this process (the parent-death
+    signal), as in a create; there is no COMMIT. The test hooks' points are
+    ``restore:<step>`` (``restore:clone``, ``restore:placed``, one per sync message)."""
+    from ocirun.util.record import replace
+
+    prepared = replace(plan, prepare_only=True, sync_before_pivot=False)
+    init = spawn(prepared, exec_fifo_fd=-1, cgroup_fd=cgroup_fd, on_child_created=on_child_created,
+                 on_namespaces_ready=lambda pid: None)
+    _reap(init)
 
 
 def _launch(plan: LaunchPlan, kind: str, cgroup_fd: int | None,
@@ -858,4 +886,4 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
             os.close(sock)
 
 
-__all__ = ["spawn", "exec_process", "SetupError", "STEPS"]
+__all__ = ["spawn", "prepare_rootfs", "exec_process", "SetupError", "STEPS"]

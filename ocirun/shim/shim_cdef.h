@@ -101,6 +101,7 @@ enum ocirun_step {
     OCIRUN_STEP_PRESERVE_FD = 54,       /* index: the fd number */
     OCIRUN_STEP_SECCOMP = 55,
     OCIRUN_STEP_SECCOMP_SEND = 56,
+    OCIRUN_STEP_REOPEN_DEVNULL = 57,    /* index: which of 0-2 */
     /* init: process settings (process_attrs.c) */
     OCIRUN_STEP_PERSONALITY = 60,
     OCIRUN_STEP_SCHEDULER = 61,
@@ -311,6 +312,10 @@ struct ocirun_plan {
     /* create: NULL (the init keeps the caller's 0-2), or the fds that become the
      * init's 0, 1, 2 (-1: keep that one); the library's stdout=PIPE and the like */
     const int *stdio;
+    /* restore (CRIU brings the processes): the init makes the mounts, devices,
+     * links and cwd exactly as for create, then reports READY and exits; its
+     * mount namespace goes with it, the mount points it made stay. */
+    int prepare_only;
     /* rootless (docs/rootless.md): the runtime's effective uid is not 0, so it
      * writes a new user namespace's id maps without privilege: stage-1 is
      * dumpable while it does (it, or newuidmap, must own stage-1's /proc files),
@@ -338,7 +343,7 @@ int ocirun_pidfd_getfd(int pid, int fd);
 int ocirun_set_child_subreaper(void);
 
 /* Parent side: socketpair, clone3 stage-1 (which runs the plan and never
- * returns). 0 on success (res->pid, res->sock set), -1 on failure (res->step,
+ * returns). exec_fifo_fd may be -1 with plan->prepare_only. 0 on success (res->pid, res->sock set), -1 on failure (res->step,
  * res->err set; nothing left open or running). Releases the GIL (cffi). */
 int ocirun_spawn(const struct ocirun_plan *plan, int exec_fifo_fd, int cgroup_fd,
                  struct ocirun_spawn_result *res);

@@ -124,3 +124,31 @@ def test_state_and_list_match_runc(ocirun, bundle, tmp_path):
     assert runc_table == format_table(runc_list)
     assert ours_table == format_table(ours_list)
     assert ours_quiet == runc_quiet == f"{cid}\n".encode()
+
+
+def test_stdio_on_the_hosts_dev_null_moves_to_the_containers(ocirun, bundle, tmp_path):
+    """A detached container's stdio on the host's /dev/null is reopened on the
+    container's own (runc's reOpenDevNull): the host's lives on a mount the
+    container cannot see, and CRIU cannot dump such a file."""
+    import time
+
+    probe = ('a=$(grep mnt_id /proc/self/fdinfo/0); exec 3</dev/null; b=$(grep mnt_id /proc/self/fdinfo/3); '
+             '{ [ "$a" = "$b" ] && echo same mount || echo "$a vs $b"; } > /probe.out')
+    bundle.set_args("sh", "-c", probe)
+    theirs = bundle.copy(tmp_path / "runc-bundle")
+    runc_root = str(tmp_path / "runc-root")
+    results = []
+    for run, b in ((["run", "-d", "--bundle", str(bundle.path), ocirun.new_id()], bundle),
+                   (["run", "-d", "--bundle", str(theirs.path), f"runc-{uuid.uuid4().hex[:8]}"], theirs)):
+        cmd = [*ocirun_cmd(ocirun), *run] if b is bundle else ["runc", "--root", runc_root, *run]
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, timeout=60, cwd=b.path)
+        assert p.returncode == 0, (cmd, p.stderr)
+        out = b.rootfs / "probe.out"
+        deadline = time.monotonic() + 20
+        while not (out.exists() and out.read_text().endswith("\n")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        results.append(out.read_text().strip())
+        subprocess.run([*cmd[:cmd.index("run")], "delete", "--force", run[-1]], check=True, timeout=60,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    assert results == ["same mount", "same mount"]

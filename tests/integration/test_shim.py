@@ -498,3 +498,43 @@ def test_init_does_not_hold_the_runtimes_fds(box: Box):
     finally:
         os.close(other)
     assert box.start(pid) == (0, "")
+
+
+# ---- restore: the rootfs without the process ------------------------------------------
+
+
+def test_prepare_rootfs_makes_the_mount_points_and_leaves_no_mount_or_process(box: Box, tmp_path):
+    """``prepare_rootfs`` (restore) runs the init's mount sequence and exits: the
+    mount points it made on the rootfs and inside a bind-mounted host directory
+    stay (as after create), the mounts and the processes do not."""
+    from ocirun.shim import prepare_rootfs
+
+    host_dir = tmp_path / "host-data"
+    host_dir.mkdir()
+    bind = MountStep(b"/data", str(host_dir).encode(), None, 0x1000 | 0x4000, None,
+                     describe=b"bind mount host-data to /data")
+    nested = MountStep(b"/data/inner", b"tmpfs", b"tmpfs", 0, None, describe=b"mount tmpfs to /data/inner")
+    plan = box.plan(b"true", mounts=(PROC, DEV, DEVPTS, bind, nested), hostname=b"prepared",
+                    process=with_process(box.plan(b"true"), cwd=b"/work/dir").process)
+    mounts_before = mounts()
+    with box.stdio():
+        prepare_rootfs(plan, cgroup_fd=None, on_child_created=lambda pid: None)
+    assert (box.rootfs / "data").is_dir()
+    assert (host_dir / "inner").is_dir()  # made through the bind, in the host directory
+    assert (box.rootfs / "work" / "dir").is_dir()
+    assert not (box.rootfs / "data" / "inner").exists()  # the bind is gone again
+    assert not (box.rootfs / "dev" / "null").exists()  # the node went with the /dev tmpfs
+    assert_nothing_left(mounts_before, box.rootfs)
+    assert not box.fifo.stat().st_size  # nothing touched the exec fifo
+
+
+def test_prepare_rootfs_reports_a_failed_mount_and_leaves_nothing(box: Box):
+    from ocirun.shim import prepare_rootfs
+
+    bad = MountStep(b"/nope", b"/does/not/exist", None, 0x1000, None, describe=b"bind mount /does/not/exist to /nope")
+    mounts_before = mounts()
+    with pytest.raises(SetupError, match="bind mount /does/not/exist to /nope: no such file or directory"):
+        with box.stdio():
+            prepare_rootfs(box.plan(b"true", mounts=(PROC, bad)), cgroup_fd=None,
+                           on_child_created=lambda pid: None)
+    assert_nothing_left(mounts_before, box.rootfs)

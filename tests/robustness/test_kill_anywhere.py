@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -217,6 +218,51 @@ def test_delete_killed_at_each_step(ocirun, bundle, point, after):
     assert p.returncode == -signal.SIGKILL, p.stderr
     assert status(ocirun, cid) == after
     force_delete_leaves_nothing(ocirun, cid, bundle)
+
+
+# --- restore ------------------------------------------------------------------------------
+#: Up to CRIU's start: on these hosts CRIU cannot restore (the kernel; see
+#: tests/integration/test_checkpoint_errors.py), so the images below are a stub
+#: that gets restore that far. The rootfs is prepared with create's own steps,
+#: creating.json included, so a killed restore is undone as a killed create is,
+#: plus the rootfs bind restore gives CRIU (``criu-root``, in our mount namespace).
+RESTORE_POINTS = [
+    "restore:claimed", "restore:intent", "restore:cgroup", "restore:cgroup-applied",
+    "restore:clone", "restore:placed", "restore:NS_READY", "restore:INIT_PID", "restore:READY",
+    "restore:criu-root",
+]
+
+
+def _mounts_below(path) -> list[str]:
+    prefix = os.path.realpath(path) + "/"
+    with open("/proc/self/mountinfo") as f:
+        return [m for m in (line.split()[4] for line in f) if m.startswith(prefix)]
+
+
+@pytest.mark.skipif(shutil.which("criu") is None, reason="CRIU is not installed")
+@pytest.mark.parametrize("point", RESTORE_POINTS)
+def test_restore_killed_at_each_step(ocirun, bundle, tmp_path, point):
+    bundle.set_args("sleep", "60")
+    images = tmp_path / "img"
+    images.mkdir()
+    (images / "inventory.img").write_bytes(b"")
+    (images / "pstree.img").write_bytes(b"")
+    (images / "descriptors.json").write_text('["/dev/null", "/dev/null", "/dev/null"]')
+    cid = ocirun.new_id()
+    p = run_at(ocirun, point, "restore", "--detach", "--image-path", str(images), "--bundle", str(bundle.path),
+               "--pid-file", str(tmp_path / "pid"), cid)
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    p = ocirun("state", cid, check=False)
+    assert (p.returncode, p.stderr.decode()) in (
+        (1, f"container {cid} was not fully created (its restore was interrupted); "
+            f"`delete --force {cid}` removes what it left\n"),
+        (1, f"container {cid} is incomplete (an interrupted create or delete left it); "
+            f"`delete --force {cid}` removes what it left\n"),  # killed before creating.json
+    ), p.stderr
+    if point == "restore:criu-root":
+        assert _mounts_below(ocirun.root / cid)  # what delete --force must detach
+    force_delete_leaves_nothing(ocirun, cid, bundle)
+    assert not _mounts_below(ocirun.root), _mounts_below(ocirun.root)
 
 
 # --- random delays --------------------------------------------------------------------------

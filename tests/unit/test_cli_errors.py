@@ -92,10 +92,42 @@ def test_unknown_subcommand_exits_3_as_runc(tmp_path: Path) -> None:
     assert json.loads(log.read_text())["msg"] == "No help topic for 'bogus'"
 
 
-def test_not_implemented_subcommands_say_so(tmp_path: Path) -> None:
-    for verb in ("checkpoint", "restore"):
-        r = ocirun("--root", str(tmp_path), verb, "c1")
-        assert (r.returncode, r.stderr) == (1, f"{verb}: not implemented in ocirun\n")
+@pytest.mark.parametrize("args,message", [
+    (["checkpoint", "--manage-cgroups-mode", "bogus", "c1"], "invalid manage-cgroups-mode value"),
+    (["restore", "--manage-cgroups-mode=Soft", "c1"], "invalid manage-cgroups-mode value"),
+    (["checkpoint", "--empty-ns", "ipc", "c1"], 'namespace "ipc" is not supported'),
+    (["checkpoint", "--parent-path", "/abs", "c1"], "--parent-path must be relative"),
+    (["checkpoint", "--page-server", "nohost", "c1"], "Use --page-server ADDRESS:PORT to specify page server"),
+    (["checkpoint", "--page-server", "h:port", "c1"], "Invalid port number"),
+    (["checkpoint", "c1"], "container does not exist: c1"),
+    (["checkpoint", "--status-fd", "x", "c1"], "argument --status-fd: invalid int value: 'x'"),
+])
+def test_checkpoint_and_restore_flags_as_runc(tmp_path: Path, args: list[str], message: str) -> None:
+    """runc's words for bad flags; nothing is created (no state root, no image directory)."""
+    r = ocirun("--root", str(tmp_path / "root"), *args)
+    assert (r.returncode, r.stderr) == (1, message + "\n")
+    assert not (tmp_path / "root").exists()
+
+
+def test_restore_from_nothing_is_one_error_and_leaves_nothing(tmp_path: Path) -> None:
+    (tmp_path / "pre").mkdir()  # what CRIU's pre-dump writes: no process tree
+    for name in ("inventory.img", "pagemap-1.img", "pages-1.img", "stats-dump"):
+        (tmp_path / "pre" / name).write_bytes(b"")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "proc").mkdir()
+    for name in ("inventory.img", "pstree.img"):
+        (tmp_path / "proc" / name).write_bytes(b"")
+    for images, message in (
+        ("none", "no checkpoint at {}: no such directory (--image-path)"),
+        ("empty", "no checkpoint in {}: it has no inventory.img"),
+        ("pre", "no checkpoint in {}: it has no pstree.img (only a pre-dump: restore needs the final checkpoint)"),
+        ("proc", "{} holds no container checkpoint: no descriptors.json (images of a process, not of a "
+                 "container made by ocirun or runc?)"),
+    ):
+        path = tmp_path / images
+        r = ocirun("--root", str(tmp_path / "root"), "restore", "--image-path", str(path), "c1")
+        assert (r.returncode, r.stderr) == (1, "restore: " + message.format(path) + "\n")
+        assert not (tmp_path / "root").exists()
 
 
 def test_version_as_runc_prints_it() -> None:

@@ -119,7 +119,8 @@ def test_state_escapes_as_go_does(root, capsysbinary, state_schema):
     assert doc["annotations"] == {"html": "<a&b>", "utf8": "é✓", "sep": "\u2028"}
 
 
-@pytest.mark.parametrize("setup", ["no root", "no dir", "no state.json", "creator gone", "creator alive"])
+@pytest.mark.parametrize("setup", ["no root", "no dir", "no state.json", "creator gone", "creator alive",
+                                   "restorer gone"])
 def test_state_of_a_missing_container(root, capsysbinary, setup):
     """No directory: runc's words. A directory without state.json: a create still
     running (its creating.json names a live creator) or one that was interrupted
@@ -133,7 +134,11 @@ def test_state_of_a_missing_container(root, capsysbinary, setup):
         store.claim("c1")
         if setup != "no state.json":
             me = os.getpid()
-            store.save_intent("c1", {"creator": {"pid": me, "startTime": start_time(me) + (setup == "creator gone")}})
+            gone = setup in ("creator gone", "restorer gone")
+            intent = {"creator": {"pid": me, "startTime": start_time(me) + gone}}
+            if setup == "restorer gone":
+                intent["verb"] = "restore"  # written by restore (ocirun.container.restore)
+            store.save_intent("c1", intent)
     code, out, err = run(capsysbinary, "--root", str(root), "state", "c1")
     assert (code, out) == (1, b"")
     if setup in ("no root", "no dir"):
@@ -144,7 +149,8 @@ def test_state_of_a_missing_container(root, capsysbinary, setup):
         assert err == (b"container c1 is incomplete (an interrupted create or delete left it); "
                        b"`delete --force c1` removes what it left\n")
     else:
-        assert err == (b"container c1 was not fully created (its create was interrupted); "
+        verb = b"restore" if setup == "restorer gone" else b"create"
+        assert err == (b"container c1 was not fully created (its " + verb + b" was interrupted); "
                        b"`delete --force c1` removes what it left\n")
     assert root.exists() == (setup != "no root")  # a read never creates the root
 

@@ -436,3 +436,19 @@ def test_list_ids_sorted_and_only_container_dirs(store, root):
     (root / "bad name").mkdir()
     os.symlink(root / "a", root / "link")
     assert store.list_ids() == ["a", "b", "c.1"]
+
+
+def test_mounts_below_reads_the_mount_table(tmp_path, monkeypatch):
+    from ocirun import store as store_mod
+
+    table = tmp_path / "mountinfo"
+    table.write_bytes(
+        b"1 0 0:1 / / rw - ext4 /dev/sda rw\n"
+        b"2 1 0:2 / /run/ocirun/c1/criu-root rw - tmpfs t rw\n"
+        b"3 2 0:3 / /run/ocirun/c1/criu-root/proc rw - proc p rw\n"
+        b"4 1 0:4 / /run/ocirun/c10/x rw - tmpfs t rw\n"
+        b"5 1 0:5 / /run/ocirun/c1/with\\040space rw - tmpfs t rw\n")
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda p, *a, **k: real_open(table if p == "/proc/self/mountinfo" else p, *a, **k))
+    assert store_mod.mounts_below("/run/ocirun/c1") == [
+        "/run/ocirun/c1/criu-root/proc", "/run/ocirun/c1/with space", "/run/ocirun/c1/criu-root"]

@@ -135,11 +135,14 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
     /* umask 0 during setup: device modes and mount points exactly as planned;
      * the process's own umask is set just before exec. */
     umask(0);
-    /* Needs our own uts namespace, which the init is in now. */
-    set_names(c);
+    /* Needs our own uts namespace, which the init is in now. Not for a restore:
+     * CRIU restores the names and sysctls of the namespaces it makes. */
+    if (!p->prepare_only)
+        set_names(c);
     /* Through a procfs of our own, so nothing in the rootfs is involved: with the
      * names, before any mount; our namespaces are the container's now. */
-    write_sysctls(c);
+    if (!p->prepare_only)
+        write_sysctls(c);
     /* Before any mount: nothing we mount may propagate to the host. */
     make_root_private(c);
     /* pivot_root needs the new root to be a mount point. */
@@ -153,12 +156,22 @@ __attribute__((noreturn)) static void init_main(struct ctx *c)
     for (int i = 0; i < p->n_symlinks; i++)
         do_symlink(c, i);
     make_cwd(c);
+    /* Restore: the mount points exist now, as create makes them; CRIU mounts the
+     * container's filesystems itself and brings the processes. */
+    if (p->prepare_only) {
+        send_msg(c->sock, OCIRUN_MSG_READY, 0, 0, -1, 0);
+        _exit(0);
+    }
     /* Hooks (createRuntime/createContainer) see the mounts but the old root. */
     if (p->sync_before_pivot) {
         send_msg(c->sock, OCIRUN_MSG_BEFORE_PIVOT, 0, 0, -1, 0);
         wait_for(c, OCIRUN_MSG_BEFORE_PIVOT_ACK);
     }
     pivot_to_rootfs(c);
+    /* After pivot_root, so "/dev/null" is the container's own: stdio on the
+     * host's /dev/null lives on a mount the container cannot see (CRIU cannot
+     * dump it), as runc's reOpenDevNull. */
+    reopen_dev_null(c);
     /* The pty comes from the container's devpts, so after pivot_root (and after
      * every config mount, /dev/pts among them); before the read-only root and
      * masks, which could hide /dev/console's mount point (runc's order). */
@@ -277,8 +290,11 @@ __attribute__((noreturn)) static void stage1_main(const struct ocirun_plan *plan
     join_session_keyring(&c);
     /* As root of the namespace's owner (CAP_NET_ADMIN), after the parent moved
      * linux.netDevices in (NS_READY), before the init exists: no hook (prestart,
-     * like CNI) and no process ever sees lo down. */
-    bring_up_loopback(&c);
+     * like CNI) and no process ever sees lo down. Not for a restore: this
+     * namespace dies with the init; CRIU restores the one it makes, lo's state
+     * with it (as the names and sysctls, see init_main). */
+    if (!plan->prepare_only)
+        bring_up_loopback(&c);
     /* CLONE_PARENT: the init is the parent's child (the caller's subreaper
      * inherits it when `ocirun create` exits) and pid 1 of the new pid ns. */
     long pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);

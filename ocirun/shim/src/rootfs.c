@@ -252,6 +252,32 @@ static void pivot_to_rootfs(struct ctx *c)
         fail(c, OCIRUN_STEP_CHDIR_ROOT, errno, -1);
 }
 
+/* stdio on a /dev/null (char 1:3) becomes the container's /dev/null, if that
+ * is the null device: never dup anything else onto the process's stdio. */
+static void reopen_dev_null(struct ctx *c)
+{
+    struct stat ns, st;
+    /* Looked at (O_PATH) before it is opened: opening a device can do things. */
+    int null = open_in_root(c->rootfd, "/dev/null", O_PATH | O_NOFOLLOW);
+    if (null < 0)
+        return; /* no /dev/null in the container: nothing to point stdio at */
+    int is_null = fstat(null, &ns) == 0 && S_ISCHR(ns.st_mode) && ns.st_rdev == makedev(1, 3);
+    close(null);
+    if (!is_null)
+        return;
+    /* Nothing of the container runs yet: the node checked is the node opened. */
+    null = open_in_root(c->rootfd, "/dev/null", O_RDWR | O_NOFOLLOW);
+    if (null < 0)
+        fail(c, OCIRUN_STEP_REOPEN_DEVNULL, -null, -1);
+    for (int fd = 0; fd < 3; fd++) {
+        if (fstat(fd, &st) < 0 || !S_ISCHR(st.st_mode) || st.st_rdev != ns.st_rdev)
+            continue; /* closed, or not a null device */
+        if (dup3(null, fd, 0) < 0)
+            fail(c, OCIRUN_STEP_REOPEN_DEVNULL, errno, fd);
+    }
+    close(null);
+}
+
 static void set_rootfs_propagation(struct ctx *c)
 {
     if (c->plan->rootfs_propagation &&

@@ -106,9 +106,9 @@ int ocirun_spawn(const struct ocirun_plan *plan, int exec_fifo_fd, int cgroup_fd
     int floor = 3 + (plan->process ? plan->process->preserve_fds : 0);
     if (open_sync_socket(floor, &parent_end, &child_sock, res) < 0)
         return -1;
-    /* The exec fifo too goes above the preserved range. */
-    int fifo = fcntl(exec_fifo_fd, F_DUPFD_CLOEXEC, floor);
-    if (fifo < 0) {
+    /* The exec fifo too goes above the preserved range (none for prepare_only). */
+    int fifo = exec_fifo_fd < 0 && plan->prepare_only ? -1 : fcntl(exec_fifo_fd, F_DUPFD_CLOEXEC, floor);
+    if (fifo < 0 && !plan->prepare_only) {
         res->step = OCIRUN_STEP_DUP_FDS;
         res->err = errno;
         close(child_sock);
@@ -123,7 +123,8 @@ int ocirun_spawn(const struct ocirun_plan *plan, int exec_fifo_fd, int cgroup_fd
     }
     int err = errno;
     close(child_sock);
-    close(fifo);
+    if (fifo >= 0)
+        close(fifo);
     errno = err;
     return finish_clone(pid, used_clone3, parent_end, res);
 }
