@@ -32,8 +32,8 @@ pytestmark = pytest.mark.root
 def rootless_podman(runtime_binary, layout) -> Iterator[RootlessPodman]:
     user = RootlessUser.create()
     runtime = runtime_binary
-    if runtime == REPO / ".venv" / "bin" / "ocirun":
-        runtime = user.venv / "bin" / "ocirun"  # the ocirun an unprivileged user can run
+    if runtime.parent == REPO / ".venv" / "bin" and runtime.name in ("ocirun", "ocirun-direct"):
+        runtime = user.venv / "bin" / runtime.name  # the ocirun (or its direct path) the user can run
     try:
         pm = RootlessPodman(user.workdir / "podman", runtime, user)
         try:
