@@ -71,6 +71,14 @@ class SignalForwarder:
             parent.current.raise_signal(signum)
 
 
+def wait_in_foreground(pid: int, master, forwarder: SignalForwarder) -> int:
+    """The foreground wait of run and restore: through the pty proxy when the
+    process has a terminal (``master`` holds it), else forwarding signals."""
+    if master is not None and master.fd is not None:
+        return proxy_and_wait(pid, master, forwarder)
+    return wait_forwarding_signals(pid, forwarder)
+
+
 def wait_forwarding_signals(pid: int, forwarder: SignalForwarder | None = None) -> int:
     if forwarder is None:
         forwarder = SignalForwarder()

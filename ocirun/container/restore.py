@@ -94,12 +94,9 @@ def cmd_restore(g: GlobalOptions, args: argparse.Namespace) -> int:
             raise
         if forwarder is None:
             return 0
-        from ocirun.container.foreground import proxy_and_wait, wait_forwarding_signals
+        from ocirun.container.foreground import wait_in_foreground
 
-        if master is not None and master.fd is not None:
-            status = proxy_and_wait(record.pid, master, forwarder)
-        else:
-            status = wait_forwarding_signals(record.pid, forwarder)
+        status = wait_in_foreground(record.pid, master, forwarder)
     finally:
         if master is not None:
             master.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ocirun.cli import GlobalOptions
 from ocirun.container.create import create_container, options_from_args
-from ocirun.container.foreground import SignalForwarder, proxy_and_wait, wait_forwarding_signals
+from ocirun.container.foreground import SignalForwarder, wait_in_foreground
 from ocirun.container.start import start_container
 
 TYPE_CHECKING = False  # argparse is only for annotations (importing it costs a call ~5 ms)
@@ -43,10 +43,7 @@ def cmd_run(g: GlobalOptions, args: argparse.Namespace) -> int:
             raise
         if forwarder is None:
             return 0
-        if master is not None and master.fd is not None:
-            status = proxy_and_wait(record.pid, master, forwarder)
-        else:
-            status = wait_forwarding_signals(record.pid, forwarder)
+        status = wait_in_foreground(record.pid, master, forwarder)
     finally:
         if master is not None:
             master.close()

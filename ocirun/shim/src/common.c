@@ -364,3 +364,50 @@ static unsigned long locked_flags(int fd)
         f |= MS_RELATIME;
     return f;
 }
+
+/* ------------------------------------------------ a procfs instance of our own */
+#ifndef SYS_fsopen
+#define SYS_fsopen 430
+#endif
+#ifndef SYS_fsconfig
+#define SYS_fsconfig 431
+#endif
+#ifndef SYS_fsmount
+#define SYS_fsmount 432
+#endif
+#define OCI_FSOPEN_CLOEXEC 0x00000001
+#define OCI_FSCONFIG_CMD_CREATE 6
+#define OCI_FSMOUNT_CLOEXEC 0x00000001
+#define OCI_MOUNT_ATTR_NOSUID 0x00000002
+#define OCI_MOUNT_ATTR_NODEV 0x00000004
+#define OCI_MOUNT_ATTR_NOEXEC 0x00000008
+#define OCI_PROC_SUPER_MAGIC 0x9fa0
+
+/* A new procfs instance (fsopen/fsmount, nosuid, nodev, noexec, attached
+ * nowhere): nothing a rootfs holds (a fake /proc, a symlink, a bind over
+ * /proc/sys) is on the path to it, and its "self" and namespace-scoped files
+ * resolve against the caller's namespaces. The mount fd, or -1 with errno
+ * set (ENODEV: what was mounted is no procfs). */
+static int new_procfs_mount(void)
+{
+    int fs = (int)syscall(SYS_fsopen, "proc", OCI_FSOPEN_CLOEXEC);
+    if (fs < 0)
+        return -1;
+    int mnt = -1;
+    if (syscall(SYS_fsconfig, fs, OCI_FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0)
+        mnt = (int)syscall(SYS_fsmount, fs, OCI_FSMOUNT_CLOEXEC,
+                           OCI_MOUNT_ATTR_NOSUID | OCI_MOUNT_ATTR_NODEV | OCI_MOUNT_ATTR_NOEXEC);
+    int e = errno;
+    close(fs);
+    if (mnt < 0) {
+        errno = e;
+        return -1;
+    }
+    struct statfs sf;
+    if (fstatfs(mnt, &sf) < 0 || sf.f_type != OCI_PROC_SUPER_MAGIC) {
+        close(mnt);
+        errno = ENODEV;
+        return -1;
+    }
+    return mnt;
+}

@@ -12,25 +12,9 @@
 #ifndef SYS_ioprio_set
 #define SYS_ioprio_set 251
 #endif
-#ifndef SYS_fsopen
-#define SYS_fsopen 430
-#endif
-#ifndef SYS_fsconfig
-#define SYS_fsconfig 431
-#endif
-#ifndef SYS_fsmount
-#define SYS_fsmount 432
-#endif
-#define OCI_FSOPEN_CLOEXEC 0x00000001
-#define OCI_FSCONFIG_CMD_CREATE 6
-#define OCI_FSMOUNT_CLOEXEC 0x00000001
-#define OCI_MOUNT_ATTR_NOSUID 0x00000002
-#define OCI_MOUNT_ATTR_NODEV 0x00000004
-#define OCI_MOUNT_ATTR_NOEXEC 0x00000008
 #define OCI_RESOLVE_NO_SYMLINKS 0x04
 #define OCI_RESOLVE_BENEATH 0x08
 #define OCI_IOPRIO_WHO_PROCESS 1
-#define OCI_PROC_SUPER_MAGIC 0x9fa0
 
 /* struct sched_attr, SCHED_ATTR_SIZE_VER1 (with the utilization clamps). */
 struct oci_sched_attr {
@@ -127,25 +111,9 @@ static int set_cpu_affinity_final(const struct ocirun_process *pr)
  * namespaces, which are the container's. Returns the mount fd. */
 static int open_own_procfs(struct ctx *c, int step)
 {
-    int fs = (int)syscall(SYS_fsopen, "proc", OCI_FSOPEN_CLOEXEC);
-    if (fs < 0)
-        fail(c, step, errno, -1);
-    if (syscall(SYS_fsconfig, fs, OCI_FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
-        int e = errno;
-        close(fs);
-        fail(c, step, e, -1);
-    }
-    int mnt = (int)syscall(SYS_fsmount, fs, OCI_FSMOUNT_CLOEXEC,
-                           OCI_MOUNT_ATTR_NOSUID | OCI_MOUNT_ATTR_NODEV | OCI_MOUNT_ATTR_NOEXEC);
-    int e = errno;
-    close(fs);
+    int mnt = new_procfs_mount();
     if (mnt < 0)
-        fail(c, step, e, -1);
-    struct statfs sf;
-    if (fstatfs(mnt, &sf) < 0 || sf.f_type != OCI_PROC_SUPER_MAGIC) {
-        close(mnt);
-        fail(c, step, ENODEV, -1);
-    }
+        fail(c, step, errno, -1);
     return mnt;
 }
 

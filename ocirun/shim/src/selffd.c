@@ -21,47 +21,23 @@
  * /proc/self/fd at all. Only if even that cannot be opened does c->selffd stay
  * -1, and the names go through /proc/self/fd. */
 
-#ifndef SYS_fsopen
-#define SYS_fsopen 430
-#endif
-#ifndef SYS_fsconfig
-#define SYS_fsconfig 431
-#endif
-#ifndef SYS_fsmount
-#define SYS_fsmount 432
-#endif
-#define SELFFD_FSOPEN_CLOEXEC 0x00000001
-#define SELFFD_FSCONFIG_CMD_CREATE 6
-#define SELFFD_FSMOUNT_CLOEXEC 0x00000001
-#define SELFFD_MOUNT_ATTR_NOSUID 0x00000002
-#define SELFFD_MOUNT_ATTR_NODEV 0x00000004
-#define SELFFD_MOUNT_ATTR_NOEXEC 0x00000008
-#define SELFFD_PROC_SUPER_MAGIC 0x9fa0
 
 /* An fd of /proc/self/fd: of a procfs of our own (its "self" is us, in the pid
  * namespace we are in), else of the runtime's /proc; -1 if neither opens. */
 static int open_selffd_dir(void)
 {
-    int fs = (int)syscall(SYS_fsopen, "proc", SELFFD_FSOPEN_CLOEXEC);
-    int mnt = -1;
-    if (fs >= 0) {
-        if (syscall(SYS_fsconfig, fs, SELFFD_FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0)
-            mnt = (int)syscall(SYS_fsmount, fs, SELFFD_FSMOUNT_CLOEXEC,
-                               SELFFD_MOUNT_ATTR_NOSUID | SELFFD_MOUNT_ATTR_NODEV | SELFFD_MOUNT_ATTR_NOEXEC);
-        close(fs);
-    }
-    struct statfs sf;
+    int mnt = new_procfs_mount();
     int dir = -1;
     if (mnt >= 0) {
-        if (fstatfs(mnt, &sf) == 0 && sf.f_type == SELFFD_PROC_SUPER_MAGIC)
-            dir = openat(mnt, "self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        dir = openat(mnt, "self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         close(mnt);
         if (dir >= 0)
             return dir;
     }
+    struct statfs sf;
     /* No procfs of our own: the runtime's, before the container mounts anything. */
     dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir >= 0 && (fstatfs(dir, &sf) < 0 || sf.f_type != SELFFD_PROC_SUPER_MAGIC)) {
+    if (dir >= 0 && (fstatfs(dir, &sf) < 0 || sf.f_type != OCI_PROC_SUPER_MAGIC)) {
         close(dir);
         dir = -1;
     }
