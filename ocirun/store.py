@@ -483,7 +483,13 @@ class Store:
         try:
             os.makedirs(self.root, 0o700, exist_ok=True)
         except OSError as err:
-            raise StateStoreError(f"create state root {self.root}: {_strerror(err)}") from None
+            hint = ""
+            xdg = os.environ.get("XDG_RUNTIME_DIR")
+            if xdg and self.root == os.path.join(os.path.abspath(xdg), "ocirun"):
+                # the rootless default (ocirun.rootless): the variable is what to fix
+                hint = (f" (the default state root in XDG_RUNTIME_DIR={xdg}: set XDG_RUNTIME_DIR to a "
+                        "directory you own, or give --root DIR)")
+            raise StateStoreError(f"create state root {self.root}: {_strerror(err)}{hint}") from None
 
 
 def mounts_below(path: str) -> list[str]:

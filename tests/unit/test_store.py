@@ -127,6 +127,22 @@ def test_claim_makes_root_and_dir_0700(store, root):
     assert stat.S_IMODE(os.stat(d.path).st_mode) == 0o700
 
 
+def test_an_unusable_xdg_runtime_dir_is_named_as_what_to_fix(tmp_path, monkeypatch):
+    """The rootless default root (XDG_RUNTIME_DIR/ocirun) cannot be made: the
+    message names the variable; any other root is reported plainly."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(blocker / "x"))
+    with pytest.raises(StateStoreError) as e:
+        Store(str(blocker / "x" / "ocirun")).claim("c1")
+    assert str(e.value) == (f"create state root {blocker}/x/ocirun: not a directory (the default state root "
+                            f"in XDG_RUNTIME_DIR={blocker}/x: set XDG_RUNTIME_DIR to a directory you own, "
+                            "or give --root DIR)")
+    with pytest.raises(StateStoreError) as e:
+        Store(str(blocker / "y")).claim("c1")
+    assert str(e.value) == f"create state root {blocker}/y: not a directory"
+
+
 def test_second_claim_of_an_id_fails(store):
     store.claim("c1")
     with pytest.raises(ContainerExists, match="container with id exists: c1"):
