@@ -24,9 +24,7 @@ from ocirun.linux.namespaces import (
     CLONE_NEWIPC,
     CLONE_NEWNET,
     CLONE_NEWNS,
-    CLONE_NEWPID,
     CLONE_NEWTIME,
-    CLONE_NEWUSER,
     CLONE_NEWUTS,
 )
 
