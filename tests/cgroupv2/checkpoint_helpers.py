@@ -4,12 +4,10 @@ a console-socket peer, a subreaper "caller" and the leak check."""
 
 from __future__ import annotations
 
-import array
 import json
 import os
 import select
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -187,41 +185,6 @@ def read_lines(fd: int, timeout: float = 0.5) -> list[str]:
         out += chunk
         wait = 0.05
     return out.decode().split()
-
-
-class ConsolePeer:
-    """Listens on a unix socket and receives a pty master (conmon's part)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self.sock.bind(str(path))
-        self.sock.listen(1)
-
-    def receive(self) -> int:
-        self.sock.settimeout(TIMEOUT)
-        conn, _ = self.sock.accept()
-        with conn:
-            _, anc, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(16), socket.MSG_CMSG_CLOEXEC)
-        fds = array.array("i")
-        for _level, _kind, data in anc:
-            fds.frombytes(data)
-        assert len(fds) == 1, list(fds)
-        return fds[0]
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def read_until(master: int, marker: bytes, timeout: float = 60) -> bytes:
-    out = b""
-    end = time.monotonic() + timeout
-    while marker not in out:
-        assert time.monotonic() < end, f"no {marker!r} from the pty; got: {out!r}"
-        r, _, _ = select.select([master], [], [], 0.5)
-        if r:
-            out += os.read(master, 65536)
-    return out
 
 
 #: The caller of a restore, as conmon is: a subreaper that runs the runtime

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from cgroupv2_helpers import IN_GUEST
 from checkpoint_helpers import (
     COUNTER,
     REPO,
-    ConsolePeer,
+    TIMEOUT,
     Runtime,
     criu_problem,
     edit_config,
@@ -31,10 +32,12 @@ from checkpoint_helpers import (
     parent_pages,
     read_count,
     read_lines,
-    read_until,
     restore_as_subreaper,
     wait_count,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from pty_peer import ConsolePeer, read_until  # noqa: E402
 
 pytestmark = pytest.mark.root
 
@@ -216,31 +219,31 @@ def test_terminal_container_with_shell_job_and_leave_running(rt, image, tmp_path
     bundle = make_bundle(image, tmp_path / "bundle", ["sh"], terminal=True)
     sockdir = Path(os.path.realpath(tmp_path))
     cid = rt.new_id()
-    peer = ConsolePeer(sockdir / "s1")
+    peer = ConsolePeer(sockdir / "s1", timeout=TIMEOUT)
     master = -1
     try:
         rt("create", "--bundle", str(bundle), "--console-socket", str(peer.path), cid)
-        master = peer.receive()
+        _, master = peer.receive()
         rt("start", cid)
         os.write(master, b"x=41; echo se''t\n")
-        read_until(master, b"set")
+        read_until(master, b"set", timeout=60)
         rt("checkpoint", "--leave-running", "--shell-job", "--image-path", str(tmp_path / "images"), cid)
         assert rt.state(cid)["status"] == "running"
         os.write(master, b"x=99; echo $((x+1))\n")
-        read_until(master, b"100")  # still running, past the dump
+        read_until(master, b"100", timeout=60)  # still running, past the dump
         rt("delete", "--force", cid)
     finally:
         if master >= 0:
             os.close(master)
             master = -1
         peer.close()
-    peer = ConsolePeer(sockdir / "s2")
+    peer = ConsolePeer(sockdir / "s2", timeout=TIMEOUT)
     try:
         rt("restore", "--detach", "--shell-job", "--console-socket", str(peer.path), "--image-path",
            str(tmp_path / "images"), "--bundle", str(bundle), cid)
-        master = peer.receive()
+        _, master = peer.receive()
         os.write(master, b"echo $((x+1)) $(tty)\n")
-        out = read_until(master, b"42 /dev/pts/")  # the dump's x, not the later 99
+        out = read_until(master, b"42 /dev/pts/", timeout=60)  # the dump's x, not the later 99
         assert b"42 /dev/pts/" in out
         assert rt.state(cid)["status"] == "running"
     finally:

@@ -5,14 +5,12 @@ is meaningful."""
 
 from __future__ import annotations
 
-import array
 import errno
 import fcntl
 import os
 import select
 import shutil
 import signal
-import socket
 import stat
 import struct
 import subprocess
@@ -23,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import OCIRUN, Bundle, reap_orphans
+from pty_peer import ConsolePeer, read_until
 
 HAVE_RUNC = shutil.which("runc") is not None
 needs_runc = pytest.mark.skipif(not HAVE_RUNC, reason="runc is not installed")
@@ -30,35 +29,6 @@ TIMEOUT = 30.0
 
 
 # ------------------------------------------------------------ the test's peer
-
-
-class ConsolePeer:
-    """What containerd's shim or conmon does: listen on a unix socket, accept
-    the runtime's connection, receive the pty master (SCM_RIGHTS) and its name."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self.sock.bind(str(path))
-        self.sock.listen(1)
-
-    def receive(self) -> tuple[bytes, int]:
-        self.sock.settimeout(TIMEOUT)
-        conn, _ = self.sock.accept()
-        with conn:
-            name, anc, _flags, _addr = conn.recvmsg(4096, socket.CMSG_SPACE(4 * 4),
-                                                    socket.MSG_CMSG_CLOEXEC)
-            rest = conn.recv(16)  # the runtime closes the connection after one message
-        fds = array.array("i")
-        for level, kind, data in anc:
-            assert (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS)
-            fds.frombytes(data)
-        assert len(fds) == 1, f"expected exactly one fd, got {list(fds)}"
-        assert rest == b""
-        return name, fds[0]
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def read_until_eio(master: int, timeout: float = TIMEOUT) -> bytes:
@@ -79,17 +49,6 @@ def read_until_eio(master: int, timeout: float = TIMEOUT) -> bytes:
             return out
         out += data
     raise AssertionError(f"the pty stayed open; got so far: {out!r}")
-
-
-def read_until(master: int, marker: bytes, timeout: float = TIMEOUT) -> bytes:
-    out = b""
-    end = time.monotonic() + timeout
-    while marker not in out:
-        assert time.monotonic() < end, f"no {marker!r} from the pty; got: {out!r}"
-        r, _, _ = select.select([master], [], [], 0.5)
-        if r:
-            out += os.read(master, 65536)
-    return out
 
 
 def terminal_bundle(bundle: Bundle, *args: str, size: tuple[int, int] | None = None) -> None:

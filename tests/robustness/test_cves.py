@@ -13,13 +13,11 @@ test_mount_target_symlink_stays_inside_the_rootfs (the shim alone).
 
 from __future__ import annotations
 
-import array
 import ctypes
 import hashlib
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -30,6 +28,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pty_peer import ConsolePeer
 from robust import OCIRUN, leftovers, one_message, scale, wait_until
 
 
@@ -263,27 +262,6 @@ def test_CVE_2025_31133_masked_path_refuses_a_swapped_dev_null(ocirun, bundle, t
 
 
 # --------------------------------------------------------------------------- CVE-2025-52565
-class _ConsolePeer:
-    def __init__(self, path: Path):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self.sock.bind(str(path))
-        self.sock.listen(1)
-
-    def receive(self) -> int:
-        self.sock.settimeout(30)
-        conn, _ = self.sock.accept()
-        with conn:
-            _, anc, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(4 * 4), socket.MSG_CMSG_CLOEXEC)
-        fds = array.array("i")
-        for _, _, data in anc:
-            fds.frombytes(data)
-        return fds[0]
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @pytest.mark.parametrize("swap", ["dev-console-symlink", "dev-pts-ptmx-symlink", "dev-pts-not-devpts"])
 def test_CVE_2025_52565_console_bind_never_targets_or_binds_a_swapped_path(ocirun, bundle, swap):
     """runc bound /dev/pts/$n over /dev/console before masking and read-only
@@ -310,7 +288,7 @@ def test_CVE_2025_52565_console_bind_never_targets_or_binds_a_swapped_path(ociru
     bundle.edit(lambda c: (c["process"].update(terminal=True, args=["sleep", "300"]),
                            c["linux"].update(devices=[], maskedPaths=[], readonlyPaths=["/proc/sys"])))
     sockdir = Path(tempfile.mkdtemp(prefix="occve-", dir="/tmp"))
-    peer = _ConsolePeer(sockdir / "c.sock")
+    peer = ConsolePeer(sockdir / "c.sock")
     cid = ocirun.new_id()
     try:
         p = ocirun("create", "--bundle", str(bundle.path), "--console-socket", str(peer.path), cid, check=False)
