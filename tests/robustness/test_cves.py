@@ -479,7 +479,7 @@ def test_CVE_2022_29162_exec_does_not_grant_inheritable_capabilities(ocirun, bun
 _SNOOP = textwrap.dedent("""\
     for d in /proc/[0-9]*; do
       [ "${d#/proc/}" = "$$" ] && continue
-      case "$(tr '\\0' ' ' <$d/cmdline 2>/dev/null)" in *"-m oc"irun*)
+      case "$(tr '\\0' ' ' <$d/cmdline 2>/dev/null)" in *"-m oc"irun*|*"ocirun-dir"ect*)
         echo "pid ${d#/proc/}"
         ok=; for f in $d/fd/*; do readlink $f >/dev/null 2>&1 && ok=1; done
         [ -n "$ok" ] && echo "fd: readable" || echo "fd: denied"
