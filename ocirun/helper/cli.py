@@ -40,7 +40,7 @@ def cmd_helper(g: GlobalOptions, args: argparse.Namespace) -> int:
         return serve(args.dir, args.id, args.lock_fd, nice=args.nice)
     files = paths.current()
     if files is None:
-        raise OcirunError("helper: no directory for a helper (not root, and no XDG_RUNTIME_DIR)")
+        raise OcirunError("helper: no directory for a helper (rootless, and XDG_RUNTIME_DIR is not set to a directory of yours)")
     if args.action == "status":
         return _status(files)
     if args.action == "start":
@@ -200,7 +200,10 @@ def _stop(files: paths.Files, timeout: float = 10.0) -> int:
 
 def _remove_stale(files: paths.Files) -> None:
     """A helper killed outright (SIGKILL) leaves its socket and status file; gone
-    once nobody holds the lock (a new helper would replace them anyway)."""
+    once nobody holds the lock (a new helper would replace them anyway). So does
+    a rootless helper's own cgroup (``<id>.cgroup`` names it), which no helper can
+    remove itself (it is in it until it exits): empty once its spares are gone; a
+    worker still busy with a call keeps it, and the next helper takes it again."""
     import fcntl
 
     try:
@@ -218,5 +221,15 @@ def _remove_stale(files: paths.Files) -> None:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+        try:
+            with open(files.cgroup) as f:
+                own_cgroup = f.read().strip()
+        except OSError:
+            own_cgroup = ""
+        if own_cgroup:
+            from ocirun.helper import cgroup
+
+            if cgroup.remove(own_cgroup):
+                os.unlink(files.cgroup)
     finally:
         os.close(fd)

@@ -430,6 +430,7 @@ class RootlessPodman(Podman):
         left = self("ps", "--all", "--quiet", check=False).stdout.split()
         if left:
             leaks.append(f"podman containers still there after rm --all: {left}")
+        leaks += self.user.stop_helpers()  # the runtime's warm helpers (docs/helper.md)
         pause = self.pause_pids()
         deadline = time.monotonic() + 10
         while (stray := [p for p in self.user.processes() if p not in pause]) and time.monotonic() < deadline:

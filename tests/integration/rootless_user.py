@@ -24,6 +24,7 @@ into first (as root), for a delegated cgroup v2 subtree.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -48,6 +49,15 @@ def _start_time(pid: int) -> str | None:
     except OSError:
         return None
     return stat[stat.rfind(")") + 2:].split()[19]
+
+
+def _alive(pid: int) -> bool:
+    """Running (not a zombie waiting for its reaper)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] not in "ZX"
 
 
 def _subid_range(path: str, name: str) -> tuple[int, int] | None:
@@ -164,6 +174,8 @@ class RootlessUser:
         path = f"{self.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
         env = {"HOME": str(self.home), "USER": self.name, "LOGNAME": self.name,
                "XDG_RUNTIME_DIR": str(self.runtime_dir), "PATH": path, "LANG": "C.UTF-8"}
+        if os.environ.get("OCIRUN_HELPER"):  # the stage's choice: OCIRUN_HELPER=off, the direct path
+            env["OCIRUN_HELPER"] = os.environ["OCIRUN_HELPER"]
         env.update(extra)
         return {k: v for k, v in env.items() if v is not None}
 
@@ -190,6 +202,44 @@ class RootlessUser:
                                  f"stdout: {p.stdout.decode(errors='replace')}\n"
                                  f"stderr: {p.stderr.decode(errors='replace')}")
         return p
+
+    # ------------------------------------------------------------------ its warm helpers
+
+    @property
+    def helper_dir(self) -> Path:
+        """Where the user's warm helpers live ($XDG_RUNTIME_DIR/ocirun-helper, docs/helper.md)."""
+        return self.runtime_dir / "ocirun-helper"
+
+    def helpers(self) -> dict[int, Path]:
+        """The user's running helpers (pid: status file): one per user namespace its
+        calls came from (its shell's, rootless podman's)."""
+        found = {}
+        if self.helper_dir.is_dir():
+            for status in self.helper_dir.glob("*.json"):
+                try:
+                    st = json.loads(status.read_text())
+                except (OSError, ValueError):
+                    continue
+                if _start_time(int(st["pid"])) == str(st.get("startTime")):
+                    found[int(st["pid"])] = status
+        return found
+
+    def stop_helpers(self, env: dict[str, str] | None = None) -> list[str]:
+        """`ocirun helper stop` as the user for each of its running helpers, in the
+        helper's own user namespace (nsenter: the user owns the namespaces it made,
+        podman's among them). Returns what could not be stopped."""
+        left = []
+        for pid in self.helpers():
+            enter: list[str] = []
+            try:
+                if os.stat(f"/proc/{pid}/ns/user").st_ino != os.stat("/proc/self/ns/user").st_ino:
+                    enter = ["nsenter", "--user", f"--target={pid}", "--preserve-credentials", "--"]
+            except FileNotFoundError:
+                continue  # gone meanwhile
+            p = self.run([*enter, "ocirun", "helper", "stop"], env=env or self.env(), timeout=60)
+            if p.returncode != 0 or _alive(pid):
+                left.append(f"helper {pid}: {p.stdout.decode(errors='replace')}{p.stderr.decode(errors='replace')}")
+        return left
 
     def give(self, path: Path) -> None:
         """chown -R the user: what a user unpacks with umoci --rootless owns."""

@@ -119,8 +119,11 @@ def rl(request, rootless_user) -> Iterator[UserRuntime]:
     yield rt
     for cid in rt.ids:
         rt("delete", "--force", cid, check=False)
+    # the user's warm helper (its calls went through one unless OCIRUN_HELPER=off)
+    leaks = user.stop_helpers()
     reap_orphans()
-    leaks = []
+    if user.helper_dir.exists() and (left := [n for n in os.listdir(user.helper_dir) if not n.endswith(".lock")]):
+        leaks.append(f"helper files: {left}")
     deadline = time.monotonic() + 5
     while user.processes() and time.monotonic() < deadline:
         time.sleep(0.05)
