@@ -51,6 +51,15 @@ def _start_time(pid: int) -> str | None:
     return stat[stat.rfind(")") + 2:].split()[19]
 
 
+def _is_helper(pid: int) -> bool:
+    """A warm helper's process (`ocirun-direct helper serve`; its workers are its forks)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(a.endswith(b"/ocirun-direct") for a in argv[:3]) and b"helper" in argv and b"serve" in argv
+
+
 def _alive(pid: int) -> bool:
     """Running (not a zombie waiting for its reaper)."""
     try:
@@ -126,9 +135,10 @@ class RootlessUser:
         assert uid_range is not None and gid_range is not None
         self.subuid, self.subgid = uid_range, gid_range
 
-    def processes(self) -> list[int]:
+    def processes(self, helpers: bool = True) -> list[int]:
         """Live processes whose real uid is the user's or in its subordinate range
-        (its containers' processes)."""
+        (its containers' processes); ``helpers=False``: not its warm helpers (and their
+        workers), which a call may leave running on purpose (stop_helpers stops them)."""
         lo, n = self.subuid
         found = []
         for entry in os.listdir("/proc"):
@@ -143,6 +153,8 @@ class RootlessUser:
                 continue
             uid = int(fields.get("Uid", "-1").split()[0])
             if uid == self.uid or lo <= uid < lo + n:
+                if not helpers and _is_helper(int(entry)):
+                    continue
                 found.append(int(entry))
         return found
 
