@@ -30,6 +30,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/un.h>
+#include <time.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -509,6 +510,37 @@ static int connect_helper(const char *path)
     return s;
 }
 
+/* Whether a rootless helper started from our cgroups found, less than
+ * NOCGROUP_RETRY seconds ago, no cgroup of its own to go to (it would have
+ * pinned the caller's, so it did not run: ocirun/helper/cgroup.py). It left
+ * <id>.nocgroup holding the /proc/self/cgroup it had, i.e. its caller's: the
+ * same cgroups, the same answer; not worth a Python start on every call. */
+#define NOCGROUP_RETRY 60
+static int cgroups_refused(const char *dir, const char *id)
+{
+    char path[PATH_MAX], mark[4096], mine[4096];
+    struct stat st;
+    struct timespec now;
+    if (snprintf(path, sizeof path, "%s/%s.nocgroup", dir, id) >= (int)sizeof path)
+        return 0;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = -1, m = -1;
+    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && clock_gettime(CLOCK_REALTIME, &now) == 0 &&
+        now.tv_sec - st.st_mtime < NOCGROUP_RETRY && now.tv_sec >= st.st_mtime)
+        n = read(fd, mark, sizeof mark);
+    close(fd);
+    if (n <= 0 || (size_t)n == sizeof mark)
+        return 0;
+    fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    m = read(fd, mine, sizeof mine);
+    close(fd);
+    return m == n && memcmp(mark, mine, (size_t)n) == 0;
+}
+
 /* Start a helper for the next calls, detached from us (docs/helper.md): the
  * lock makes concurrent first calls start one; the helper keeps it held for
  * its whole life. Its own session, cwd /, stdio /dev/null, no fd of ours, a
@@ -521,6 +553,8 @@ static void start_helper(const char *dir, const char *id)
         return;
     /* Only a directory that is ours alone (another user could place a socket there). */
     if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
+        return;
+    if (rootless_caller() && cgroups_refused(dir, id))
         return;
     if (snprintf(lockpath, sizeof lockpath, "%s/%s.lock", dir, id) >= (int)sizeof lockpath)
         return;

@@ -216,7 +216,7 @@ def _remove_stale(files: paths.Files) -> None:
         os.close(fd)
         return
     try:
-        for path in (files.sock, files.status):
+        for path in (files.sock, files.status, files.nocgroup):
             try:
                 os.unlink(path)
             except FileNotFoundError:

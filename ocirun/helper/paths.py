@@ -94,6 +94,8 @@ class Files:
         self.status = os.path.join(directory, f"{ident}.json")
         #: a rootless helper's own cgroup (ocirun.helper.cgroup), kept for `helper stop`
         self.cgroup = os.path.join(directory, f"{ident}.cgroup")
+        #: the cgroups of a caller a rootless helper could not leave (it did not run)
+        self.nocgroup = os.path.join(directory, f"{ident}.nocgroup")
 
 
 def current() -> Files | None:

@@ -488,10 +488,20 @@ def serve(directory: str, ident: str, lock_fd: int, idle: float | None = None,
     from ocirun.helper import cgroup
 
     files = Files(directory, ident)
+    with open("/proc/self/cgroup") as f:
+        callers = f.read()  # (ours, inherited: the first caller's)
     try:
         own_cgroup = leave_caller_cgroups(ident)
     except cgroup.CannotLeave:
-        return 1  # it would pin its caller's cgroup: no helper (its callers take the direct path)
+        # It would pin its caller's cgroup: no helper (its callers take the direct path).
+        # The front end starts none from these cgroups for a while (frontend.c cgroups_refused).
+        tmp = f"{files.nocgroup}.{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(callers)
+        os.rename(tmp, files.nocgroup)
+        return 1
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(files.nocgroup)
     if own_cgroup:  # for `ocirun helper stop`: we cannot remove it ourselves (we are in it)
         with open(files.cgroup, "w") as f:
             f.write(own_cgroup + "\n")

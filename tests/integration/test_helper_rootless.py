@@ -325,9 +325,15 @@ def test_without_a_delegated_subtree_the_helper_does_not_start(user, undelegated
         reap_orphans()
         time.sleep(0.05)
     assert not helper_serve_processes(user)
-    assert not [n for n in os.listdir(user.helper_dir) if not n.endswith(".lock")]
+    # nothing of it left but its lock and a note of the cgroups it could not leave
+    # (the caller's: the front end starts no helper from them for a minute)
+    ident = next(n[:-len(".nocgroup")] for n in os.listdir(user.helper_dir) if n.endswith(".nocgroup"))
+    assert sorted(os.listdir(user.helper_dir)) == [f"{ident}.lock", f"{ident}.nocgroup"]
     assert [p.name for p in undelegated.top.iterdir() if p.is_dir()] == ["session"]
-    # and the calls work (the direct path), as with the helper off
+    note = user.helper_dir / f"{ident}.nocgroup"
+    assert f"0::{undelegated.path(undelegated.leaf)}\n" in note.read_text().splitlines(keepends=True)
+    noted = note.stat().st_mtime_ns
+    # the calls work (the direct path), as with the helper off
     on = call(user, undelegated, "ocirun", "run", "--bundle", str(bundle), f"ocitest-rl-{uuid.uuid4().hex[:10]}",
               env=env)
     off = call(user, undelegated, "ocirun", "run", "--bundle", str(bundle), f"ocitest-rl-{uuid.uuid4().hex[:10]}",
@@ -335,12 +341,29 @@ def test_without_a_delegated_subtree_the_helper_does_not_start(user, undelegated
     assert (on.stdout, on.stderr, on.returncode) == (off.stdout, off.stderr, off.returncode)
     assert (on.stdout, on.returncode) == (b"out\n", 3) and on.stderr.endswith(b"err\n")
     assert not trace.exists()  # no helper ran a call
-    deadline = time.monotonic() + 30
-    while helper_serve_processes(user) and time.monotonic() < deadline:  # those the calls started
-        reap_orphans()
-        time.sleep(0.05)
-    assert not user.helpers()
+    # and started no helper: none ran, none tried again (it would have rewritten the note)
+    time.sleep(1)
+    reap_orphans()
+    assert not helper_serve_processes(user) and not user.helpers()
+    assert note.stat().st_mtime_ns == noted
+    # `ocirun helper stop` clears it
+    p = call(user, undelegated, "ocirun", "helper", "stop", env=env, check=True)
+    assert p.stdout == b"helper: not running\n"
+    assert sorted(os.listdir(user.helper_dir)) == [f"{ident}.lock"]
     shutil.rmtree(bundle, ignore_errors=True)
+
+
+def test_the_note_binds_only_callers_in_the_same_cgroups(user, undelegated, delegated):
+    call(user, undelegated, "ocirun", "--version", check=True)
+    deadline = time.monotonic() + 30
+    while not list(user.helper_dir.glob("*.nocgroup")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [note] = user.helper_dir.glob("*.nocgroup")
+    # a caller in a subtree delegated to the user: its helper starts, and the note goes
+    call(user, delegated, "ocirun", "--version", check=True)
+    st = wait_helper(user)
+    assert _cgroup2_of(st["pid"]) == delegated.path(delegated.top / f"ocirun-helper-{note.name[:-len('.nocgroup')]}")
+    assert not note.exists()
 
 
 def test_without_xdg_runtime_dir_calls_take_the_direct_path(user, delegated):
