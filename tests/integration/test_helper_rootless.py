@@ -479,6 +479,13 @@ def test_a_user_namespace_gets_a_helper_of_its_own(user, delegated):
         assert [t["argv"] for t in trace_lines(trace_shell)] == [["list"]]
         assert [t["argv"] for t in trace_lines(trace_ns)] == [["list"], ["list"]]
         assert not [t for t in trace_lines(trace_shell) + trace_lines(trace_ns) if "refused" in t]
+        # root of that namespace with less privilege than its helper (a capability dropped
+        # from its bounding set) is refused: the direct path, with the caller's own rights
+        drop = [*inside, "setpriv", "--bounding-set=-net_raw", "--", "ocirun", "list"]
+        p = call(user, delegated, *drop, env=env_ns)
+        off = call(user, delegated, *drop, env=dict(env_ns, OCIRUN_HELPER="off"))
+        assert p.returncode == 0 and (p.stdout, p.stderr) == (off.stdout, off.stderr)
+        assert trace_lines(trace_ns)[-1]["refused"] in ("CapPrm differs", "CapBnd differs")  # (exec as root: permitted = bounding)
         # `ocirun helper status` in the namespace finds its helper (Python computes the C's name)
         p = call(user, delegated, *inside, "ocirun", "helper", "status", check=True)
         assert p.stdout.decode().startswith(f"helper: running (pid {ns['pid']})\nsocket: {ns['socket']}\n")
