@@ -81,10 +81,33 @@ def _start(files: paths.Files, idle: float | None, timeout: float = 30.0) -> int
             os.close(found[1])
             if os.path.exists(files.sock):  # bound and listening (it listens as it binds)
                 break
+        elif _exited(files):
+            if os.path.exists(files.nocgroup):
+                raise OcirunError("helper: it did not start: it found no cgroup of its own to move to and would "
+                                  "keep this one busy (a rootless helper needs a cgroup above yours that you may "
+                                  "write, e.g. systemd's user@UID.service; docs/helper.md, Rootless callers)")
+            raise OcirunError("helper: it exited as it started")
         if time.monotonic() > deadline:
             raise OcirunError(f"helper: did not start within {timeout:g} s")
         time.sleep(0.02)
     return _status(files)
+
+
+def _exited(files: paths.Files) -> bool:
+    """No helper holds the lock (any more): the one we started is gone."""
+    import fcntl
+
+    try:
+        fd = os.open(files.lock, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 def _spawn_helper(files: paths.Files, lock: int, idle: float | None) -> None:

@@ -346,7 +346,11 @@ def test_without_a_delegated_subtree_the_helper_does_not_start(user, undelegated
     reap_orphans()
     assert not helper_serve_processes(user) and not user.helpers()
     assert note.stat().st_mtime_ns == noted
-    # `ocirun helper stop` clears it
+    # `ocirun helper start` says why it cannot
+    p = call(user, undelegated, "ocirun", "helper", "start", env=env)
+    assert p.returncode == 1 and p.stderr.startswith(b"helper: it did not start: it found no cgroup of its own")
+    assert not helper_serve_processes(user)
+    # `ocirun helper stop` clears the note
     p = call(user, undelegated, "ocirun", "helper", "stop", env=env, check=True)
     assert p.stdout == b"helper: not running\n"
     assert sorted(os.listdir(user.helper_dir)) == [f"{ident}.lock"]
