@@ -193,6 +193,7 @@ def _status(files: paths.Files) -> int:
         f"protocol: {status.get('protocol')}\n"
         f"memory (RSS): {rss}\n"
         f"workers: {children} (busy and spare)\n"
+        + (f"cgroup: {status['cgroup']} (its own: a rootless helper's)\n" if status.get("cgroup") else "")
     )
     return 0
 

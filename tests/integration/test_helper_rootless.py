@@ -235,6 +235,7 @@ def test_the_first_call_starts_the_users_helper_in_a_cgroup_of_its_own(user, del
     # `ocirun helper status` (Python: ocirun/helper/paths.py) finds the helper the C front end started
     p = call(user, delegated, "ocirun", "helper", "status", check=True)
     assert p.stdout.decode().startswith(f"helper: running (pid {pid})\nsocket: {sock}\n")
+    assert f"\ncgroup: {own} (its own: a rootless helper's)\n" in p.stdout.decode()
     # and `ocirun helper stop` leaves nothing: process, socket, status, cgroup
     p = call(user, delegated, "ocirun", "helper", "stop", check=True)
     assert p.stdout.decode() == f"helper: stopped (pid {pid})\n"
