@@ -77,6 +77,27 @@ class Own:
         self.personality = _read("/proc/self/personality")
         self.env_python = {k: v for k, v in os.environ.items() if k.startswith("PYTHON")}
         self.fs_encoding = sys.getfilesystemencoding()
+        #: a worker has the helper's until it joins the caller's (the helper never
+        #: changes its own), and compares them before it does
+        self.namespaces = namespace_ids("self")
+
+
+NAMESPACE_KINDS = ("user", "pid", "pid_for_children", "time", "time_for_children",
+                   *(name for name, _ in JOINED if name != "time"))
+
+
+def namespace_ids(pid: int | str) -> dict[str, tuple[int, int]]:
+    """(device, inode) of each namespace of a process; (0, 0) for a kind this kernel
+    lacks (time: before 5.6)."""
+    ids = {}
+    for name in NAMESPACE_KINDS:
+        try:
+            st = os.stat(f"/proc/{pid}/ns/{name}")
+        except FileNotFoundError:
+            ids[name] = (0, 0)
+        else:
+            ids[name] = (st.st_dev, st.st_ino)
+    return ids
 
 
 class Caller:
@@ -95,26 +116,21 @@ class Caller:
         if _read(f"/proc/{self.pid}/personality") != own.personality:
             raise Refused("personality differs")
 
-    def namespaces_to_join(self) -> int:
+    def namespaces_to_join(self, own: Own) -> int:
         """CLONE_NEW* flags of the namespaces to join. Refused for another user or
         pid namespace (ids and pids would not mean the same)."""
-        def ino(pid: int | str, name: str) -> tuple[int, int]:
-            try:
-                st = os.stat(f"/proc/{pid}/ns/{name}")
-            except FileNotFoundError:  # a kernel without this kind (time: < 5.6)
-                return (0, 0)
-            return st.st_dev, st.st_ino
-
+        theirs = namespace_ids(self.pid)
+        mine = own.namespaces
         for name in ("user", "pid"):
-            if ino(self.pid, name) != ino("self", name):
+            if theirs[name] != mine[name]:
                 raise Refused(f"{name} namespace differs")
-        if ino(self.pid, "pid_for_children") != ino(self.pid, "pid"):
+        if theirs["pid_for_children"] != theirs["pid"]:
             raise Refused("pid_for_children differs from the pid namespace")
-        if ino(self.pid, "time_for_children") != ino(self.pid, "time"):
+        if theirs["time_for_children"] != theirs["time"]:
             raise Refused("time_for_children differs from the time namespace")
         flags = 0
         for name, flag in JOINED:
-            if ino(self.pid, name) != ino("self", name):
+            if theirs[name] != mine[name]:
                 flags |= flag
         return flags
 
@@ -416,18 +432,25 @@ def parse_env(strings: list[bytes]) -> dict[str, str]:
 # --------------------------------------------------------------------------- fds
 
 
-def place_fds(table: list[int], received: list[int], keep: list[int]) -> list[int]:
+def place_fds(table: list[int], received: list[int], keep: list[int],
+              reserved: int | None = None) -> list[int]:
     """Make our fd table the caller's: received[i] at number table[i] (inheritable, as
     the caller's are), nothing else below; ``keep`` (our own fds) moved above it,
-    CLOEXEC. Returns keep's new numbers."""
+    CLOEXEC. ``reserved``: the numbers below it are the call's (3 + its --preserve-fds),
+    None if unknown. Returns keep's new numbers."""
     import fcntl
 
     hi = max([2, *table]) + 1
-    # Ours well above too, where no --preserve-fds range reaches: a number in such a
-    # range that the caller left free must look free (ocirun.linux.fds.fill_holes).
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if soft == resource.RLIM_INFINITY or soft - 64 > hi:
-        hi = max(hi, min(soft, 1 << 20) - 64)
+    # Ours above every --preserve-fds range too: a number in such a range that the
+    # caller left free must look free (ocirun.linux.fds.fill_holes). Not knowing the
+    # range, near the limit; knowing it, just above (a table of ~1M slots, for a
+    # caller with a high RLIMIT_NOFILE as containerd's shims have, costs ms to make).
+    if reserved is not None:
+        hi = max(hi, reserved) + 64
+    else:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft == resource.RLIM_INFINITY or soft - 64 > hi:
+            hi = max(hi, min(soft, 1 << 20) - 64)
     moved = []
     for fd in keep:
         if fd >= hi:

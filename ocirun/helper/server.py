@@ -311,7 +311,7 @@ class Helper:
             with contextlib.suppress(context.Refused):
                 c.check_credentials(self.own)
             with contextlib.suppress(context.Refused):
-                c.namespaces_to_join()
+                c.namespaces_to_join(self.own)
             c.rlimits()
             c.scheduling()
             c.umask()

@@ -235,7 +235,7 @@ def _adopt(conn: socket.socket, req: Request, session: Session) -> socket.socket
     cfg = context.StdioConfig(req.env)
     if cfg.fs_encoding != own.fs_encoding:
         raise Refused("the filesystem encoding would differ")
-    flags = caller.namespaces_to_join()
+    flags = caller.namespaces_to_join(own)
     context.join(caller, req.pidfd, flags, req.root, req.cwd)
     from ocirun.linux import proc
 
@@ -256,7 +256,7 @@ def _adopt(conn: socket.socket, req: Request, session: Session) -> socket.socket
     _trace.mark("checked_and_joined")
     keep = [conn.detach(), req.pidfd, req.token] + ([req.tty] if req.tty >= 0 else [])
     keep += [_trace.fd] if _trace.fd >= 0 else []
-    moved = context.place_fds(req.table, req.received, keep)
+    moved = context.place_fds(req.table, req.received, keep, _reserved_fds(req))
     conn = socket.socket(fileno=moved[0])
     req.pidfd, req.token = moved[1], moved[2]
     req.tty = moved[3] if req.tty >= 0 else -1
@@ -280,6 +280,23 @@ def _adopt(conn: socket.socket, req: Request, session: Session) -> socket.socket
     finally:
         os.close(pidfd)
     return conn
+
+
+def _reserved_fds(req: Request) -> int | None:
+    """Above the numbers the call passes on: 3 + its socket-activation fds + its
+    --preserve-fds, as the CLI will read them; None when the fast parser leaves the
+    command line to argparse (help, abbreviations, errors)."""
+    from ocirun import cli
+    from ocirun.linux.fds import listen_fds
+
+    try:
+        ns = cli._fast_parse([os.fsdecode(a) for a in req.argv[1:]])
+    except Exception:  # noqa: BLE001 - the CLI reports it; here only the range matters
+        return None
+    n = getattr(ns, "preserve_fds", 0)
+    if ns is None or not isinstance(n, int) or n < 0:
+        return None
+    return 3 + listen_fds(req.env, req.pid) + n
 
 
 def _run(conn: socket.socket, req: Request) -> None:

@@ -65,3 +65,59 @@ def test_python_settings_the_helper_does_not_have_are_refused():
     for var in ("PYTHONPATH", "PYTHONWARNINGS", "PYTHONHOME", "PYTHONPROFILEIMPORTTIME"):
         with pytest.raises(Refused):
             check_python_env({var: "x"}, Own())  # type: ignore[arg-type]
+
+
+def _in_child(fn) -> int:
+    """Run fn in a forked child (it rearranges the fd table); its exit status."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os._exit(fn())
+        except BaseException:  # noqa: BLE001
+            os._exit(99)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def test_a_workers_own_fds_go_above_the_calls_range():
+    """place_fds: the caller's fds at their numbers, ours above 3 + --preserve-fds
+    (with a range given: not near RLIMIT_NOFILE, a table of that size costs ms)."""
+    from ocirun.helper.context import place_fds
+
+    def child() -> int:
+        received = [os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC) for _ in range(3)]
+        mine = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        moved = place_fds([0, 1, 5], received, [mine], reserved=3 + 40)
+        open_fds = [fd for fd in range(4096) if _is_open(fd)]
+        ok = moved[0] >= 43 and moved[0] < 43 + 128 and open_fds == [0, 1, 5, moved[0]]
+        ok = ok and all(os.get_inheritable(fd) for fd in (0, 1, 5)) and not os.get_inheritable(moved[0])
+        return 0 if ok else 1
+
+    assert _in_child(child) == 0
+
+
+def test_the_range_a_call_reserves():
+    """3 + LISTEN_FDS (when LISTEN_PID is the caller's) + --preserve-fds, as the CLI
+    reads them; None for a command line the fast parser leaves to argparse."""
+    from ocirun.helper.worker import Request, _reserved_fds
+
+    def req(argv: list[str], env: dict[str, str] | None = None) -> Request:
+        r = Request()
+        r.argv = [b"ocirun", *(a.encode() for a in argv)]
+        r.env = env or {}
+        r.pid = 4242
+        return r
+
+    assert _reserved_fds(req(["state", "x"])) == 3
+    assert _reserved_fds(req(["exec", "--preserve-fds", "7", "x", "true"])) == 10
+    assert _reserved_fds(req(["run", "--preserve-fds=2", "x"], {"LISTEN_FDS": "3", "LISTEN_PID": "4242"})) == 8
+    assert _reserved_fds(req(["run", "x"], {"LISTEN_FDS": "3", "LISTEN_PID": "1"})) == 3
+    assert _reserved_fds(req(["run", "--help"])) is None
+    assert _reserved_fds(req(["run", "--preserve", "9", "x"])) is None  # an abbreviation: argparse's
