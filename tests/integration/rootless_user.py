@@ -139,6 +139,8 @@ class RootlessUser:
         """Live processes whose real uid is the user's or in its subordinate range
         (its containers' processes); ``helpers=False``: not its warm helpers (and their
         workers), which a call may leave running on purpose (stop_helpers stops them)."""
+        if not helpers:
+            self.helpers_settled()  # one that is starting is not yet recognisable as a helper
         lo, n = self.subuid
         found = []
         for entry in os.listdir("/proc"):
@@ -236,10 +238,38 @@ class RootlessUser:
                     found[int(st["pid"])] = status
         return found
 
+    def helpers_settled(self, timeout: float = 10) -> None:
+        """Wait until none of the user's helpers is starting: a call that found none
+        starts one in the background (docs/helper.md), which holds its lock from the
+        start and writes its status once it runs (or exits)."""
+        import fcntl
+
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and self.helper_dir.is_dir():
+            starting = False
+            for lock in self.helper_dir.glob("*.lock"):
+                if lock.with_suffix(".json").exists() and lock.with_suffix(".sock").exists():
+                    continue  # running (or a stale status, which the lock tells apart)
+                try:
+                    fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+                except OSError:
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    starting = True
+                finally:
+                    os.close(fd)
+            if not starting:
+                return
+            time.sleep(0.05)
+
     def stop_helpers(self, env: dict[str, str] | None = None) -> list[str]:
         """`ocirun helper stop` as the user for each of its running helpers, in the
         helper's own user namespace (nsenter: the user owns the namespaces it made,
-        podman's among them). Returns what could not be stopped."""
+        podman's among them); first those that are starting have started. Returns
+        what could not be stopped."""
+        self.helpers_settled()
         left = []
         for pid in self.helpers():
             enter: list[str] = []
