@@ -30,6 +30,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/un.h>
+#include <time.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -379,6 +380,33 @@ static const char *subcommand(int argc, char **argv, int *no_helper)
     return NULL;
 }
 
+/* Rootless, as ocirun/rootless.py decides it: not root, or root in a user
+ * namespace that does not map every id (rootless podman runs conmon and the
+ * runtime as uid 0 in one). Such a caller gets a helper of its own in its own
+ * user namespace, under XDG_RUNTIME_DIR (helper_dir, install_id). Read once. */
+static int rootless_caller(void)
+{
+    static int rootless = -1;
+    if (rootless >= 0)
+        return rootless;
+    rootless = geteuid() != 0;
+    if (!rootless) {
+        char map[256];
+        int fd = open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd < 0 ? -1 : read(fd, map, sizeof map - 1);
+        if (fd >= 0)
+            close(fd);
+        if (n > 0) {  /* no file: a kernel without user namespaces, the initial one */
+            unsigned long inside, outside, count;
+            int end = 0;
+            map[n] = '\0';
+            rootless = !(sscanf(map, " %lu %lu %lu %n", &inside, &outside, &count, &end) == 3 &&
+                         inside == 0 && outside == 0 && count == 4294967295UL && map[end] == '\0');
+        }
+    }
+    return rootless;
+}
+
 static int helper_wanted(const char *cmd, int no_helper)
 {
     const char *env = getenv("OCIRUN_HELPER");
@@ -392,22 +420,26 @@ static int helper_wanted(const char *cmd, int no_helper)
      * not us), and a dump takes seconds: both direct (docs/checkpoint.md) */
     if (cmd && (strcmp(cmd, "checkpoint") == 0 || strcmp(cmd, "restore") == 0))
         return 0;
-    /* A non-root caller's helper (under XDG_RUNTIME_DIR, see helper_dir) is not
-     * built yet: rootless callers take the direct path (docs/helper.md). */
-    return geteuid() == 0;
+    /* Root's helper, or a rootless caller's own (helper_dir says where; none:
+     * the direct path). */
+    rootless_caller();  /* read now, before the caller's fd table is listed */
+    return 1;
 }
 
 /* The helper's directory: OCIRUN_HELPER_DIR, root's next to /run/ocirun, a
- * user's in XDG_RUNTIME_DIR. 0, or -1 if there is none. */
+ * rootless caller's in its XDG_RUNTIME_DIR (an absolute path to a directory of
+ * its own; else none: the direct path). 0, or -1 if there is none. */
 static int helper_dir(char *buf, size_t size)
 {
     const char *d = getenv("OCIRUN_HELPER_DIR");
+    struct stat st;
     int n;
     if (d && *d)
         n = snprintf(buf, size, "%s", d);
-    else if (geteuid() == 0)
+    else if (!rootless_caller())
         n = snprintf(buf, size, "%s", HELPER_DIR_ROOT);
-    else if ((d = getenv("XDG_RUNTIME_DIR")) && *d == '/')
+    else if ((d = getenv("XDG_RUNTIME_DIR")) && *d == '/' && stat(d, &st) == 0 && S_ISDIR(st.st_mode) &&
+             st.st_uid == geteuid())
         n = snprintf(buf, size, "%s/ocirun-helper", d);
     else
         return -1;
@@ -415,13 +447,25 @@ static int helper_dir(char *buf, size_t size)
 }
 
 /* One helper per installation: its files are named after the directory we live
- * in (FNV-1a 64 of it); ocirun/helper/paths.py computes the same. */
+ * in (FNV-1a 64 of it); a rootless caller's, per user namespace too (the hash
+ * goes on over a NUL and the namespace's inode in decimal: a user's shell and
+ * rootless podman's namespace, each with a helper of its own in the same
+ * directory). ocirun/helper/paths.py computes the same. */
 static void install_id(char out[17])
 {
     uint64_t h = 0xcbf29ce484222325ull;
     for (const unsigned char *p = (const unsigned char *)self_dir; *p; p++) {
         h ^= *p;
         h *= 0x100000001b3ull;
+    }
+    struct stat ns;
+    if (rootless_caller() && stat("/proc/self/ns/user", &ns) == 0) {
+        char ino[24];
+        int n = snprintf(ino, sizeof ino, "%llu", (unsigned long long)ns.st_ino);
+        for (int i = -1; i < n; i++) {  /* the NUL first */
+            h ^= i < 0 ? 0 : (unsigned char)ino[i];
+            h *= 0x100000001b3ull;
+        }
     }
     static const char hex[] = "0123456789abcdef";
     for (int i = 15; i >= 0; i--, h >>= 4)
@@ -466,6 +510,37 @@ static int connect_helper(const char *path)
     return s;
 }
 
+/* Whether a rootless helper started from our cgroups found, less than
+ * NOCGROUP_RETRY seconds ago, no cgroup of its own to go to (it would have
+ * pinned the caller's, so it did not run: ocirun/helper/cgroup.py). It left
+ * <id>.nocgroup holding the /proc/self/cgroup it had, i.e. its caller's: the
+ * same cgroups, the same answer; not worth a Python start on every call. */
+#define NOCGROUP_RETRY 60
+static int cgroups_refused(const char *dir, const char *id)
+{
+    char path[PATH_MAX], mark[4096], mine[4096];
+    struct stat st;
+    struct timespec now;
+    if (snprintf(path, sizeof path, "%s/%s.nocgroup", dir, id) >= (int)sizeof path)
+        return 0;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = -1, m = -1;
+    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && clock_gettime(CLOCK_REALTIME, &now) == 0 &&
+        now.tv_sec - st.st_mtime < NOCGROUP_RETRY && now.tv_sec >= st.st_mtime)
+        n = read(fd, mark, sizeof mark);
+    close(fd);
+    if (n <= 0 || (size_t)n == sizeof mark)
+        return 0;
+    fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    m = read(fd, mine, sizeof mine);
+    close(fd);
+    return m == n && memcmp(mark, mine, (size_t)n) == 0;
+}
+
 /* Start a helper for the next calls, detached from us (docs/helper.md): the
  * lock makes concurrent first calls start one; the helper keeps it held for
  * its whole life. Its own session, cwd /, stdio /dev/null, no fd of ours, a
@@ -478,6 +553,8 @@ static void start_helper(const char *dir, const char *id)
         return;
     /* Only a directory that is ours alone (another user could place a socket there). */
     if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
+        return;
+    if (rootless_caller() && cgroups_refused(dir, id))
         return;
     if (snprintf(lockpath, sizeof lockpath, "%s/%s.lock", dir, id) >= (int)sizeof lockpath)
         return;
@@ -531,7 +608,8 @@ static void start_helper(const char *dir, const char *id)
         if (errno)
             nice_now = 0;
         snprintf(nice_arg, sizeof nice_arg, "%d", nice_now);
-        setpriority(PRIO_PROCESS, 0, nice_now + 10 > 19 ? 19 : nice_now + 10);
+        if (!rootless_caller())  /* a rootless worker could not come back up (CAP_SYS_NICE) */
+            setpriority(PRIO_PROCESS, 0, nice_now + 10 > 19 ? 19 : nice_now + 10);
         for (int sig = 1; sig < 65; sig++)
             signal(sig, SIG_DFL);
         sigemptyset(&all);

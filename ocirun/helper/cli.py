@@ -40,7 +40,7 @@ def cmd_helper(g: GlobalOptions, args: argparse.Namespace) -> int:
         return serve(args.dir, args.id, args.lock_fd, nice=args.nice)
     files = paths.current()
     if files is None:
-        raise OcirunError("helper: no directory for a helper (not root, and no XDG_RUNTIME_DIR)")
+        raise OcirunError("helper: no directory for a helper (rootless, and XDG_RUNTIME_DIR is not set to a directory of yours)")
     if args.action == "status":
         return _status(files)
     if args.action == "start":
@@ -81,10 +81,33 @@ def _start(files: paths.Files, idle: float | None, timeout: float = 30.0) -> int
             os.close(found[1])
             if os.path.exists(files.sock):  # bound and listening (it listens as it binds)
                 break
+        elif _exited(files):
+            if os.path.exists(files.nocgroup):
+                raise OcirunError("helper: it did not start: it found no cgroup of its own to move to and would "
+                                  "keep this one busy (a rootless helper needs a cgroup above yours that you may "
+                                  "write, e.g. systemd's user@UID.service; docs/helper.md, Rootless callers)")
+            raise OcirunError("helper: it exited as it started")
         if time.monotonic() > deadline:
             raise OcirunError(f"helper: did not start within {timeout:g} s")
         time.sleep(0.02)
     return _status(files)
+
+
+def _exited(files: paths.Files) -> bool:
+    """No helper holds the lock (any more): the one we started is gone."""
+    import fcntl
+
+    try:
+        fd = os.open(files.lock, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 def _spawn_helper(files: paths.Files, lock: int, idle: float | None) -> None:
@@ -170,6 +193,7 @@ def _status(files: paths.Files) -> int:
         f"protocol: {status.get('protocol')}\n"
         f"memory (RSS): {rss}\n"
         f"workers: {children} (busy and spare)\n"
+        + (f"cgroup: {status['cgroup']} (its own: a rootless helper's)\n" if status.get("cgroup") else "")
     )
     return 0
 
@@ -200,7 +224,10 @@ def _stop(files: paths.Files, timeout: float = 10.0) -> int:
 
 def _remove_stale(files: paths.Files) -> None:
     """A helper killed outright (SIGKILL) leaves its socket and status file; gone
-    once nobody holds the lock (a new helper would replace them anyway)."""
+    once nobody holds the lock (a new helper would replace them anyway). So does
+    a rootless helper's own cgroup (``<id>.cgroup`` names it), which no helper can
+    remove itself (it is in it until it exits): empty once its spares are gone; a
+    worker still busy with a call keeps it, and the next helper takes it again."""
     import fcntl
 
     try:
@@ -213,10 +240,20 @@ def _remove_stale(files: paths.Files) -> None:
         os.close(fd)
         return
     try:
-        for path in (files.sock, files.status):
+        for path in (files.sock, files.status, files.nocgroup):
             try:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+        try:
+            with open(files.cgroup) as f:
+                own_cgroup = f.read().strip()
+        except OSError:
+            own_cgroup = ""
+        if own_cgroup:
+            from ocirun.helper import cgroup
+
+            if cgroup.remove(own_cgroup):
+                os.unlink(files.cgroup)
     finally:
         os.close(fd)

@@ -174,8 +174,28 @@ def join(caller: Caller, pidfd: int, flags: int, root_fd: int, cwd_fd: int) -> N
                     finally:
                         os.close(fd)
     os.fchdir(root_fd)
-    os.chroot(".")
+    try:
+        os.chroot(".")
+    except PermissionError:
+        # a rootless worker (no CAP_SYS_CHROOT): fine if the caller's root is ours
+        if not _same_root(root_fd):
+            raise Refused("the caller's root differs from ours (chroot needs CAP_SYS_CHROOT)") from None
     os.fchdir(cwd_fd)
+
+
+def _mount_id(fd: int) -> str:
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        return next((line.split()[1] for line in f if line.startswith("mnt_id:")), "")
+
+
+def _same_root(root_fd: int) -> bool:
+    """``root_fd`` is our own root: the same inode on the same mount."""
+    ours = os.open("/", os.O_PATH | os.O_CLOEXEC)
+    try:
+        a, b = os.fstat(root_fd), os.fstat(ours)
+        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) and _mount_id(root_fd) == _mount_id(ours) != ""
+    finally:
+        os.close(ours)
 
 
 def adopt_rlimits(caller: Caller) -> None:

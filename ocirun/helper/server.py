@@ -38,7 +38,7 @@ import struct
 import sys
 import time
 
-from ocirun.helper import context, worker
+from ocirun.helper import context, paths, worker
 from ocirun.helper.paths import Files
 
 DEFAULT_IDLE = 60.0
@@ -89,27 +89,17 @@ def warm_up() -> None:
     _load()
 
 
-def leave_caller_cgroups() -> None:
-    """Into the root cgroup of every hierarchy (of our cgroup namespace): a helper
-    must never keep the cgroup of whoever started it (a conmon, a shim, a
-    systemd scope) from being removed. SystemExit if it cannot."""
-    from ocirun.cgroups.hierarchy import Host
+def leave_caller_cgroups(ident: str) -> str | None:
+    """Out of the cgroups of whoever started us (ocirun.helper.cgroup): root's helper
+    into the root cgroups (SystemExit if it cannot), a rootless one into a cgroup of
+    its own (returned: removed when it exits) or nowhere (None); CannotLeave if it
+    cannot leave the caller's cgroup on the hierarchy that tracks processes."""
+    from ocirun.helper import cgroup
 
-    host = Host.current()
-    own = host.own_cgroups()
-    if host.mode() == "unified":
-        mountpoint, root = host.v2_mount()
-        targets = [(mountpoint, root, own.get("unified"))]
-    else:
-        targets = [(h.mountpoint, h.root, own.get(h.key)) for h in host.v1_hierarchies()]
-    for mountpoint, root, path in targets:
-        if path is None or path == root:
-            continue
-        try:
-            with open(os.path.join(mountpoint, "cgroup.procs"), "w") as f:
-                f.write(str(os.getpid()))
-        except OSError as e:
-            raise SystemExit(f"ocirun helper: cannot leave cgroup {path} ({mountpoint}): {e.strerror}") from None
+    if not paths.rootless():
+        cgroup.leave_as_root()
+        return None
+    return cgroup.leave_rootless(ident)
 
 
 def _package_dirs() -> list[str]:
@@ -198,6 +188,11 @@ class Helper:
         self.reaper: int | None = None
         self.trace = os.environ.get("OCIRUN_HELPER_TRACE") or None
         self.nice = os.getpriority(os.PRIO_PROCESS, 0) if nice is None else nice
+        #: a rootless helper's own cgroup (ocirun.helper.cgroup), removed when it exits
+        self.cgroup: str | None = None
+        #: root in the initial user namespace: the only one whose workers can take
+        #: back a higher priority (CAP_SYS_NICE) after waiting at a lower one
+        self.renice = not paths.rootless()
 
     # -------------------------------------------------------------- set up
 
@@ -236,6 +231,8 @@ class Helper:
             "idle": self.idle, "protocol": worker.protocol.PROTOCOL, "socket": self.files.sock,
             "package": os.path.dirname(os.path.abspath(ocirun.__file__)), "launcher": sys.argv[0],
         }
+        if self.cgroup:
+            status["cgroup"] = self.cgroup  # a rootless helper's own (ocirun.helper.cgroup)
         tmp = f"{self.files.status}.{os.getpid()}"
         with open(tmp, "w") as f:
             json.dump(status, f)
@@ -277,7 +274,7 @@ class Helper:
             # Rehearsed (below the calls); waiting costs nothing, and a spare that wakes
             # at nice 10 does not preempt a busy CPU's task: it would start the call
             # late, by up to a time slice. So it waits at the callers' priority.
-            if os.geteuid() == 0 and os.getpriority(os.PRIO_PROCESS, 0) != self.nice:
+            if self.renice and os.getpriority(os.PRIO_PROCESS, 0) != self.nice:
                 with contextlib.suppress(OSError):
                     os.setpriority(os.PRIO_PROCESS, 0, self.nice)
             while True:
@@ -404,8 +401,8 @@ class Helper:
         gc.freeze()  # what is imported now stays shared with every fork
         # Below the calls (a worker takes its caller's priority when it takes a call):
         # forking and rehearsing spares must not compete with the call that is running.
-        # (Root only: a worker's way back up needs CAP_SYS_NICE.)
-        if os.geteuid() == 0:
+        # (Root only: a worker's way back up needs CAP_SYS_NICE in the initial user namespace.)
+        if self.renice:
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, 0, min(19, self.nice + SPARE_NICE))
         ppid = os.getppid()
@@ -488,12 +485,32 @@ def serve(directory: str, ident: str, lock_fd: int, idle: float | None = None,
     except OSError:
         return 1
     os.set_inheritable(lock_fd, False)
-    leave_caller_cgroups()
+    from ocirun.helper import cgroup
+
+    files = Files(directory, ident)
+    with open("/proc/self/cgroup") as f:
+        callers = f.read()  # (ours, inherited: the first caller's)
+    try:
+        own_cgroup = leave_caller_cgroups(ident)
+    except cgroup.CannotLeave:
+        # It would pin its caller's cgroup: no helper (its callers take the direct path).
+        # The front end starts none from these cgroups for a while (frontend.c cgroups_refused).
+        tmp = f"{files.nocgroup}.{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(callers)
+        os.rename(tmp, files.nocgroup)
+        return 1
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(files.nocgroup)
+    if own_cgroup:  # for `ocirun helper stop`: we cannot remove it ourselves (we are in it)
+        with open(files.cgroup, "w") as f:
+            f.write(own_cgroup + "\n")
     warm_up()
     context.warm_locales()
     if len(os.listdir("/proc/self/task")) != 1:
         return 1  # a thread (an import started one): fork and setns need one
-    helper = Helper(Files(directory, ident), lock_fd, idle, nice)
+    helper = Helper(files, lock_fd, idle, nice)
+    helper.cgroup = own_cgroup
     helper.write_status()  # first: once the socket exists, so does the status
     try:
         helper.bind()

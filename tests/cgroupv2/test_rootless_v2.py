@@ -58,6 +58,7 @@ def delegated(user) -> Iterator[Path]:
                   leaf, leaf / "cgroup.procs", leaf / "cgroup.threads"):
             os.chown(p, user.uid, user.gid)
         yield leaf
+        assert not user.stop_helpers()  # the user's warm helper (docs/helper.md), if its calls started one
     finally:
         user.kill_all()
         kill_and_remove(top)
@@ -137,6 +138,6 @@ def test_without_delegation_no_cgroup_and_limits_are_an_error(user, bundle):
     assert "linux.resources.memory" in lines[0] and "no cgroup subtree is delegated" in lines[0], lines[0]
     assert not (user.runtime_dir / "ocirun" / cid).exists()
     deadline = time.monotonic() + 5
-    while user.processes() and time.monotonic() < deadline:
+    while user.processes(helpers=False) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not user.processes()
+    assert not user.processes(helpers=False)

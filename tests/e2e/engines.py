@@ -264,7 +264,7 @@ def runtime_name(binary: Path) -> str:
 
 # --- podman ----------------------------------------------------------------------------------------
 
-def containers_conf(root: Path, runtimes: dict[str, Path], default: str) -> str:
+def containers_conf(root: Path, runtimes: dict[str, Path], default: str, rootless: bool = False) -> str:
     def toml_list(items: list[str]) -> str:
         return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
@@ -272,7 +272,10 @@ def containers_conf(root: Path, runtimes: dict[str, Path], default: str) -> str:
     # conmon (which runs the runtime) gets only these: the runtime's OCIRUN_HELPER* settings
     # (docs/helper.md: on or off, the test stage's helper directory) are passed on too
     conmon_env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
-    conmon_env += [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("OCIRUN_HELPER")]
+    # (rootless: not the stage's helper directory, root's alone; the user's helper lives
+    # in its XDG_RUNTIME_DIR, which conmon gets from podman)
+    conmon_env += [f"{k}={v}" for k, v in sorted(os.environ.items())
+                   if k.startswith("OCIRUN_HELPER") and not (rootless and k == "OCIRUN_HELPER_DIR")]
     return f"""\
 # Written by tests/e2e/engines.py: everything podman keeps is under {root}.
 [containers]
@@ -384,6 +387,8 @@ class RootlessPodman(Podman):
 
     def __init__(self, root: Path, runtime: Path, user, *, storage_driver: str = "overlay"):
         super().__init__(root, runtime, storage_driver=storage_driver)
+        self.containers_conf.write_text(containers_conf(root, {self.runtime_name: runtime}, self.runtime_name,
+                                                        rootless=True))
         self.user = user
         self.storage_conf.write_text(f'[storage]\ndriver = "{storage_driver}"\n'
                                      f'graphroot = "{root}/storage"\nrunroot = "{root}/runroot"\n'
@@ -430,6 +435,7 @@ class RootlessPodman(Podman):
         left = self("ps", "--all", "--quiet", check=False).stdout.split()
         if left:
             leaks.append(f"podman containers still there after rm --all: {left}")
+        leaks += self.user.stop_helpers()  # the runtime's warm helpers (docs/helper.md)
         pause = self.pause_pids()
         deadline = time.monotonic() + 10
         while (stray := [p for p in self.user.processes() if p not in pause]) and time.monotonic() < deadline:

@@ -55,8 +55,9 @@ def pm(rootless_podman) -> Iterator[RootlessPodman]:
     state_root = p.user.runtime_dir / p.runtime_name   # podman passes no --root
     yield p
     p.remove_all()
+    # the user's warm helpers (started by the runtime's calls in podman's user namespace)
+    problems = p.user.stop_helpers()
     reap_orphans()
-    problems = []
     if left := p("ps", "--all", "--quiet", check=False).stdout.split():
         problems.append(f"containers left: {left}")
     if state_root.exists() and (left := os.listdir(state_root)):

@@ -24,6 +24,7 @@ into first (as root), for a delegated cgroup v2 subtree.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -48,6 +49,24 @@ def _start_time(pid: int) -> str | None:
     except OSError:
         return None
     return stat[stat.rfind(")") + 2:].split()[19]
+
+
+def _is_helper(pid: int) -> bool:
+    """A warm helper's process (`ocirun-direct helper serve`; its workers are its forks)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(a.endswith(b"/ocirun-direct") for a in argv[:3]) and b"helper" in argv and b"serve" in argv
+
+
+def _alive(pid: int) -> bool:
+    """Running (not a zombie waiting for its reaper)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] not in "ZX"
 
 
 def _subid_range(path: str, name: str) -> tuple[int, int] | None:
@@ -116,9 +135,12 @@ class RootlessUser:
         assert uid_range is not None and gid_range is not None
         self.subuid, self.subgid = uid_range, gid_range
 
-    def processes(self) -> list[int]:
+    def processes(self, helpers: bool = True) -> list[int]:
         """Live processes whose real uid is the user's or in its subordinate range
-        (its containers' processes)."""
+        (its containers' processes); ``helpers=False``: not its warm helpers (and their
+        workers), which a call may leave running on purpose (stop_helpers stops them)."""
+        if not helpers:
+            self.helpers_settled()  # one that is starting is not yet recognisable as a helper
         lo, n = self.subuid
         found = []
         for entry in os.listdir("/proc"):
@@ -133,6 +155,8 @@ class RootlessUser:
                 continue
             uid = int(fields.get("Uid", "-1").split()[0])
             if uid == self.uid or lo <= uid < lo + n:
+                if not helpers and _is_helper(int(entry)):
+                    continue
                 found.append(int(entry))
         return found
 
@@ -164,6 +188,8 @@ class RootlessUser:
         path = f"{self.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
         env = {"HOME": str(self.home), "USER": self.name, "LOGNAME": self.name,
                "XDG_RUNTIME_DIR": str(self.runtime_dir), "PATH": path, "LANG": "C.UTF-8"}
+        if os.environ.get("OCIRUN_HELPER"):  # the stage's choice: OCIRUN_HELPER=off, the direct path
+            env["OCIRUN_HELPER"] = os.environ["OCIRUN_HELPER"]
         env.update(extra)
         return {k: v for k, v in env.items() if v is not None}
 
@@ -190,6 +216,72 @@ class RootlessUser:
                                  f"stdout: {p.stdout.decode(errors='replace')}\n"
                                  f"stderr: {p.stderr.decode(errors='replace')}")
         return p
+
+    # ------------------------------------------------------------------ its warm helpers
+
+    @property
+    def helper_dir(self) -> Path:
+        """Where the user's warm helpers live ($XDG_RUNTIME_DIR/ocirun-helper, docs/helper.md)."""
+        return self.runtime_dir / "ocirun-helper"
+
+    def helpers(self) -> dict[int, Path]:
+        """The user's running helpers (pid: status file): one per user namespace its
+        calls came from (its shell's, rootless podman's)."""
+        found = {}
+        if self.helper_dir.is_dir():
+            for status in self.helper_dir.glob("*.json"):
+                try:
+                    st = json.loads(status.read_text())
+                except (OSError, ValueError):
+                    continue
+                if _start_time(int(st["pid"])) == str(st.get("startTime")):
+                    found[int(st["pid"])] = status
+        return found
+
+    def helpers_settled(self, timeout: float = 10) -> None:
+        """Wait until none of the user's helpers is starting: a call that found none
+        starts one in the background (docs/helper.md), which holds its lock from the
+        start and writes its status once it runs (or exits)."""
+        import fcntl
+
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and self.helper_dir.is_dir():
+            starting = False
+            for lock in self.helper_dir.glob("*.lock"):
+                if lock.with_suffix(".json").exists() and lock.with_suffix(".sock").exists():
+                    continue  # running (or a stale status, which the lock tells apart)
+                try:
+                    fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+                except OSError:
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    starting = True
+                finally:
+                    os.close(fd)
+            if not starting:
+                return
+            time.sleep(0.05)
+
+    def stop_helpers(self, env: dict[str, str] | None = None) -> list[str]:
+        """`ocirun helper stop` as the user for each of its running helpers, in the
+        helper's own user namespace (nsenter: the user owns the namespaces it made,
+        podman's among them); first those that are starting have started. Returns
+        what could not be stopped."""
+        self.helpers_settled()
+        left = []
+        for pid in self.helpers():
+            enter: list[str] = []
+            try:
+                if os.stat(f"/proc/{pid}/ns/user").st_ino != os.stat("/proc/self/ns/user").st_ino:
+                    enter = ["nsenter", "--user", f"--target={pid}", "--preserve-credentials", "--"]
+            except FileNotFoundError:
+                continue  # gone meanwhile
+            p = self.run([*enter, "ocirun", "helper", "stop"], env=env or self.env(), timeout=60)
+            if p.returncode != 0 or _alive(pid):
+                left.append(f"helper {pid}: {p.stdout.decode(errors='replace')}{p.stderr.decode(errors='replace')}")
+        return left
 
     def give(self, path: Path) -> None:
         """chown -R the user: what a user unpacks with umoci --rootless owns."""

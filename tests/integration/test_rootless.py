@@ -119,8 +119,11 @@ def rl(request, rootless_user) -> Iterator[UserRuntime]:
     yield rt
     for cid in rt.ids:
         rt("delete", "--force", cid, check=False)
+    # the user's warm helper (its calls went through one unless OCIRUN_HELPER=off)
+    leaks = user.stop_helpers()
     reap_orphans()
-    leaks = []
+    if user.helper_dir.exists() and (left := [n for n in os.listdir(user.helper_dir) if not n.endswith(".lock")]):
+        leaks.append(f"helper files: {left}")
     deadline = time.monotonic() + 5
     while user.processes() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -393,14 +396,14 @@ def test_no_xdg_runtime_dir_and_no_root(rootless_user, bundle_image):
     assert not (user.runtime_dir / "ocirun" / "ocitest-rl-noxdg").exists()
     # commands that need no state root do not care
     assert user.run(["ocirun", "features"], env=env).returncode == 0
-    assert not user.processes()
+    assert not user.processes(helpers=False)
 
 
 def _fails_cleanly(rl, bundle: Path) -> str:
     cid = rl.new_id()
     line = one_error_line(rl("run", "--bundle", str(bundle), cid, check=False))
     assert not (rl.state_root / cid).exists()
-    assert not rl.user.processes()
+    assert not rl.user.processes(helpers=False)
     return line
 
 
@@ -524,7 +527,7 @@ def test_files_the_user_cannot_use_are_clear_errors(rl, bundle_image):
     line = one_error_line(rl("create", "--bundle", str(bundle), "--pid-file", "/root/ocitest.pid", cid,
                              check=False))
     assert line == "open /root/ocitest.pid: permission denied"
-    assert not (rl.state_root / cid).exists() and not user.processes()
+    assert not (rl.state_root / cid).exists() and not user.processes(helpers=False)
     line = one_error_line(rl("create", "--bundle", "/root", rl.new_id(), check=False))
     assert line == "cannot read /root/config.json: permission denied"
 

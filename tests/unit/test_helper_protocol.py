@@ -160,10 +160,53 @@ def test_a_pointer_out_of_the_arena_is_refused():
         arena.tables()
 
 
+def _fnv1a64(data: bytes) -> int:
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) % 2**64
+    return h
+
+
 def test_install_id_is_the_front_ends():
     # FNV-1a 64 (frontend.c install_id): a known vector
     assert paths.install_id("") == "cbf29ce484222325"
     assert paths.install_id("a") == "af63dc4c8601ec8c"
+    # a rootless caller's: the hash goes on over a NUL and its user namespace's inode
+    # in decimal (frontend.c: the same loop, the NUL first)
+    assert paths.install_id("/opt/x/bin", 4026531837) == f"{_fnv1a64(b'/opt/x/bin' + bytes(1) + b'4026531837'):016x}"
+    assert paths.install_id("/opt/x/bin", 4026531837) != paths.install_id("/opt/x/bin", 4026532999)
+    assert paths.install_id("/opt/x/bin", 4026531837) != paths.install_id("/opt/x/bin")
+
+
+def test_a_rootless_callers_helper_lives_in_its_xdg_runtime_dir(monkeypatch, tmp_path):
+    """frontend.c helper_dir: OCIRUN_HELPER_DIR; root's /run/ocirun-helper; a rootless
+    caller's $XDG_RUNTIME_DIR/ocirun-helper when that is an absolute path to a
+    directory of its own, else none (the direct path)."""
+    monkeypatch.delenv("OCIRUN_HELPER_DIR", raising=False)
+    monkeypatch.setattr(paths, "rootless", lambda: False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert paths.helper_dir() == "/run/ocirun-helper"  # root: whatever XDG_RUNTIME_DIR says
+    monkeypatch.setattr(paths, "rootless", lambda: True)
+    assert paths.helper_dir() == str(tmp_path / "ocirun-helper")  # (tmp_path is ours)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "relative/run")
+    assert paths.helper_dir() is None
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert paths.helper_dir() is None
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "missing"))
+    assert paths.helper_dir() is None
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "file"))
+    assert paths.helper_dir() is None
+    import os
+
+    other = tmp_path / "other"
+    other.mkdir()
+    if os.geteuid() == 0:
+        os.chown(other, 65534, 65534)
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(other))
+        assert paths.helper_dir() is None  # not the caller's own
+    monkeypatch.setenv("OCIRUN_HELPER_DIR", "/somewhere")
+    assert paths.helper_dir() == "/somewhere"
 
 
 def test_a_parent_waiting_for_any_child_is_noticed():
