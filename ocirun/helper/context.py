@@ -54,15 +54,26 @@ class Refused(Exception):
     """The worker cannot act as the caller; the front end takes the direct path."""
 
 
+def read_proc(path: str) -> bytes:
+    """A /proc file's bytes (no file object: this runs on every call)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
 def read_status(pid: int | str) -> dict[str, str]:
-    with open(f"/proc/{pid}/status") as f:
-        return {k: v.strip() for k, _, v in (line.partition(":") for line in f)}
+    text = read_proc(f"/proc/{pid}/status").decode(errors="replace")
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
 
 
 def _read(path: str) -> str:
     try:
-        with open(path, "rb") as f:
-            return f.read().decode(errors="replace").strip("\0\n")
+        return read_proc(path).decode(errors="replace").strip("\0\n")
     except OSError:
         return ""
 
@@ -408,8 +419,8 @@ def _replace_environ(env: dict[str, str]) -> None:
     it into its own if anything sets a variable later."""
     items = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()]
     arr = (ctypes.c_char_p * (len(items) + 1))(*items, None)
-    _environ_keep[:] = [arr, items]  # glibc points into them from now on
     ctypes.c_void_p.in_dll(_libc, "environ").value = ctypes.addressof(arr)
+    _environ_keep[:] = [arr, items]  # glibc points into them from now on (the old go)
     environ: Any = os.environ
     data = environ._data
     data.clear()

@@ -322,6 +322,21 @@ class Helper:
             for fd in (1, 2):
                 context.make_stdio(fd, True, "<rehearsal>", cfg)
 
+        def request() -> None:
+            # A request's way to the call, on our own values: our environment
+            # taken again, our own pidfd, a plain command line.
+            env = context.parse_env([f"{k}={v}".encode() for k, v in os.environ.items()])
+            context._replace_environ(env)
+            req = worker.Request()
+            req.argv = [b"ocirun", b"--root", os.fsencode(root), b"state", b"rehearsal"]
+            req.env, req.pid = env, os.getpid()
+            worker._reserved_fds(req)
+            pidfd = os.pidfd_open(os.getpid())
+            try:
+                worker._pid_of_pidfd(pidfd)
+            finally:
+                os.close(pidfd)
+
         def cli_call(*argv: str):
             def call() -> None:
                 with contextlib.suppress(Exception):
@@ -341,7 +356,7 @@ class Helper:
             del junk
 
         root = "/nonexistent/ocirun-helper-rehearsal"
-        return [caller, stdio, memory, cli_call("--root", root, "state", "rehearsal"),
+        return [caller, stdio, request, memory, cli_call("--root", root, "state", "rehearsal"),
                 cli_call("--root", root, "list")]
 
     def _on_note(self) -> None:

@@ -24,6 +24,7 @@ from ocirun.helper.context import Refused
 #: caller's pidfd when there is one (one message: each wakes the helper)
 NOTE = struct.Struct("=ii")
 NOTE_TAKEN = 1
+MAX_FD = 2**31 - 1  # os.closerange's end: close_range(2) stops at the table's size
 
 
 class Session:
@@ -111,10 +112,9 @@ def _is_stale(fds: list[int]) -> bool:
 
 
 def _pid_of_pidfd(pidfd: int) -> int:
-    with open(f"/proc/self/fdinfo/{pidfd}") as f:
-        for line in f:
-            if line.startswith("Pid:"):
-                return int(line.split()[1])
+    for line in context.read_proc(f"/proc/self/fdinfo/{pidfd}").splitlines():
+        if line.startswith(b"Pid:"):
+            return int(line.split()[1])
     return -1
 
 
@@ -334,8 +334,6 @@ def _main(cli, argv: list[str]) -> int:
 def _finish(conn: socket.socket, code: int, argv: list[bytes]) -> None:
     """As cli.exit_now: flush (a failing flush is reported as the interpreter does
     at exit: "Exception ignored ...", status 120), close the caller's fds, EXIT."""
-    import fcntl
-
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
         if stream is None:
@@ -352,15 +350,10 @@ def _finish(conn: socket.socket, code: int, argv: list[bytes]) -> None:
     mine = conn.fileno()
     _trace.mark("flushed")
     _trace.write(argv)
-    for fd_name in os.listdir("/proc/self/fd"):
-        fd = int(fd_name)
-        if fd == mine:
-            continue
-        try:
-            if not fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC or fd <= 2:
-                os.close(fd)  # the caller's (ours are CLOEXEC): its pipes see EOF with it
-        except OSError:
-            pass
+    # Every fd but the connection: the caller's, so that its pipes see EOF with
+    # it (ours would go at our exit anyway). Two close_range calls.
+    os.closerange(0, mine)
+    os.closerange(mine + 1, MAX_FD)
     try:
         protocol.send_frame(conn, protocol.EXIT, struct.pack("=i", code))
     except OSError:
