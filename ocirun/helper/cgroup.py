@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 
+from ocirun.cgroups.base import remove_dirs
 from ocirun.cgroups.hierarchy import Host
+from ocirun.errors import CgroupError
 
 PREFIX = "ocirun-helper-"
 
@@ -55,8 +56,7 @@ def leave_as_root(host: Host | None = None) -> None:
         if path is None or path == root:
             continue
         try:
-            with open(os.path.join(mountpoint, "cgroup.procs"), "w") as f:
-                f.write(str(os.getpid()))
+            _move(mountpoint)
         except OSError as e:
             raise SystemExit(f"ocirun helper: cannot leave cgroup {path} ({mountpoint}): {e.strerror}") from None
 
@@ -144,14 +144,8 @@ def remove(directory: str | None, timeout: float = 1.0) -> bool:
     this id takes it again). True if it is gone."""
     if not directory or not os.path.basename(directory).startswith(PREFIX):
         return False
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            os.rmdir(directory)
-            return True
-        except FileNotFoundError:
-            return True
-        except OSError:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
+    try:
+        remove_dirs([directory], deadline=timeout)  # retried while busy
+    except CgroupError:
+        return False
+    return True

@@ -19,6 +19,7 @@ import signal
 import sys
 from typing import Any
 
+from ocirun.linux import proc
 from ocirun.linux.namespaces import (
     CLONE_NEWCGROUP,
     CLONE_NEWIPC,
@@ -54,26 +55,14 @@ class Refused(Exception):
     """The worker cannot act as the caller; the front end takes the direct path."""
 
 
-def read_proc(path: str) -> bytes:
-    """A /proc file's bytes (no file object: this runs on every call)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return b"".join(chunks)
-
-
 def read_status(pid: int | str) -> dict[str, str]:
-    text = read_proc(f"/proc/{pid}/status").decode(errors="replace")
+    text = proc.read_proc(f"/proc/{pid}/status").decode(errors="replace")
     return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
 
 
 def _read(path: str) -> str:
     try:
-        return read_proc(path).decode(errors="replace").strip("\0\n")
+        return proc.read_proc(path).decode(errors="replace").strip("\0\n")
     except OSError:
         return ""
 

@@ -112,7 +112,9 @@ def _is_stale(fds: list[int]) -> bool:
 
 
 def _pid_of_pidfd(pidfd: int) -> int:
-    for line in context.read_proc(f"/proc/self/fdinfo/{pidfd}").splitlines():
+    from ocirun.linux.proc import read_proc
+
+    for line in read_proc(f"/proc/self/fdinfo/{pidfd}").splitlines():
         if line.startswith(b"Pid:"):
             return int(line.split()[1])
     return -1

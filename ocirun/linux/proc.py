@@ -84,6 +84,19 @@ def parse_stat(data: bytes) -> ProcStat:
     return ProcStat(pid, comm, state, ppid, start_time)
 
 
+def read_proc(path: str) -> bytes:
+    """A /proc file's bytes, without a file object (a warm helper's worker reads
+    several on every call)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
 def read_stat(pid: int) -> ProcStat | None:
     """``/proc/PID/stat`` parsed, or None if there is no such process."""
     if pid <= 0:
