@@ -140,9 +140,9 @@ def created(h: Helper, ocirun, bundle, cid: str, *extra: str, env: dict | None =
 PARENT = r"""
 import ctypes, json, os, subprocess, sys
 ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)   # PR_SET_CHILD_SUBREAPER, as conmon and containerd's shim
-front, root, bundle, cid = sys.argv[1:5]
+front, root, bundle, cid = sys.argv[1:5]   # root "": the default state root
 def run(*a, **kw):
-    return subprocess.run([front, "--root", root, *a], stdin=subprocess.DEVNULL, **kw)
+    return subprocess.run([front, *(["--root", root] if root else []), *a], stdin=subprocess.DEVNULL, **kw)
 run("create", "--bundle", bundle, cid, stdout=subprocess.DEVNULL, check=True)
 init = json.loads(run("state", cid, capture_output=True, check=True).stdout)["pid"]
 def stat(pid):
@@ -150,9 +150,10 @@ def stat(pid):
     return s[s.rfind(")") + 2:].split()
 comm = open(f"/proc/{init}/comm").read().strip()
 run("start", cid, check=True)
-pidfile = os.path.join(os.path.dirname(root), "exec.pid")
+pidfile = os.path.join(os.path.dirname(bundle), cid + ".pid")
 run("exec", "-d", "--pid-file", pidfile, cid, "sleep", "30", check=True)
 proc = int(open(pidfile).read())
+os.unlink(pidfile)
 print(json.dumps({"me": os.getpid(), "init": init, "init_ppid": int(stat(init)[1]), "init_comm": comm,
                   "exec": proc, "exec_ppid": int(stat(proc)[1])}))
 run("delete", "--force", cid, check=True)

@@ -37,6 +37,7 @@ from pathlib import Path
 import pytest
 from conftest import DIRECT, FRONT_END, reap_orphans
 from rootless_user import RootlessUser
+from test_helper import PARENT
 from test_rootless import _userns_allowed, make_bundle
 
 
@@ -245,34 +246,6 @@ def test_the_first_call_starts_the_users_helper_in_a_cgroup_of_its_own(user, del
     assert not own.exists()
 
 
-SCRIPT = r"""
-import ctypes, json, os, subprocess, sys
-ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)   # PR_SET_CHILD_SUBREAPER, as conmon and containerd's shim
-bundle, cid = sys.argv[1:3]
-def run(*a, **kw):
-    return subprocess.run(["ocirun", *a], stdin=subprocess.DEVNULL, **kw)
-run("create", "--bundle", bundle, cid, stdout=subprocess.DEVNULL, check=True)
-init = json.loads(run("state", cid, capture_output=True, check=True).stdout)["pid"]
-def stat(pid):
-    s = open(f"/proc/{pid}/stat").read()
-    return s[s.rfind(")") + 2:].split()
-comm = open(f"/proc/{init}/comm").read().strip()
-run("start", cid, check=True)
-pidfile = os.path.join(os.path.dirname(bundle), cid + ".pid")
-run("exec", "-d", "--pid-file", pidfile, cid, "sleep", "30", check=True)
-proc = int(open(pidfile).read())
-os.unlink(pidfile)
-print(json.dumps({"me": os.getpid(), "init_ppid": int(stat(init)[1]), "init_comm": comm,
-                  "exec_ppid": int(stat(proc)[1])}))
-run("delete", "--force", cid, check=True)
-while True:   # reap what was reparented to us
-    try:
-        os.waitpid(-1, 0)
-    except ChildProcessError:
-        break
-"""
-
-
 def test_calls_are_served_by_it_the_init_is_the_callers_child_and_results_are_the_same(
         user, delegated, bundle_image):
     bundle = bundle_of(user, bundle_image, "sleep", "30")
@@ -282,7 +255,8 @@ def test_calls_are_served_by_it_the_init_is_the_callers_child_and_results_are_th
     call(user, delegated, "ocirun", "--version", env=env, check=True)
     wait_helper(user)
     cid = f"ocitest-rl-{uuid.uuid4().hex[:10]}"
-    p = call(user, delegated, "/usr/bin/python3", "-I", "-c", SCRIPT, str(bundle), cid, env=env)
+    # the subreaper parent of test_helper.py, with the user's `ocirun` and default state root
+    p = call(user, delegated, "/usr/bin/python3", "-I", "-c", PARENT, "ocirun", "", str(bundle), cid, env=env)
     assert p.returncode == 0, p.stderr
     facts = json.loads(p.stdout)
     # the front end cloned the init and the exec'd process: children of the process
