@@ -189,6 +189,12 @@ def create_container(g: GlobalOptions, container_id: str, opts: CreateOptions, k
     from ocirun.store import Store
 
     store = Store(g.root)  # first: a rootless user without a state root learns it before anything else
+    if not g.is_rootless:
+        from ocirun.cgroups import migration
+
+        # Now, so that the kernel's wait before the first cgroup migration (v1's
+        # placing of stage-1, ~10 ms) passes while we validate and plan.
+        migration.warm_up()
     prepared = prepare_create(g, container_id, opts)
     hooks, state = prepared.hooks, prepared.state
 

@@ -139,6 +139,12 @@ def start_exec(g: GlobalOptions, container_id: str, opts: Any, *, ignore_paused:
     store = open_store(g)
     record = store.load(container_id)
     require(status_of(store, record), "exec-ignore-paused" if ignore_paused else "exec")
+    if not g.is_rootless:
+        from ocirun.cgroups import migration
+
+        # Now: the kernel's wait before placing the process in the container's
+        # cgroup (v1) passes while we plan (ocirun.cgroups.migration).
+        migration.warm_up()
     from ocirun.spec.load import with_depth
 
     process = with_depth(exec_process_dict, (record.runtime or {}).get("process"), opts)

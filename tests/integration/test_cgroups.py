@@ -9,11 +9,12 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from conftest import OCIRUN
+from conftest import OCIRUN, reap_orphans
 from kernel_probes import hugepage_size, v1_file
 
 from ocirun.cgroups import detect_mode
@@ -670,6 +671,68 @@ def test_kill_all_and_delete_kill_stragglers_and_remove_every_cgroup(ocirun, bun
         time.sleep(0.05)
     assert json.loads(ocirun("ps", "--format", "json", cid).stdout) == []
     ocirun("delete", cid)
+
+
+def test_create_and_exec_leave_the_runtime_in_its_callers_cgroup(ocirun, bundle, tmp_path):
+    """create and exec start a migration that moves nothing (the runtime into the
+    cgroup it is in: ocirun.cgroups.migration) so that the kernel's wait before the
+    container's first migration passes early. The runtime stays where its caller
+    put it: its hooks (its children, spawned after that migration) and the exec'd
+    process's stage run from there, and the container still gets its own cgroup."""
+    if V2:
+        pytest.skip("v2: the container is cloned into its cgroup; there is nothing to warm up")
+    from ocirun.cgroups.hierarchy import Host
+
+    host = Host.current()
+    own = host.own_cgroups()
+    h = next((h for h in host.v1_hierarchies() if not h.unified and h.key in own), None)
+    if h is None:
+        pytest.skip("no v1 hierarchy of our own")
+    cid = ocirun.new_id()
+    caller_cg = Path(h.mountpoint) / f"{cid}-caller"
+    caller_cg.mkdir()
+    for name in ("cpuset.cpus", "cpuset.mems"):  # a cpuset cgroup takes tasks once both are set
+        if (caller_cg / name).exists():
+            (caller_cg / name).write_text((caller_cg.parent / name).read_text())
+    hook = tmp_path / "hook.sh"
+    hook.write_text('#!/bin/sh\ncat /proc/self/cgroup > "$1"\n')
+    hook.chmod(0o755)
+    out = tmp_path / "hook-cgroups"
+    bundle.set_args("sleep", "60")
+
+    def f(c):
+        c["hooks"] = {"createRuntime": [{"path": str(hook), "args": ["hook.sh", str(out)]}]}
+        c["linux"].pop("cgroupsPath", None)  # below the runtime's own cgroup, the caller's
+
+    bundle.edit(f)
+
+    def line_of(text: str) -> str:
+        return next(x for x in text.splitlines() if x.split(":")[1] == h.key)
+
+    try:
+        script = 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"'
+        with tempfile.TemporaryFile() as err:  # the init keeps its stdio: a file, not a pipe
+            p = subprocess.run(["sh", "-c", script, "sh", str(caller_cg), *OCIRUN, "--root", str(ocirun.root),
+                                "create", "--bundle", str(bundle.path), cid],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+            err.seek(0)
+            assert p.returncode == 0, err.read()
+        reap_orphans()
+        expected = f"{h.root.rstrip('/')}/{cid}-caller"
+        assert line_of(out.read_text()).split(":", 2)[2] == expected
+        # the container's own cgroup, below the caller's (the default cgroups path is relative)
+        state = json.loads(ocirun("state", cid).stdout)
+        container = line_of(Path(f"/proc/{state['pid']}/cgroup").read_text())
+        assert container.split(":", 2)[2].startswith(expected + "/")
+        p = subprocess.run(["sh", "-c", script, "sh", str(caller_cg), *OCIRUN, "--root", str(ocirun.root),
+                            "exec", cid, "cat", "/proc/self/cgroup"], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert line_of(p.stdout) == container  # the exec'd process: the container's cgroup
+        assert not (caller_cg / "cgroup.procs").read_text().split()  # nobody left in the caller's cgroup
+    finally:
+        ocirun("delete", "--force", cid)
+        for sub in sorted(caller_cg.glob("**/"), key=lambda d: -len(d.parts)):
+            sub.rmdir()
 
 
 # --------------------------------------------------------------------------- errors
