@@ -28,20 +28,15 @@ import pytest
 from cgroupv2_helpers import CGROUP_ROOT, PREFIX, enable_controllers, kill_and_remove
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from rootless_user import REPO, RootlessUser  # noqa: E402
+from rootless_user import REPO, RootlessUser, fresh_user  # noqa: E402
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture(scope="module")
 def user() -> Iterator[RootlessUser]:
-    u = RootlessUser.create()
-    try:
+    with fresh_user() as u:
         yield u
-    finally:
-        u.remove()
-    for path in ("/etc/subuid", "/etc/subgid", "/etc/passwd"):
-        assert not any(ln.startswith(u.name + ":") for ln in Path(path).read_text().splitlines())
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ into first (as root), for a delegated cgroup v2 subtree.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -33,6 +34,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -182,6 +184,14 @@ class RootlessUser:
         self.kill_all()
         remove_user(self.name, self.workdir)
 
+    def assert_gone(self) -> None:
+        """After remove(): no line of it in the account files (userdel took its
+        subordinate ranges and its group with it), no work directory."""
+        for path in ("/etc/subuid", "/etc/subgid", "/etc/passwd", "/etc/group"):
+            assert not any(line.startswith(self.name + ":") for line in Path(path).read_text().splitlines()), \
+                f"{self.name} is still in {path}"
+        assert not self.workdir.exists(), self.workdir
+
     # ------------------------------------------------------------------ commands
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -316,6 +326,30 @@ def _copy_for(user: RootlessUser) -> Path:
     shutil.copytree(USER_VENV, dest / USER_VENV.name, symlinks=True)
     user.give(dest)
     return dest / USER_VENV.name
+
+
+def userns_disabled() -> str | None:
+    """Why unprivileged users cannot create user namespaces here, or None."""
+    for path, bad in (("/proc/sys/kernel/unprivileged_userns_clone", "0"),
+                      ("/proc/sys/user/max_user_namespaces", "0")):
+        try:
+            if Path(path).read_text().strip() == bad:
+                return f"{path} is {bad}"
+        except OSError:
+            pass
+    return None
+
+
+@contextlib.contextmanager
+def fresh_user() -> Iterator[RootlessUser]:
+    """A user of its own for a fixture: made now, removed at the end and checked
+    gone (RootlessUser.assert_gone)."""
+    user = RootlessUser.create()
+    try:
+        yield user
+    finally:
+        user.remove()
+    user.assert_gone()
 
 
 def remove_user(name: str, workdir: Path | None) -> None:

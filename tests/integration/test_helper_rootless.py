@@ -36,9 +36,9 @@ from pathlib import Path
 
 import pytest
 from conftest import DIRECT, FRONT_END, reap_orphans
-from rootless_user import RootlessUser
+from rootless_user import RootlessUser, fresh_user, userns_disabled
 from test_helper import PARENT
-from test_rootless import _userns_allowed, make_bundle
+from test_rootless import make_bundle
 
 
 def _cgroup2_mount() -> Path | None:
@@ -60,15 +60,14 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def user(bundle_image) -> Iterator[RootlessUser]:
-    why = _userns_allowed()
+    why = userns_disabled()
     if why:
         pytest.skip(f"unprivileged user namespaces are disabled ({why})")
-    u = RootlessUser.create()
     try:
-        yield u
+        with fresh_user() as u:
+            yield u
     finally:
-        u.remove()
-        reap_orphans()
+        reap_orphans()  # what remove() killed
 
 
 class Subtree:

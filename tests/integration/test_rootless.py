@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 from conftest import reap_orphans
-from rootless_user import RootlessUser
+from rootless_user import RootlessUser, fresh_user, userns_disabled
 
 HAVE_RUNC = shutil.which("runc") is not None
 HAVE_NEWUIDMAP = shutil.which("newuidmap") is not None and shutil.which("newgidmap") is not None
@@ -35,34 +35,16 @@ REAL_CONFIGS = Path(__file__).resolve().parent / "real_configs"  # /work/shared/
 HOST_V1 = not os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
 
-def _userns_allowed() -> str | None:
-    """Why unprivileged users cannot create user namespaces here, or None."""
-    for path, bad in (("/proc/sys/kernel/unprivileged_userns_clone", "0"),
-                      ("/proc/sys/user/max_user_namespaces", "0")):
-        try:
-            if Path(path).read_text().strip() == bad:
-                return f"{path} is {bad}"
-        except OSError:
-            pass
-    return None
-
-
 @pytest.fixture(scope="session")
 def rootless_user(bundle_image) -> Iterator[RootlessUser]:
-    why = _userns_allowed()
+    why = userns_disabled()
     if why:
         pytest.skip(f"unprivileged user namespaces are disabled ({why})")
-    user = RootlessUser.create()
     try:
-        yield user
+        with fresh_user() as user:
+            yield user
     finally:
-        user.remove()
-        reap_orphans()
-    # userdel took the user's subordinate ranges with it
-    for path in ("/etc/subuid", "/etc/subgid", "/etc/passwd", "/etc/group"):
-        assert not any(line.startswith(user.name + ":") for line in Path(path).read_text().splitlines()), \
-            f"{user.name} is still in {path}"
-    assert not user.workdir.exists()
+        reap_orphans()  # what remove() killed
 
 
 class UserRuntime:
