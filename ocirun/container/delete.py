@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import select
+import time
 from _signal import SIGKILL  # not `signal`: its enums cost every call ~6 ms to import
 
 from ocirun.cli import GlobalOptions
@@ -103,7 +104,7 @@ def undo_partial_create(intent: dict | None) -> None:
 
 def kill_and_wait(record, timeout: float = 10.0) -> None:
     """SIGKILL the init (and everything in its cgroup) and wait until it has exited."""
-    from ocirun.linux.proc import open_pidfd, send_signal
+    from ocirun.linux.proc import open_pidfd, read_stat, send_signal
 
     cg = cgroup_of(record)
     if cg is not None and cg.version != 0:
@@ -123,6 +124,17 @@ def kill_and_wait(record, timeout: float = 10.0) -> None:
             send_signal(pidfd, SIGKILL)
         except ProcessLookupError:
             return
-        select.select([pidfd], [], [], timeout)
+        # Its pidfd is readable once it is a zombie. The init of a pid namespace
+        # becomes one only after the namespace's other processes are reaped, by
+        # their parents: an exec'd process's is our caller (or its subreaper), which
+        # may be waiting for us. Inside its exit is gone enough: it runs nothing again.
+        deadline = time.monotonic() + timeout
+        while not select.select([pidfd], [], [], 0.01)[0]:
+            st = read_stat(record.pid)
+            if st is None or st.exiting or (record.init_start_time is not None
+                                            and st.start_time != record.init_start_time):
+                break
+            if time.monotonic() > deadline:
+                break
     finally:
         os.close(pidfd)

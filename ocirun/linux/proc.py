@@ -22,6 +22,8 @@ from ocirun.errors import UsageError
 
 #: States in /proc/PID/stat of a process that has exited (zombie, dead).
 _EXITED_STATES = frozenset({"Z", "X", "x"})
+#: include/linux/sched.h: the task is in do_exit() (field 9 of /proc/PID/stat)
+_PF_EXITING = 0x4
 
 #: The /proc entry of the process ocirun acts for: "self", or in a warm helper's
 #: worker the caller's pid (docs/helper.md). What is the caller's own and not the
@@ -40,19 +42,26 @@ class ProcStat:
     (A plain class, not a dataclass: ``state`` and ``kill`` import this module.)
     """
 
-    __slots__ = ("pid", "comm", "state", "ppid", "start_time")
+    __slots__ = ("pid", "comm", "state", "ppid", "start_time", "flags")
 
-    def __init__(self, pid: int, comm: str, state: str, ppid: int, start_time: int) -> None:
+    def __init__(self, pid: int, comm: str, state: str, ppid: int, start_time: int, flags: int = 0) -> None:
         self.pid = pid
         self.comm = comm
         self.state = state
         self.ppid = ppid
         self.start_time = start_time
+        self.flags = flags
 
     @property
     def exited(self) -> bool:
         """True for a zombie (exited, not yet reaped) or a dead task."""
         return self.state in _EXITED_STATES
+
+    @property
+    def exiting(self) -> bool:
+        """Exited, or inside its exit (it never runs its own code again): e.g. the
+        init of a pid namespace waiting there for its last processes to be reaped."""
+        return self.exited or bool(self.flags & _PF_EXITING)
 
     def __repr__(self) -> str:
         return (f"ProcStat(pid={self.pid}, comm={self.comm!r}, state={self.state!r}, "
@@ -78,10 +87,11 @@ def parse_stat(data: bytes) -> ProcStat:
         # rest[0] is field 3 (state); field N is rest[N - 3]
         state = rest[0].decode("ascii")
         ppid = int(rest[1])
+        flags = int(rest[9 - 3])
         start_time = int(rest[22 - 3])
     except (ValueError, IndexError, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed /proc/PID/stat: {data[:200]!r}") from exc
-    return ProcStat(pid, comm, state, ppid, start_time)
+    return ProcStat(pid, comm, state, ppid, start_time, flags)
 
 
 def read_proc(path: str) -> bytes:

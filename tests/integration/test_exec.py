@@ -54,6 +54,28 @@ def test_exec_joins_every_namespace_and_the_cgroup_of_the_init(ocirun, bundle, t
         os.kill(pid, 9)
 
 
+def test_delete_force_does_not_wait_for_an_init_held_by_an_unreaped_exec(ocirun, bundle):
+    """The exec'd process is the caller's child (reparented to us, a subreaper). Killed
+    with the container, it stays a zombie until we reap it, and until then the init of
+    its pid namespace waits inside its exit. A caller that reaps only once delete has
+    returned (as this one) must not make delete wait: it waited its whole 10 s."""
+    cid, init = _running(ocirun, bundle)
+    ocirun("exec", "--detach", cid, "sleep", "1000")
+    start = time.monotonic()
+    p = subprocess.run([*OCIRUN, "--root", str(ocirun.root), "delete", "--force", cid],
+                       capture_output=True, timeout=60)
+    took = time.monotonic() - start
+    assert (p.returncode, p.stderr) == (0, b"")
+    assert took < 5, took  # not its 10 s wait for the init
+    reap_orphans()
+    assert ocirun("state", cid, check=False).returncode == 1
+    end = time.monotonic() + 5
+    while os.path.exists(f"/proc/{init}") and time.monotonic() < end:
+        reap_orphans()
+        time.sleep(0.02)
+    assert not os.path.exists(f"/proc/{init}")
+
+
 def test_exec_exit_status_and_death_by_signal(ocirun, bundle):
     cid, _ = _running(ocirun, bundle)
     assert ocirun("exec", cid, "sh", "-c", "exit 7", check=False).returncode == 7

@@ -169,8 +169,15 @@ def test_parse_stat_splits_at_the_last_paren():
     line = b"4242 (a) (b) c)) S 17 4242 4242 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 987654 1 2 3\n"
     st = proc.parse_stat(line)
     assert (st.pid, st.comm, st.state, st.ppid, st.start_time) == (4242, "a) (b) c)", "S", 17, 987654)
-    assert not st.exited
+    assert not st.exited and not st.exiting and st.flags == 4194560
     assert proc.parse_stat(line.replace(b") S 17", b") Z 17")).exited
+
+
+def test_a_task_inside_its_exit_is_exiting_not_exited():
+    # PF_EXITING (0x4) in field 9: e.g. a pid namespace's init waiting for its last children
+    line = b"4242 (sleep) S 17 4242 4242 0 -1 4194564 1 2 3 4 5 6 7 8 20 0 1 0 987654 1 2 3\n"
+    st = proc.parse_stat(line)
+    assert st.exiting and not st.exited
 
 
 @pytest.mark.parametrize("bad", [b"", b"garbage", b"12 (x) S", b"12 x) S 1 (y", b"x (c) S 1 2"])
