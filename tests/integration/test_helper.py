@@ -144,19 +144,21 @@ front, root, bundle, cid = sys.argv[1:5]   # root "": the default state root
 def run(*a, **kw):
     return subprocess.run([front, *(["--root", root] if root else []), *a], stdin=subprocess.DEVNULL, **kw)
 run("create", "--bundle", bundle, cid, stdout=subprocess.DEVNULL, check=True)
-init = json.loads(run("state", cid, capture_output=True, check=True).stdout)["pid"]
-def stat(pid):
-    s = open(f"/proc/{pid}/stat").read()
-    return s[s.rfind(")") + 2:].split()
-comm = open(f"/proc/{init}/comm").read().strip()
-run("start", cid, check=True)
-pidfile = os.path.join(os.path.dirname(bundle), cid + ".pid")
-run("exec", "-d", "--pid-file", pidfile, cid, "sleep", "30", check=True)
-proc = int(open(pidfile).read())
-os.unlink(pidfile)
-print(json.dumps({"me": os.getpid(), "init": init, "init_ppid": int(stat(init)[1]), "init_comm": comm,
-                  "exec": proc, "exec_ppid": int(stat(proc)[1])}))
-run("delete", "--force", cid, check=True)
+try:   # a failing step leaves nothing either
+    init = json.loads(run("state", cid, capture_output=True, check=True).stdout)["pid"]
+    def stat(pid):
+        s = open(f"/proc/{pid}/stat").read()
+        return s[s.rfind(")") + 2:].split()
+    comm = open(f"/proc/{init}/comm").read().strip()
+    run("start", cid, check=True)
+    pidfile = os.path.join(os.path.dirname(bundle), cid + ".pid")
+    run("exec", "-d", "--pid-file", pidfile, cid, "sleep", "30", check=True)
+    proc = int(open(pidfile).read())
+    os.unlink(pidfile)
+    print(json.dumps({"me": os.getpid(), "init": init, "init_ppid": int(stat(init)[1]), "init_comm": comm,
+                      "exec": proc, "exec_ppid": int(stat(proc)[1])}))
+finally:
+    run("delete", "--force", cid, check=True)
 while True:   # reap what was reparented to us
     try:
         os.waitpid(-1, 0)

@@ -256,7 +256,7 @@ def test_calls_are_served_by_it_the_init_is_the_callers_child_and_results_are_th
     cid = f"ocitest-rl-{uuid.uuid4().hex[:10]}"
     # the subreaper parent of test_helper.py, with the user's `ocirun` and default state root
     p = call(user, delegated, "/usr/bin/python3", "-I", "-c", PARENT, "ocirun", "", str(bundle), cid, env=env)
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 0, p.stderr.decode(errors="replace")  # in full (a bytes repr is cut)
     facts = json.loads(p.stdout)
     # the front end cloned the init and the exec'd process: children of the process
     # the caller ran, reparented to the caller (a subreaper) when `ocirun` exits
