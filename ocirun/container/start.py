@@ -102,9 +102,12 @@ def _hooks_or_teardown(store, record, kind: str) -> None:
 
 def _release(fifo: str, pidfd: int) -> None:
     """Open the exec fifo for reading (the init is blocked opening it for writing),
-    read its byte, then remove the fifo: "no fifo" is what makes the status running.
-    If the init dies first, its pidfd becomes readable and this fails instead of
-    blocking forever."""
+    read its byte and then to EOF, then remove the fifo: "no fifo" is what makes
+    the status running. The init holds the fifo open until its execve (O_CLOEXEC),
+    so EOF means the container's process runs (or the init died trying), as with
+    runc: an `exec` right after `start` finds the process, not the runtime's copy.
+    If the init dies before the byte, its pidfd becomes readable and this fails
+    instead of blocking forever."""
     try:
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -113,16 +116,23 @@ def _release(fifo: str, pidfd: int) -> None:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         poller.register(pidfd, select.POLLIN)
+        released = False
         while True:
             events = dict(poller.poll())
-            if events.get(fd, 0) & select.POLLIN:
+            if events.get(fd, 0) & (select.POLLIN | select.POLLHUP):
                 try:
-                    data = os.read(fd, 1)
+                    data = os.read(fd, 64)
                 except BlockingIOError:
-                    continue
+                    data = None
                 if data:
-                    break
+                    released = True
+                elif data == b"":  # the writer's end is closed
+                    if released:
+                        break  # execve (or the init's death) closed it
+                    poller.unregister(fd)  # closed without the byte: its pidfd will say
             if pidfd in events:
+                if released:
+                    break  # it got the byte and died (its exec failed): the state says stopped
                 raise OcirunError("container init exited before it could start the process")
     finally:
         os.close(fd)

@@ -64,6 +64,21 @@ def test_create_start_state_delete(ocirun, bundle, tmp_path):
     assert p.returncode == 1 and b"does not exist" in p.stderr
 
 
+def test_start_returns_once_the_containers_process_runs(ocirun, bundle):
+    """As runc's: the init holds the exec fifo open until its execve and `start`
+    reads it to EOF, so when `start` returns the process is the container's, not
+    the runtime's copy that cannot be entered without privilege (an unprivileged
+    `exec` right after `start` failed now and then)."""
+    bundle.set_args("sleep", "1000")
+    for _ in range(10):
+        cid = ocirun.new_id()
+        ocirun("create", "--bundle", str(bundle.path), cid)
+        pid = ocirun.state(cid)["pid"]
+        ocirun("start", cid)
+        assert Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x001000\x00"
+        ocirun("delete", "--force", cid)
+
+
 def test_state_is_valid_against_the_state_schema(ocirun, bundle):
     import jsonschema
     import referencing

@@ -514,6 +514,19 @@ def test_files_the_user_cannot_use_are_clear_errors(rl, bundle_image):
     assert line == "cannot read /root/config.json: permission denied"
 
 
+def test_exec_right_after_start_enters_the_container(rl, bundle_image):
+    """`start` returns once the container's process runs (the exec fifo is read to
+    EOF), so the init can be entered without privilege at once (it failed now and
+    then: the init was still the runtime's non-dumpable copy)."""
+    bundle = make_bundle(rl.user, bundle_image, "sleep", "1000")
+    for _ in range(5):
+        cid = rl.new_id()
+        rl("create", "--bundle", str(bundle), cid)
+        rl("start", cid)
+        assert rl("exec", cid, "echo", "ok").stdout == b"ok\n"
+        rl("delete", "--force", cid)
+
+
 def test_exec_into_a_created_container_says_to_start_it(rl, bundle_image):
     """Its init stays non-dumpable until it execs (ocirun's choice; runc's init is
     dumpable): without privilege it cannot be entered before `start`."""

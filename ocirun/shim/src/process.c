@@ -304,7 +304,10 @@ static void wait_for_start(struct ctx *c)
     /* runc's exec fifo: opening it for writing blocks until `start` opens it
      * for reading; the byte tells `start` we got through. Reopened through
      * our own procfs (src/selffd.c): it works from inside the container's root,
-     * and no mount in the container's /proc can send the write elsewhere. */
+     * and no mount in the container's /proc can send the write elsewhere.
+     * Kept open (O_CLOEXEC) until execve: `start` reads to EOF, so it returns
+     * once the container's process runs, as runc's; until then we are a
+     * non-dumpable copy of the runtime that an unprivileged `exec` cannot enter. */
     int fd;
     do
         fd = reopen_fd(c, c->fifo, O_WRONLY | O_CLOEXEC);
@@ -313,7 +316,6 @@ static void wait_for_start(struct ctx *c)
         die_late("open", "exec fifo", errno, 1);
     if (write(fd, "0", 1) != 1)
         die_late("write", "exec fifo", errno, 1);
-    close(fd);
     close(c->fifo);
 }
 
