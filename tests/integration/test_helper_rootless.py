@@ -100,8 +100,8 @@ def _subtree(user: RootlessUser, delegate: bool) -> Iterator[Subtree]:
         reap_orphans()
         assert not left, left
         assert not user.helpers()
-        assert not [n for n in os.listdir(user.helper_dir) if not n.endswith(".lock")] \
-            if user.helper_dir.exists() else True
+        files = sorted(os.listdir(user.helper_dir)) if user.helper_dir.exists() else []
+        assert not [n for n in files if not n.endswith(".lock")], files
         assert not [p.name for p in sub.top.iterdir() if p.is_dir() and p.name != "session"], \
             "cgroups left in the subtree"
         deadline = time.monotonic() + 10

@@ -385,7 +385,12 @@ def _fails_cleanly(rl, bundle: Path) -> str:
     cid = rl.new_id()
     line = one_error_line(rl("run", "--bundle", str(bundle), cid, check=False))
     assert not (rl.state_root / cid).exists()
-    assert not rl.user.processes(helpers=False)
+    deadline = time.monotonic() + 10
+    while rl.user.processes(helpers=False) and time.monotonic() < deadline:
+        reap_orphans()  # the failed run's killed processes: they may still be exiting
+        time.sleep(0.05)
+    left = rl.user.processes(helpers=False)
+    assert not left, [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in left if Path(f"/proc/{pid}").exists()]
     return line
 
 
