@@ -17,28 +17,25 @@ import _thread  # not threading: ~6 ms to import on the direct path
 import os
 
 from ocirun.cgroups.hierarchy import Host, resolve
+from ocirun.linux.proc import read_proc
 
 
-def warm_up() -> bool:
+def warm_up() -> None:
     """Start the moving-nothing migration in a thread of its own (it ends by itself
-    within a grace period); False where there is nothing to gain (cgroup v2: the
+    within a grace period); nothing where there is nothing to gain (cgroup v2: the
     container is cloned into its cgroup) or no cgroup of our own can be found.
     Failures are ignored: it only saves time."""
     try:
-        with open("/proc/self/mountinfo") as f:
-            mountinfo = f.read()
-        with open("/proc/self/cgroup") as f:
-            own = f.read()
+        mountinfo = read_proc("/proc/self/mountinfo").decode(errors="replace")
+        own = read_proc("/proc/self/cgroup").decode(errors="replace")
     except OSError:
-        return False
+        return
     host = Host(mountinfo, own)  # our own cgroups (not the caller's: Host.current)
     if host.mode() == "unified":
-        return False
+        return
     procs = own_procs_file(host)
-    if procs is None:
-        return False
-    _thread.start_new_thread(_move_self, (procs,))
-    return True
+    if procs is not None:
+        _thread.start_new_thread(_move_self, (procs,))
 
 
 def own_procs_file(host: Host) -> str | None:

@@ -129,12 +129,10 @@ def kill_and_wait(record, timeout: float = 10.0) -> None:
         # their parents: an exec'd process's is our caller (or its subreaper), which
         # may be waiting for us. Inside its exit is gone enough: it runs nothing again.
         deadline = time.monotonic() + timeout
-        while not select.select([pidfd], [], [], 0.01)[0]:
+        while not select.select([pidfd], [], [], 0.01)[0] and time.monotonic() < deadline:
             st = read_stat(record.pid)
             if st is None or st.exiting or (record.init_start_time is not None
                                             and st.start_time != record.init_start_time):
-                break
-            if time.monotonic() > deadline:
                 break
     finally:
         os.close(pidfd)
