@@ -42,9 +42,9 @@ class Direct:
         """``kind`` "spawn" (ocirun_spawn: a container's stage-1) or "exec"
         (ocirun_exec: a process joining one), with ``cplan`` (an
         ocirun.shim._CPlan); the C's result, fds in our own fd table."""
-        from ocirun.shim import _load
+        from ocirun.shim import load
 
-        ffi, lib = _load()
+        ffi, lib = load()
         res = ffi.new("struct ocirun_spawn_result *")
         if kind == "spawn":
             rc = lib.ocirun_spawn(cplan.plan, exec_fifo_fd, cgroup_fd, res)

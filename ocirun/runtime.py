@@ -234,15 +234,15 @@ class Container:
 
     def pause(self) -> None:
         """``ocirun pause``: freeze every process of the container."""
-        from ocirun.container.pause import _set_frozen
+        from ocirun.container.pause import set_frozen
 
-        _set_frozen(self.runtime._options, self.id, True)
+        set_frozen(self.runtime._options, self.id, True)
 
     def resume(self) -> None:
         """``ocirun resume``."""
-        from ocirun.container.pause import _set_frozen
+        from ocirun.container.pause import set_frozen
 
-        _set_frozen(self.runtime._options, self.id, False)
+        set_frozen(self.runtime._options, self.id, False)
 
     def wait(self, timeout: float | None = None) -> int | None:
         """Wait until the container has stopped; its process's exit status (see

@@ -30,6 +30,7 @@ import os
 
 from ocirun import SPEC_VERSION
 from ocirun.errors import ContainerExists, ContainerIdError, ContainerNotFound, StateStoreError
+from ocirun.linux.proc import unescape_mount_path
 from ocirun.util import jsonio
 
 TYPE_CHECKING = False
@@ -499,22 +500,12 @@ def mounts_below(path: str) -> list[str]:
     try:
         with open("/proc/self/mountinfo", "rb") as f:
             for line in f:
-                point = _unescape(line.split(b" ", 5)[4])
+                point = unescape_mount_path(line.split(b" ", 5)[4].decode(errors="surrogateescape"))
                 if point.startswith(prefix):
                     found.append(point)
     except OSError:
         return []
     return sorted(set(found), key=len, reverse=True)
-
-
-def _unescape(field: bytes) -> str:
-    """A mountinfo path: spaces, tabs, newlines and backslashes are octal escapes."""
-    text = field.decode(errors="surrogateescape")
-    if "\\" not in text:
-        return text
-    import re
-
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
 
 
 def detach_mount(path: str) -> None:

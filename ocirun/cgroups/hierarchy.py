@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from ocirun.linux.proc import unescape_mount_path
+
 CGROUP2_ROOT = "/sys/fs/cgroup"
 CGROUP2_SUPER_MAGIC = 0x63677270
 
@@ -78,7 +80,7 @@ class Host:
             sep = fields.index("-")
             fstype = fields[sep + 1]
             if fstype in ("cgroup", "cgroup2"):
-                out.append((fstype, _unescape(fields[4]), _unescape(fields[3]), fields[sep + 3]))
+                out.append((fstype, unescape_mount_path(fields[4]), unescape_mount_path(fields[3]), fields[sep + 3]))
         return out
 
     def mode(self) -> str:
@@ -131,15 +133,6 @@ def _controllers(super_opts: str) -> tuple[str, ...]:
     ))
 
 
-def _unescape(field: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
-    if "\\" not in field:
-        return field
-    import re
-
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
 def detect_mode(host: Host | None = None) -> str:
     """"unified" (pure cgroup v2) or "legacy" (v1, maybe hybrid); see :meth:`Host.mode`."""
     return (host or Host.current()).mode()
@@ -175,3 +168,25 @@ def resolve(mountpoint: str, mount_root: str, own: str, path: str) -> str:
     if mount_root != "/" and (path == mount_root or path.startswith(mount_root + "/")):
         path = path[len(mount_root):] or "/"
     return os.path.normpath(mountpoint + "/" + path.lstrip("/"))
+
+
+def shown_directory(mountpoint: str, mount_root: str, path: str) -> str | None:
+    """The directory of cgroup ``path`` (absolute, as /proc/PID/cgroup shows it) in a
+    mount at ``mountpoint`` of the hierarchy's ``mount_root``; None if that mount does
+    not show it (a cgroup outside the mounted subtree)."""
+    if mount_root == "/":
+        return os.path.normpath(mountpoint + "/" + path.lstrip("/"))
+    root = mount_root.rstrip("/")
+    if path == root or path.startswith(root + "/"):
+        return os.path.normpath(mountpoint + "/" + path[len(root):].lstrip("/"))
+    return None
+
+
+def move_into(directory: str, pid: int | None = None) -> None:
+    """Move process ``pid`` (this one by default) into the cgroup at ``directory``
+    (its cgroup.procs; v1 and v2 alike). OSError as the kernel refuses."""
+    fd = os.open(os.path.join(directory, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, str(os.getpid() if pid is None else pid).encode())
+    finally:
+        os.close(fd)

@@ -14,9 +14,8 @@ paid (docs/performance.md).
 from __future__ import annotations
 
 import _thread  # not threading: ~6 ms to import on the direct path
-import os
 
-from ocirun.cgroups.hierarchy import Host, resolve
+from ocirun.cgroups.hierarchy import Host, move_into, shown_directory
 from ocirun.linux.proc import read_proc
 
 
@@ -33,31 +32,27 @@ def warm_up() -> None:
     host = Host(mountinfo, own)  # our own cgroups (not the caller's: Host.current)
     if host.mode() == "unified":
         return
-    procs = own_procs_file(host)
-    if procs is not None:
-        _thread.start_new_thread(_move_self, (procs,))
+    directory = own_directory(host)
+    if directory is not None:
+        _thread.start_new_thread(_move_self, (directory,))
 
 
-def own_procs_file(host: Host) -> str | None:
-    """cgroup.procs of the cgroup this process is in, on the first v1 hierarchy
-    whose membership /proc/self/cgroup shows."""
+def own_directory(host: Host) -> str | None:
+    """The directory of the cgroup this process is in, on the first v1 hierarchy
+    whose membership /proc/self/cgroup shows (and its mount shows)."""
     own = host.own_cgroups()
     for h in host.v1_hierarchies():
         if h.unified:
             continue
         path = own.get(h.key)
         if path is not None:
-            return os.path.join(resolve(h.mountpoint, h.root, "/", path), "cgroup.procs")
+            return shown_directory(h.mountpoint, h.root, path)
     return None
 
 
-def _move_self(procs: str) -> None:
+def _move_self(directory: str) -> None:
     # nothing may escape a bare thread: _thread would print it on stderr
     try:
-        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, str(os.getpid()).encode())  # where we are: the kernel moves nothing
-        finally:
-            os.close(fd)
+        move_into(directory)  # where we are: the kernel moves nothing
     except Exception:  # noqa: BLE001
         pass

@@ -14,16 +14,16 @@ from ocirun.container.common import cgroup_of, open_store, status_of
 
 
 def cmd_pause(g: GlobalOptions, args: argparse.Namespace) -> int:
-    _set_frozen(g, args.id, True)
+    set_frozen(g, args.id, True)
     return 0
 
 
 def cmd_resume(g: GlobalOptions, args: argparse.Namespace) -> int:
-    _set_frozen(g, args.id, False)
+    set_frozen(g, args.id, False)
     return 0
 
 
-def _set_frozen(g: GlobalOptions, container_id: str, frozen: bool) -> None:
+def set_frozen(g: GlobalOptions, container_id: str, frozen: bool) -> None:
     from ocirun.state import require
 
     store = open_store(g)

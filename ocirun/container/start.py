@@ -66,9 +66,9 @@ def _process_env(record) -> list[str]:
     process = (record.runtime or {}).get("process") or {}
     env = list(process.get("env") or ())
     if not any(e.startswith("HOME=") for e in env):
-        from ocirun.plan.build import _home_of
+        from ocirun.plan.build import home_of
 
-        env.append("HOME=" + _home_of(record.rootfs, (process.get("user") or {}).get("uid", 0)))
+        env.append("HOME=" + home_of(record.rootfs, (process.get("user") or {}).get("uid", 0)))
     return env
 
 

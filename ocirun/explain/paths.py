@@ -112,7 +112,7 @@ def host_path(rootfs: str, path: str, mounts: tuple[MountStep, ...]) -> str | No
 
 def host_mounts() -> list[tuple[str, str, bool]]:
     """(mount point, fstype, read-only) of this process's mounts, in mountinfo order."""
-    from ocirun.cgroups.hierarchy import _unescape
+    from ocirun.linux.proc import unescape_mount_path
 
     out: list[tuple[str, str, bool]] = []
     try:
@@ -125,7 +125,7 @@ def host_mounts() -> list[tuple[str, str, bool]]:
         if "-" not in fields:
             continue
         sep = fields.index("-")
-        out.append((_unescape(fields[4]), fields[sep + 1], "ro" in fields[5].split(",")))
+        out.append((unescape_mount_path(fields[4]), fields[sep + 1], "ro" in fields[5].split(",")))
     return out
 
 

@@ -32,7 +32,7 @@ import contextlib
 import os
 
 from ocirun.cgroups.base import remove_dirs
-from ocirun.cgroups.hierarchy import Host
+from ocirun.cgroups.hierarchy import Host, move_into, shown_directory
 from ocirun.errors import CgroupError
 
 PREFIX = "ocirun-helper-"
@@ -56,19 +56,9 @@ def leave_as_root(host: Host | None = None) -> None:
         if path is None or path == root:
             continue
         try:
-            _move(mountpoint)
+            move_into(mountpoint)
         except OSError as e:
             raise SystemExit(f"ocirun helper: cannot leave cgroup {path} ({mountpoint}): {e.strerror}") from None
-
-
-def _directory(mountpoint: str, root: str, path: str) -> str | None:
-    """The directory of cgroup ``path`` (as /proc/PID/cgroup shows it) in a mount of
-    ``root``; None if the mount does not show it."""
-    if root == "/":
-        return os.path.normpath(mountpoint + path)
-    if path == root or path.startswith(root.rstrip("/") + "/"):
-        return os.path.normpath(mountpoint + path[len(root.rstrip("/")):])
-    return None
 
 
 def _ancestors(mountpoint: str, directory: str) -> list[str]:
@@ -83,11 +73,6 @@ def _ancestors(mountpoint: str, directory: str) -> list[str]:
 
 def _writable(directory: str) -> bool:
     return os.access(directory, os.W_OK | os.X_OK) and os.access(os.path.join(directory, "cgroup.procs"), os.W_OK)
-
-
-def _move(directory: str) -> None:
-    with open(os.path.join(directory, "cgroup.procs"), "w") as f:
-        f.write(str(os.getpid()))
 
 
 def leave_rootless(ident: str, host: Host | None = None) -> str | None:
@@ -108,7 +93,7 @@ def leave_rootless(ident: str, host: Host | None = None) -> str | None:
     made = None
     if tracking is not None and tracking[2] is not None and tracking[2] != tracking[1]:
         mountpoint, root, path = tracking[0], tracking[1], tracking[2]
-        current = _directory(mountpoint, root, path)
+        current = shown_directory(mountpoint, root, path)
         if current is None:
             raise CannotLeave(f"cgroup {path} is not under {mountpoint}")
         above = [d for d in _ancestors(mountpoint, current) if _writable(d)]
@@ -118,7 +103,7 @@ def leave_rootless(ident: str, host: Host | None = None) -> str | None:
         try:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(made, 0o755)
-            _move(made)
+            move_into(made)
         except OSError as e:
             with contextlib.suppress(OSError):
                 os.rmdir(made)
@@ -127,13 +112,13 @@ def leave_rootless(ident: str, host: Host | None = None) -> str | None:
         v1_path = own.get(h.key)
         if v1_path is None or v1_path == h.root:
             continue
-        v1_dir = _directory(h.mountpoint, h.root, v1_path)
+        v1_dir = shown_directory(h.mountpoint, h.root, v1_path)
         if v1_dir is None:
             continue
         for d in _ancestors(h.mountpoint, v1_dir):
             if os.access(os.path.join(d, "cgroup.procs"), os.W_OK):
                 with contextlib.suppress(OSError):
-                    _move(d)
+                    move_into(d)
                     break
     return made
 

@@ -385,7 +385,7 @@ def adopt_environment(env: dict[str, str], cfg: StdioConfig) -> None:
     tz = os.environ.get("TZ")
     if cfg.coerced_ctype is not None:
         env = dict(env, LC_CTYPE=cfg.coerced_ctype)
-    _replace_environ(env)
+    replace_environ(env)
     try:
         if locale.setlocale(locale.LC_CTYPE) != cfg.locale:
             locale.setlocale(locale.LC_CTYPE, cfg.locale)
@@ -401,7 +401,7 @@ def adopt_environment(env: dict[str, str], cfg: StdioConfig) -> None:
 _environ_keep: list[object] = []
 
 
-def _replace_environ(env: dict[str, str]) -> None:
+def replace_environ(env: dict[str, str]) -> None:
     """os.environ and the C library's environ become ``env``, at once: one array for
     environ (setenv per variable would cost ~0.7 ms and ~190 page faults of a fresh
     fork for a shell's 40 variables: glibc grows its array one by one); glibc copies

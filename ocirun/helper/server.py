@@ -84,9 +84,9 @@ def warm_up() -> None:
                  "socket", "subprocess", "decimal"):
         with contextlib.suppress(ImportError):
             __import__(name)
-    from ocirun.shim import _load
+    from ocirun.shim import load
 
-    _load()
+    load()
 
 
 def leave_caller_cgroups(ident: str) -> str | None:
@@ -326,14 +326,14 @@ class Helper:
             # A request's way to the call, on our own values: our environment
             # taken again, our own pidfd, a plain command line.
             env = context.parse_env([f"{k}={v}".encode() for k, v in os.environ.items()])
-            context._replace_environ(env)
+            context.replace_environ(env)
             req = worker.Request()
             req.argv = [b"ocirun", b"--root", os.fsencode(root), b"state", b"rehearsal"]
             req.env, req.pid = env, os.getpid()
-            worker._reserved_fds(req)
+            worker.reserved_fds(req)
             pidfd = os.pidfd_open(os.getpid())
             try:
-                worker._pid_of_pidfd(pidfd)
+                worker.pid_of_pidfd(pidfd)
             finally:
                 os.close(pidfd)
 

@@ -111,7 +111,7 @@ def _is_stale(fds: list[int]) -> bool:
     return bool(select.select(fds, [], [], 0)[0])
 
 
-def _pid_of_pidfd(pidfd: int) -> int:
+def pid_of_pidfd(pidfd: int) -> int:
     from ocirun.linux.proc import read_proc
 
     for line in read_proc(f"/proc/self/fdinfo/{pidfd}").splitlines():
@@ -204,7 +204,7 @@ def _receive(conn: socket.socket, session: Session) -> Request:
         env, at = protocol.split_strings(payload, envc, at)
         req.env = context.parse_env(env)
         # The pidfd is the peer's own (the front end opened it): pid reuse cannot fool us.
-        req.pid = _pid_of_pidfd(req.pidfd)
+        req.pid = pid_of_pidfd(req.pidfd)
         if req.pid != peer_pid or req.pid <= 0:
             raise Refused("the pidfd is not the peer's")
     except BaseException:
@@ -258,7 +258,7 @@ def _adopt(conn: socket.socket, req: Request, session: Session) -> socket.socket
     _trace.mark("checked_and_joined")
     keep = [conn.detach(), req.pidfd, req.token] + ([req.tty] if req.tty >= 0 else [])
     keep += [_trace.fd] if _trace.fd >= 0 else []
-    moved = context.place_fds(req.table, req.received, keep, _reserved_fds(req))
+    moved = context.place_fds(req.table, req.received, keep, reserved_fds(req))
     conn = socket.socket(fileno=moved[0])
     req.pidfd, req.token = moved[1], moved[2]
     req.tty = moved[3] if req.tty >= 0 else -1
@@ -284,7 +284,7 @@ def _adopt(conn: socket.socket, req: Request, session: Session) -> socket.socket
     return conn
 
 
-def _reserved_fds(req: Request) -> int | None:
+def reserved_fds(req: Request) -> int | None:
     """Above the numbers the call passes on: 3 + its socket-activation fds + its
     --preserve-fds, as the CLI will read them; None when the fast parser leaves the
     command line to argparse (help, abbreviations, errors)."""

@@ -31,6 +31,16 @@ _PF_EXITING = 0x4
 CALLER = "self"
 
 
+def unescape_mount_path(field: str) -> str:
+    """A path field of /proc/PID/mountinfo: space, tab, newline and backslash are
+    escaped there as \\ooo (octal)."""
+    if "\\" not in field:
+        return field
+    import re
+
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
 def caller_pid() -> int:
     """The pid of the process ocirun acts for (ours on the direct path)."""
     return os.getpid() if CALLER == "self" else int(CALLER)

@@ -418,7 +418,7 @@ def _plan_process(proc, opts: PlanOptions, *, linux=None, in_user_ns: bool = Fal
         env = _setenv(_setenv(env, "LISTEN_FDS", str(opts.listen_fds)), "LISTEN_PID", "1")
     env_keys = {e.split("=", 1)[0] for e in env}
     if "HOME" not in env_keys:
-        env.append("HOME=" + _home_of(opts.rootfs, proc.user.uid))
+        env.append("HOME=" + home_of(opts.rootfs, proc.user.uid))
     path_value = next((e.split("=", 1)[1] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
     last = capabilities.last_cap()
     # As runc: a set the config leaves out is empty, and no capabilities object at
@@ -552,7 +552,7 @@ def _console_dim(value: int) -> int:
     return min(value, 0xFFFF)
 
 
-def _home_of(rootfs: str, uid: int) -> str:
+def home_of(rootfs: str, uid: int) -> str:
     """HOME from the container's /etc/passwd (read without leaving the rootfs), else "/"."""
     try:
         passwd = read_in_root(rootfs, "/etc/passwd").decode(errors="replace")

@@ -80,7 +80,8 @@ _ffi = None
 _lib = None
 
 
-def _load():
+def load():
+    """The compiled shim (its cffi ``ffi`` and ``lib``), imported on first use."""
     global _ffi, _lib
     if _lib is None:
         from ocirun.shim._shim import ffi, lib
@@ -203,7 +204,7 @@ STEPS: dict[str, str] = {
 
 def _msg_name(mtype: int) -> str:
     """enum ocirun_msg_type value -> its name without the OCIRUN_MSG_ prefix."""
-    _, lib = _load()
+    _, lib = load()
     for n in dir(lib):
         if n.startswith("OCIRUN_MSG_") and getattr(lib, n) == mtype:
             return n[len("OCIRUN_MSG_"):]
@@ -212,7 +213,7 @@ def _msg_name(mtype: int) -> str:
 
 def _c_step_names() -> dict[int, str]:
     """enum ocirun_step value -> its name without the OCIRUN_STEP_ prefix."""
-    _, lib = _load()
+    _, lib = load()
     return {
         getattr(lib, n): n[len("OCIRUN_STEP_"):]
         for n in dir(lib)
@@ -319,7 +320,7 @@ class _CPlan:
     def _build_in(self, size: int) -> None:
         from ocirun.shim.arena import Arena, ArenaFull
 
-        ffi, _ = _load()
+        ffi, _ = load()
         while True:
             self.arena = Arena(ffi, size)
             try:
@@ -329,7 +330,7 @@ class _CPlan:
                 size *= 4
 
     def _build(self, plan: LaunchPlan, ns_fds: list[int], tree_fds: list[int] | None) -> None:
-        ffi, _ = _load()
+        ffi, _ = load()
         p = self.plan = self.new("struct ocirun_plan *")
         p.rootfs = self.s(plan.rootfs)
         p.new_namespaces = plan.new_namespaces
@@ -441,7 +442,7 @@ class _CPlan:
 
     def _process_attrs(self, c, pr) -> None:
         """personality, scheduler, ioprio, CPU affinity, LSM label, memory policy (process_attrs.c)."""
-        ffi, _ = _load()
+        ffi, _ = load()
         c.personality = -1 if pr.personality is None else pr.personality
         s = pr.scheduler
         c.sched_set = int(s is not None)
@@ -484,7 +485,7 @@ class _CPlan:
             self.plan.stdio = self.new("int[3]", list(stdio), fds=True)
 
     def s(self, b: bytes | None):
-        ffi, _ = _load()
+        ffi, _ = load()
         if b is None:
             return ffi.NULL
         if b"\0" in b:
@@ -493,7 +494,7 @@ class _CPlan:
 
     def strv(self, items, ctype):
         """A NULL-terminated array of C strings, and its length."""
-        ffi, _ = _load()
+        ffi, _ = load()
         arr = self.new(ctype, len(items) + 1)
         for i, b in enumerate(items):
             arr[i] = self.s(b)
@@ -547,7 +548,7 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
     after the same cleanup.
     """
     _check_namespaces(plan)
-    _, lib = _load()
+    _, lib = load()
     sock = -1
     stage1: int | None = None
     init: int | None = None
@@ -622,7 +623,7 @@ def spawn(plan: LaunchPlan, *, exec_fifo_fd: int, cgroup_fd: int | None,
 def _commit(sock: int, plan: LaunchPlan) -> None:
     """COMMIT, then wait for the init to say it has stopped dying with us (it
     closes its end: EOF); an ERROR instead raises."""
-    _, lib = _load()
+    _, lib = load()
     _send(sock, lib.OCIRUN_MSG_COMMIT)
     reached("create:COMMIT")
     mtype, step, err, index, _ = _recv(sock)
@@ -665,7 +666,7 @@ def _launch(plan: LaunchPlan, kind: str, cgroup_fd: int | None,
     sync socket; on failure nothing is left open or running."""
     from ocirun import parent
 
-    _, lib = _load()
+    _, lib = load()
     floor = 3 + (plan.process.preserve_fds if plan.process is not None else 0)
     ns_fds: list[int] = []
     tree_fds: list[int] = []
@@ -720,7 +721,7 @@ def _take_fd(pid: int, fd: int) -> int | None:
     is ours to reap, so the pid is its."""
     if fd < 0:
         return None
-    _, lib = _load()
+    _, lib = load()
     got = lib.ocirun_pidfd_getfd(pid, fd)
     if got < 0:
         raise SetupError("take the seccomp listener fd from the container (pidfd_getfd)", -got)
@@ -837,7 +838,7 @@ def exec_process(plan: LaunchPlan, *, cgroup_fd: int | None,
     """
     if plan.process is None:
         raise SetupError("exec", detail="no process to run")
-    _, lib = _load()
+    _, lib = load()
     sock = -1
     stage1: int | None = None
     proc: int | None = None

@@ -31,9 +31,9 @@ def make_trees(plan: LaunchPlan, floor: int) -> list[int]:
 
     Raises SetupError naming the mount (its JSON path) and the failed step;
     then nothing is left open and no process is left behind."""
-    from ocirun.shim import _load
+    from ocirun.shim import load
 
-    ffi, lib = _load()
+    ffi, lib = load()
     trees = [-1] * len(plan.mounts)
     userns: dict[tuple[bytes | None, bytes | None, bytes | None], int] = {}
     try:
@@ -65,12 +65,12 @@ def make_trees(plan: LaunchPlan, floor: int) -> list[int]:
 def _bind_trees(plan: LaunchPlan, floor: int, trees: list[int]) -> None:
     """The plain binds of a container with a user namespace, opened in one
     helper (ocirun_bind_trees: the runtime's privileges, the host's mount locks)."""
-    from ocirun.shim import _load
+    from ocirun.shim import load
 
     wanted = [i for i, m in enumerate(plan.mounts) if m.open_by_parent and m.idmap is None]
     if not wanted:
         return
-    ffi, lib = _load()
+    ffi, lib = load()
     keep = [ffi.new("char[]", plan.mounts[i].source or b"") for i in wanted]
     sources = ffi.new("const char *[]", keep)
     recursive = ffi.new("int[]", [int(bool(plan.mounts[i].flags & MS_REC)) for i in wanted])
@@ -96,9 +96,9 @@ def _bind_error(m: MountStep | None, step: int, err: int) -> SetupError:
 
 
 def _userns_fd(m: MountStep) -> int:
-    from ocirun.shim import _load
+    from ocirun.shim import load
 
-    ffi, lib = _load()
+    ffi, lib = load()
     idmap = m.idmap
     assert idmap is not None
     if idmap.userns_path is not None:

@@ -41,6 +41,13 @@ def ours(monkeypatch):
     mine: set[str] = set()
     monkeypatch.setattr(cgroup, "_writable", lambda d: d in mine)
     monkeypatch.setattr(cgroup.os, "access", lambda p, mode: os.path.dirname(p) in mine)
+    real_mkdir = os.mkdir
+
+    def mkdir(path, mode=0o777):  # as cgroupfs: a new cgroup comes with its cgroup.procs
+        real_mkdir(path, mode)
+        Path(path, "cgroup.procs").touch()
+
+    monkeypatch.setattr(cgroup.os, "mkdir", mkdir)
     return mine
 
 

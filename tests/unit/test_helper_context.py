@@ -106,7 +106,7 @@ def test_a_workers_own_fds_go_above_the_calls_range():
 def test_the_range_a_call_reserves():
     """3 + LISTEN_FDS (when LISTEN_PID is the caller's) + --preserve-fds, as the CLI
     reads them; None for a command line the fast parser leaves to argparse."""
-    from ocirun.helper.worker import Request, _reserved_fds
+    from ocirun.helper.worker import Request, reserved_fds
 
     def req(argv: list[str], env: dict[str, str] | None = None) -> Request:
         r = Request()
@@ -115,9 +115,9 @@ def test_the_range_a_call_reserves():
         r.pid = 4242
         return r
 
-    assert _reserved_fds(req(["state", "x"])) == 3
-    assert _reserved_fds(req(["exec", "--preserve-fds", "7", "x", "true"])) == 10
-    assert _reserved_fds(req(["run", "--preserve-fds=2", "x"], {"LISTEN_FDS": "3", "LISTEN_PID": "4242"})) == 8
-    assert _reserved_fds(req(["run", "x"], {"LISTEN_FDS": "3", "LISTEN_PID": "1"})) == 3
-    assert _reserved_fds(req(["run", "--help"])) is None
-    assert _reserved_fds(req(["run", "--preserve", "9", "x"])) is None  # an abbreviation: argparse's
+    assert reserved_fds(req(["state", "x"])) == 3
+    assert reserved_fds(req(["exec", "--preserve-fds", "7", "x", "true"])) == 10
+    assert reserved_fds(req(["run", "--preserve-fds=2", "x"], {"LISTEN_FDS": "3", "LISTEN_PID": "4242"})) == 8
+    assert reserved_fds(req(["run", "x"], {"LISTEN_FDS": "3", "LISTEN_PID": "1"})) == 3
+    assert reserved_fds(req(["run", "--help"])) is None
+    assert reserved_fds(req(["run", "--preserve", "9", "x"])) is None  # an abbreviation: argparse's

@@ -15,7 +15,7 @@ import pytest
 
 from ocirun.helper import paths, protocol
 from ocirun.plan.build import PlanOptions, build_plan
-from ocirun.shim import _CPlan, _load
+from ocirun.shim import _CPlan, load
 from ocirun.shim.arena import FD_FIELDS, Arena, ArenaFull
 from ocirun.spec.generate import default_spec
 from ocirun.spec.model import Config
@@ -104,7 +104,7 @@ def _relocate(ffi, arena: Arena, relocs, slots, fds_at) -> tuple[object, bytes]:
 
 
 def test_the_arena_relocates_to_another_address(tmp_path):
-    ffi, _ = _load()
+    ffi, _ = load()
     plan = _plan(tmp_path, args=["sh", "-c", "echo hi"], env=["A=1", "B=two"], cwd="/work")
     c = _CPlan(plan, [])
     relocs, slots = c.arena.tables()
@@ -124,7 +124,7 @@ def test_the_arena_relocates_to_another_address(tmp_path):
 
 
 def test_fd_fields_become_fd_slots(tmp_path):
-    ffi, _ = _load()
+    ffi, _ = load()
     plan = _plan(tmp_path)
     trees = [-1] * len(plan.mounts)
     trees[1] = 40
@@ -139,7 +139,7 @@ def test_fd_fields_become_fd_slots(tmp_path):
 
 
 def test_a_full_arena_is_rebuilt_larger(tmp_path):
-    ffi, _ = _load()
+    ffi, _ = load()
     small = Arena(ffi, 64)
     small.new("char[]", b"x" * 40)
     with pytest.raises(ArenaFull):
@@ -151,7 +151,7 @@ def test_a_full_arena_is_rebuilt_larger(tmp_path):
 
 
 def test_a_pointer_out_of_the_arena_is_refused():
-    ffi, _ = _load()
+    ffi, _ = load()
     arena = Arena(ffi, 4096)
     p = arena.new("struct ocirun_symlink *")
     elsewhere = ffi.new("char[]", b"not in the arena")
