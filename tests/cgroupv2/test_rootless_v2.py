@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,7 +131,4 @@ def test_without_delegation_no_cgroup_and_limits_are_an_error(user, bundle):
     assert p.returncode == 1 and len(lines) == 1, p.stderr
     assert "linux.resources.memory" in lines[0] and "no cgroup subtree is delegated" in lines[0], lines[0]
     assert not (user.runtime_dir / "ocirun" / cid).exists()
-    deadline = time.monotonic() + 5
-    while user.processes(helpers=False) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not user.processes(helpers=False)
+    assert not user.lasting_processes(helpers=False)

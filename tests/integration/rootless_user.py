@@ -34,7 +34,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -161,6 +161,18 @@ class RootlessUser:
                     continue
                 found.append(int(entry))
         return found
+
+    def lasting_processes(self, helpers: bool = True, timeout: float = 10.0,
+                          reap: Callable[[], object] | None = None) -> list[int]:
+        """``processes(helpers)`` once those that are exiting (a failed call's killed
+        ones) have had up to ``timeout`` to finish; ``reap`` collects what becomes
+        our zombie meanwhile (the integration conftest's reap_orphans)."""
+        deadline = time.monotonic() + timeout
+        while (left := self.processes(helpers)) and time.monotonic() < deadline:
+            if reap is not None:
+                reap()
+            time.sleep(0.05)
+        return left
 
     def kill_all(self, timeout: float = 10.0) -> list[int]:
         """SIGKILL every process of the user (and its ranges); returns those found."""

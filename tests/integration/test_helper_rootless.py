@@ -104,11 +104,8 @@ def _subtree(user: RootlessUser, delegate: bool) -> Iterator[Subtree]:
         assert not [n for n in files if not n.endswith(".lock")], files
         assert not [p.name for p in sub.top.iterdir() if p.is_dir() and p.name != "session"], \
             "cgroups left in the subtree"
-        deadline = time.monotonic() + 10
-        while user.processes() and time.monotonic() < deadline:
-            reap_orphans()
-            time.sleep(0.05)
-        assert not user.processes(), f"processes of the user left: {user.processes()}"
+        left = user.lasting_processes(reap=reap_orphans)
+        assert not left, f"processes of the user left: {left}"
     finally:
         user.kill_all()
         reap_orphans()

@@ -106,11 +106,7 @@ def rl(request, rootless_user) -> Iterator[UserRuntime]:
     reap_orphans()
     if user.helper_dir.exists() and (left := [n for n in os.listdir(user.helper_dir) if not n.endswith(".lock")]):
         leaks.append(f"helper files: {left}")
-    deadline = time.monotonic() + 5
-    while user.processes() and time.monotonic() < deadline:
-        time.sleep(0.05)
-        reap_orphans()
-    if procs := user.processes():
+    if procs := user.lasting_processes(reap=reap_orphans):
         leaks.append(f"processes: {procs}")
         user.kill_all()
         reap_orphans()
@@ -378,18 +374,14 @@ def test_no_xdg_runtime_dir_and_no_root(rootless_user, bundle_image):
     assert not (user.runtime_dir / "ocirun" / "ocitest-rl-noxdg").exists()
     # commands that need no state root do not care
     assert user.run(["ocirun", "features"], env=env).returncode == 0
-    assert not user.processes(helpers=False)
+    assert not user.lasting_processes(helpers=False, reap=reap_orphans)
 
 
 def _fails_cleanly(rl, bundle: Path) -> str:
     cid = rl.new_id()
     line = one_error_line(rl("run", "--bundle", str(bundle), cid, check=False))
     assert not (rl.state_root / cid).exists()
-    deadline = time.monotonic() + 10
-    while rl.user.processes(helpers=False) and time.monotonic() < deadline:
-        reap_orphans()  # the failed run's killed processes: they may still be exiting
-        time.sleep(0.05)
-    left = rl.user.processes(helpers=False)
+    left = rl.user.lasting_processes(helpers=False, reap=reap_orphans)  # the failed run's killed ones may be exiting
     assert not left, [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in left if Path(f"/proc/{pid}").exists()]
     return line
 
@@ -514,7 +506,8 @@ def test_files_the_user_cannot_use_are_clear_errors(rl, bundle_image):
     line = one_error_line(rl("create", "--bundle", str(bundle), "--pid-file", "/root/ocitest.pid", cid,
                              check=False))
     assert line == "open /root/ocitest.pid: permission denied"
-    assert not (rl.state_root / cid).exists() and not user.processes(helpers=False)
+    assert not (rl.state_root / cid).exists()
+    assert not user.lasting_processes(helpers=False, reap=reap_orphans)
     line = one_error_line(rl("create", "--bundle", "/root", rl.new_id(), check=False))
     assert line == "cannot read /root/config.json: permission denied"
 
