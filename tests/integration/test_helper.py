@@ -518,7 +518,7 @@ def test_a_dead_caller_takes_its_worker_along(helper, ocirun, bundle, tmp_path):
                          env=helper.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, cwd=cwd)
     end = time.monotonic() + 30
-    while not mark.exists() and time.monotonic() < end:
+    while not (mark.exists() and mark.read_text().endswith("\n")) and time.monotonic() < end:  # made, then written
         time.sleep(0.05)
     # its worker: the one child of the helper in the caller's cwd (spares are in /)
     workers = [w for w in _children(helper_pid) if os.readlink(f"/proc/{w}/cwd") == str(cwd)]

@@ -50,9 +50,11 @@ def test_create_start_state_delete(ocirun, bundle, tmp_path):
     ocirun("start", cid)
     assert ocirun.state(cid)["status"] == "running"
     end = time.monotonic() + 10
-    while not (bundle.rootfs / "tmp" / "marker").exists() and time.monotonic() < end:
+    marker = bundle.rootfs / "tmp" / "marker"
+    # the shell's redirection makes the file before echo writes to it
+    while not (marker.exists() and marker.read_text().endswith("\n")) and time.monotonic() < end:
         time.sleep(0.05)
-    assert (bundle.rootfs / "tmp" / "marker").read_text() == "started\n"
+    assert marker.read_text() == "started\n"
 
     p = ocirun("delete", cid, check=False)
     assert p.returncode == 1 and b"not stopped" in p.stderr

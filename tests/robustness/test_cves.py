@@ -118,8 +118,10 @@ def test_CVE_2019_5736_runtime_binary_cannot_be_overwritten_through_proc_self_ex
               until echo pwned 2>/tmp/why >/proc/self/fd/3; do
                 n=$((n+1)); [ $n -gt 40 ] && break; sleep 0.05
               done
-              if [ $n -le 40 ]; then echo overwritten >/tmp/result
-              else echo "refused: $(cat /tmp/why)" >/tmp/result; fi
+              # written whole, then renamed: the test reads it as soon as it exists
+              if [ $n -le 40 ]; then echo overwritten >/tmp/result.new
+              else echo "refused: $(cat /tmp/why)" >/tmp/result.new; fi
+              mv /tmp/result.new /tmp/result
               exec sleep 300;;
             esac
           done
