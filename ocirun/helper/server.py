@@ -464,9 +464,10 @@ class Helper:
                             signal.pidfd_send_signal(self.workers[pid], signal.SIGKILL)
                         os.close(self.callers.pop(pid))
 
-    def shut_down(self) -> None:
-        """No new calls: the socket and status file go; the spares leave; running
-        workers finish on their own (they need nothing of ours)."""
+    def shut_down(self, timeout: float = 5.0) -> None:
+        """No new calls: the socket and status file go; the spares leave, and we wait
+        (up to ``timeout``) until they have left; running workers finish on their own
+        (they need nothing of ours)."""
         with contextlib.suppress(OSError):
             if os.stat(self.files.sock).st_ino == getattr(self, "sock_ino", None):
                 os.unlink(self.files.sock)
@@ -475,6 +476,13 @@ class Helper:
         if hasattr(self, "ctrl_w"):
             self.listener.close()
             os.close(self.ctrl_w)  # the spares see POLLHUP and exit
+            # Gone before us: whoever waits for our exit (`helper stop`, which then
+            # removes a rootless helper's own cgroup) finds none of them still in it.
+            deadline = time.monotonic() + timeout
+            for pid in list(self.spares):
+                left = deadline - time.monotonic()
+                if pid in self.workers and left > 0:
+                    select.select([self.workers[pid]], [], [], left)
 
 
 def serve(directory: str, ident: str, lock_fd: int, idle: float | None = None,
