@@ -278,17 +278,17 @@ def test_cgroup_mount_inside_shows_the_containers_own_cgroup(ocirun, bundle, cgr
 
 def test_pids_limit_stops_a_fork_loop(api, ocirun, bundle):
     # the subshell forks 40 sleeps; busybox sh gives up at the first refused fork
+    # /tmp/done once the subshell has exited and been reaped (":" is a built-in: no fork)
     script = ("(i=0; while [ $i -lt 40 ]; do sleep 30 & i=$((i+1)); echo $i > /tmp/forked; done) 2>/dev/null;"
-              "exec sleep 30")
+              ": > /tmp/done; exec sleep 30")
     set_resources(bundle, {"pids": {"limit": 10}}, args=("sh", "-c", script))
     cid = ocirun.new_id()
     api.create(cid, bundle.path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                stderr=subprocess.DEVNULL).start()
     cg = Cgroup.of(ocirun, cid)
-    end = time.monotonic() + 10
-    while time.monotonic() < end and not (bundle.rootfs / "tmp/forked").exists():
+    end = time.monotonic() + 30
+    while time.monotonic() < end and not (bundle.rootfs / "tmp/done").exists():
         time.sleep(0.05)
-    time.sleep(0.5)
     forked = int((bundle.rootfs / "tmp/forked").read_text())
     assert forked == 8  # init + subshell + 8 sleeps = 10
     assert int(cg.read("pids.current")) == 9  # the subshell has exited
@@ -474,9 +474,9 @@ def test_pause_freezes_and_resume_continues(ocirun, bundle):
     ocirun("resume", cid)
     assert ocirun.state(cid)["status"] == "running"
     end = time.monotonic() + 10
-    while read_count(bundle) <= frozen_at + 2 and time.monotonic() < end:
+    while (count := read_count(bundle)) <= frozen_at + 2 and time.monotonic() < end:
         time.sleep(0.05)
-    assert read_count(bundle) > frozen_at + 2
+    assert count > frozen_at + 2  # (read again, it could be caught between echo's truncate and write)
     p = ocirun("resume", cid, check=False)
     assert p.returncode == 1 and b"container not paused" in p.stderr
     # a paused container can be killed and deleted
@@ -655,9 +655,13 @@ def test_kill_all_and_delete_kill_stragglers_and_remove_every_cgroup(ocirun, bun
     ocirun("delete", cid)
     for d in cg.dirs():
         assert not os.path.exists(d), d
-    for pid in left:
+    for pid in left:  # killed by delete: gone, or a zombie, once they have finished exiting
         stat = Path(f"/proc/{pid}/stat")
-        assert not stat.exists() or stat.read_text().split(") ")[1][0] == "Z"
+        end = time.monotonic() + 10
+        while stat.exists() and _state(stat) not in ("Z", "") and time.monotonic() < end:
+            reap_orphans()
+            time.sleep(0.02)
+        assert _state(stat) in ("Z", ""), stat
 
     cid = ocirun.new_id()
     bundle.set_args("sh", "-c", "sleep 100 & sleep 100 & exec sleep 100")
@@ -810,3 +814,11 @@ def test_a_file_the_kernel_lacks_is_named(ocirun, bundle):
     p = detached(ocirun, "create", "--bundle", str(bundle.path), cid, check=False)
     assert p.returncode == 1 and want in p.stderr, p.stderr
     assert not (ocirun.root / cid).exists()
+
+
+def _state(stat: Path) -> str:
+    """The state letter of /proc/PID/stat; "" once the process is gone."""
+    try:
+        return stat.read_text().rsplit(") ", 1)[1][0]
+    except OSError:
+        return ""

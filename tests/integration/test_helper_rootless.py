@@ -128,9 +128,11 @@ def undelegated(user) -> Iterator[Subtree]:
 
 
 def env_of(user: RootlessUser, **extra: str) -> dict[str, str]:
-    """The user's environment with the helper on (whatever the stage says)."""
+    """The user's environment with the helper on (whatever the stage says), and a front
+    end that waits for a slow worker rather than going direct (tests count served calls)."""
     env = user.env(**extra)
     env.pop("OCIRUN_HELPER", None)
+    env.setdefault("OCIRUN_HELPER_TIMEOUT", "60000")
     return env
 
 
@@ -291,7 +293,10 @@ def test_without_a_delegated_subtree_the_helper_does_not_start(user, undelegated
     p = call(user, undelegated, "ocirun", "--version", env=env, check=True)
     assert p.stdout.startswith(b"ocirun version")
     # the helper it started found no cgroup above the caller's it may write: it exited
+    # (started in the background: first its note, then no process of it)
     deadline = time.monotonic() + 30
+    while not list(user.helper_dir.glob("*.nocgroup")) and time.monotonic() < deadline:
+        time.sleep(0.05)
     while helper_serve_processes(user) and time.monotonic() < deadline:
         reap_orphans()
         time.sleep(0.05)

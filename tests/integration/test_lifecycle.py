@@ -77,7 +77,7 @@ def test_start_returns_once_the_containers_process_runs(ocirun, bundle):
         ocirun("create", "--bundle", str(bundle.path), cid)
         pid = ocirun.state(cid)["pid"]
         ocirun("start", cid)
-        assert Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x001000\x00"
+        assert _cmdline_soon(pid) == b"sleep\x001000\x00"
         ocirun("delete", "--force", cid)
 
 
@@ -101,24 +101,47 @@ def test_state_is_valid_against_the_state_schema(ocirun, bundle):
     assert st["annotations"] == {"org.example.key": "v"}
 
 
+def _cmdline_soon(pid: int, want: bytes = b"sleep\x001000\x00") -> bytes:
+    """/proc/PID/cmdline once the execve has set it up: the exec fifo (closed at
+    close-on-exec) tells `start` the execve is under way, and the kernel sets the
+    new program's arguments a moment later (empty meanwhile; never the runtime's)."""
+    first = Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert first in (b"", want), first
+    end = time.monotonic() + 5
+    while (got := Path(f"/proc/{pid}/cmdline").read_bytes()) != want and time.monotonic() < end:
+        time.sleep(0.001)
+    return got
+
+
+# pid 1 of its pid namespace ignores a signal it has no handler for: TERM reaches it
+# once the trap is set (/tmp/trapped: ":" is a built-in, written after the trap)
+TRAPPING = "trap 'exit 0' TERM; : > /tmp/trapped; while :; do sleep 0.1; done"
+
+
+def _wait_trapped(bundle, timeout: float = 30) -> None:
+    end = time.monotonic() + timeout
+    while not (bundle.rootfs / "tmp" / "trapped").exists() and time.monotonic() < end:
+        time.sleep(0.02)
+    assert (bundle.rootfs / "tmp" / "trapped").exists(), "the shell never set its trap"
+
+
 @pytest.mark.parametrize("sig", ["9", "KILL", "SIGKILL", "TERM"])
 def test_kill_signal_forms(ocirun, bundle, sig):
-    # a shell that traps TERM so the default SIGTERM reaches pid 1 of the pid namespace
-    bundle.set_args("sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done")
+    bundle.set_args("sh", "-c", TRAPPING)
     cid = ocirun.new_id()
     ocirun("run", "--detach", "--bundle", str(bundle.path), cid)
     assert ocirun.state(cid)["status"] == "running"
-    time.sleep(0.2)
+    _wait_trapped(bundle)
     ocirun("kill", cid, sig)
     assert ocirun.wait_status(cid, "stopped") == "stopped"
     ocirun("delete", cid)
 
 
 def test_kill_defaults_to_sigterm(ocirun, bundle):
-    bundle.set_args("sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done")
+    bundle.set_args("sh", "-c", TRAPPING)
     cid = ocirun.new_id()
     ocirun("run", "-d", "--bundle", str(bundle.path), cid)
-    time.sleep(0.2)
+    _wait_trapped(bundle)
     ocirun("kill", cid)
     assert ocirun.wait_status(cid, "stopped") == "stopped"
 
@@ -320,9 +343,10 @@ def test_joined_network_namespace_loopback_is_left_alone(ocirun, bundle):
     holder = subprocess.Popen(["unshare", "--net", "sleep", "60"])
     try:
         path = f"/proc/{holder.pid}/ns/net"
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while os.readlink(path) == os.readlink("/proc/self/ns/net") and time.monotonic() < deadline:
             time.sleep(0.01)  # until unshare has run
+        assert os.readlink(path) != os.readlink("/proc/self/ns/net"), "unshare --net never ran"
         bundle.set_args("sh", "-c", LOOPBACK)
         bundle.edit(lambda c: [ns.__setitem__("path", path)
                                for ns in c["linux"]["namespaces"] if ns["type"] == "network"])

@@ -32,7 +32,7 @@ def _exists(name: str, netns: str | None = None) -> bool:
     return _ip(*cmd, check=False).returncode == 0
 
 
-def _gone(name: str, timeout: float = 5.0) -> bool:
+def _gone(name: str, timeout: float = 30.0) -> bool:
     """The kernel frees a network namespace asynchronously: poll."""
     end = time.monotonic() + timeout
     while _exists(name):

@@ -91,11 +91,21 @@ def live_children() -> list[tuple[int, str]]:
     return [(pid, stat[:80]) for pid, state, stat in my_children() if state != "Z"]
 
 
-def leftovers(rt, cid: str, *, bundle: Path | None = None, orphans: bool = True) -> list[str]:
+def leftovers(rt, cid: str, *, bundle: Path | None = None, orphans: bool = True,
+              settle: float = 10.0) -> list[str]:
     """What a container left behind once it should be gone: its state directory,
     cgroups named after it, processes in them, orphaned processes (our live
     children, when no other container of ours is running), host mounts under
-    the bundle."""
+    the bundle. Looked at again for up to ``settle`` seconds while anything is
+    found: a killed process may still be inside its exit (not yet a zombie) when
+    the command that killed it returns."""
+    deadline = time.monotonic() + settle
+    while (found := _left_now(rt, cid, bundle, orphans)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
+def _left_now(rt, cid: str, bundle: Path | None, orphans: bool) -> list[str]:
     found = []
     state_dir = Path(rt.root) / cid
     if state_dir.exists():
