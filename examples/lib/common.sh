@@ -322,10 +322,11 @@ sys.exit(0 if json.load(sys.stdin).get("linux", {}).get("netDevices", {}).get("e
 }
 
 # The veth pair goes with the container's network namespace; the kernel frees that
-# asynchronously after the last process is gone: wait for it (5 s at most).
+# asynchronously after the last process is gone (it can take seconds under load):
+# wait for it (30 s at most).
 ex_wait_veth_gone() {
     local i
-    for ((i = 0; i < 50; i++)); do
+    for ((i = 0; i < 300; i++)); do
         ip link show dev "$ex_veth_host" >/dev/null 2>&1 || ip link show dev "$ex_veth_ctr" >/dev/null 2>&1 ||
             return 0
         sleep 0.1

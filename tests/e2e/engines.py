@@ -113,6 +113,16 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def processes_left(text: str, timeout: float = 30) -> list[int]:
+    """processes_mentioning(text) once those still exiting after a teardown (conmon running
+    its cleanup exit command, containerd's shims) have had ``timeout`` seconds to go."""
+    deadline = time.monotonic() + timeout
+    while (found := processes_mentioning(text)) and time.monotonic() < deadline:
+        reap_orphans()
+        time.sleep(0.05)
+    return found
+
+
 def kill_and_reap(pids: list[int]) -> None:
     for pid in pids:
         try:
@@ -358,7 +368,7 @@ class Podman:
         left = self("ps", "--all", "--quiet", check=False).stdout.split()
         if left:
             leaks.append(f"podman containers still there after rm --all: {left}")
-        stray = processes_mentioning(str(self.root))
+        stray = processes_left(str(self.root))
         if stray:
             leaks.append(f"processes still running: {[' '.join(cmdline(p)) for p in stray]}")
             kill_and_reap(stray)
@@ -575,7 +585,7 @@ class Containerd:
         if self.proc is not None:
             release(self.proc)
             self.log.close()
-        stray = processes_mentioning(str(self.root))
+        stray = processes_left(str(self.root))
         if stray:
             leaks.append(f"processes still running: {[' '.join(cmdline(p)) for p in stray]}")
             kill_and_reap(stray)

@@ -61,12 +61,21 @@ def test_signal_death_and_missing_file(tmp_path):
         hooks.run_hooks("prestart", [{"path": str(tmp_path / "missing")}], STATE)
 
 
-def test_timeout_kills_the_hook(tmp_path):
-    pidfile = tmp_path / "pid"
-    path = _script(tmp_path, "slow", f"echo $$ > {pidfile}; exec sleep 1000\n")
+def test_timeout_kills_the_hook(tmp_path, monkeypatch):
+    # the hook's pid as the runtime waits for it (a pid file the hook writes may not be
+    # written yet when the timeout kills it)
+    pids = []
+    real_wait = hooks._wait
+
+    def wait(pid, timeout):
+        pids.append(pid)
+        return real_wait(pid, timeout)
+
+    monkeypatch.setattr(hooks, "_wait", wait)
+    path = _script(tmp_path, "slow", "exec sleep 1000\n")
     with pytest.raises(HookError, match="hook ran past specified timeout of 1.0s"):
         hooks.run_hooks("createRuntime", [{"path": path, "timeout": 1}], STATE)
-    pid = int(pidfile.read_text())
+    [pid] = pids
     assert not os.path.exists(f"/proc/{pid}")  # killed and reaped
 
 

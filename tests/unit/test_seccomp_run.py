@@ -102,7 +102,11 @@ def test_kill_and_trap_end_in_sigsys(tmp_path, action):
 def test_kill_thread_kills_only_the_thread(tmp_path, action, survives):
     snippet = ("import threading, time\n"
                "t = threading.Thread(target=sys_, args=(110,), daemon=True)\n"
-               "t.start(); time.sleep(0.5)\n"
+               "t.start()\n"
+               # until the thread is gone (killed, or done if allowed), not a fixed time
+               "deadline = time.monotonic() + 30\n"
+               "while len(os.listdir('/proc/self/task')) > 1 and time.monotonic() < deadline:\n"
+               "    time.sleep(0.01)\n"
                "print('alive', flush=True)\nos._exit(0)")
     p = load_and_run(tmp_path, {"defaultAction": "SCMP_ACT_ALLOW",
                                 "syscalls": [{"names": ["getppid"], "action": action}]}, snippet)

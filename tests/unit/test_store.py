@@ -274,21 +274,30 @@ def test_save_into_a_removed_dir_is_not_found(store):
         store.save(record())
 
 
-def _rewrite_state(root: str, rounds: int) -> None:
+def _rewrite_state(root: str, stop, last) -> None:
     s = Store(root)
-    for i in range(rounds):
+    for i in range(100_000):  # until the reader has seen enough (bounded)
+        if stop.is_set():
+            break
         # sizes vary a lot, so a torn or partial file could not parse
         s.save(record(annotations={"i": str(i), "pad": "x" * ((i * 7919) % 20000)}))
+        last.value = i
 
 
 def test_readers_never_see_a_partial_state_file(store, root):
     store.claim("c1")
     store.save(record())
-    writer = FORK.Process(target=_rewrite_state, args=(str(root), 1000))
+    # the reader stops the writer once it has raced it enough (a fixed number of saves can
+    # all be done while the reader is not scheduled)
+    stop, last = FORK.Event(), FORK.Value("q", -1)
+    writer = FORK.Process(target=_rewrite_state, args=(str(root), stop, last))
     writer.start()
     reads, errors, seen = 0, [], set()
     path = root / "c1" / "state.json"
+    deadline = time.monotonic() + 30
     while writer.is_alive() or reads == 0:
+        if (reads >= 50 and len(seen) >= 3) or time.monotonic() > deadline:
+            stop.set()
         try:
             # raw parse, as any third-party reader would, and through the store
             json.loads(path.read_bytes())
@@ -301,7 +310,7 @@ def test_readers_never_see_a_partial_state_file(store, root):
     assert writer.exitcode == 0
     assert errors == []
     assert reads > 10 and len(seen) > 2  # the reader really did race the writer
-    assert store.load("c1").annotations["i"] == "999"
+    assert store.load("c1").annotations["i"] == str(last.value)
     assert sorted(os.listdir(root / "c1")) == ["state.json"]
 
 
@@ -320,8 +329,9 @@ def test_lock_is_exclusive_against_other_opens(store, root):
         os.close(other)
 
 
-def _hold_lock(root: str, ready, log_path: str, seconds: float) -> None:
+def _hold_lock(root: str, ready, took, log_path: str, seconds: float) -> None:
     with Store(root).lock("c1"):
+        took.value = time.monotonic()  # CLOCK_MONOTONIC: the same in every process
         ready.set()
         time.sleep(seconds)
         with open(log_path, "a") as f:
@@ -331,18 +341,18 @@ def _hold_lock(root: str, ready, log_path: str, seconds: float) -> None:
 def test_lock_waits_for_the_holder_in_another_process(store, root, tmp_path):
     store.claim("c1")
     log = tmp_path / "log"
-    ready = FORK.Event()
-    holder = FORK.Process(target=_hold_lock, args=(str(root), ready, str(log), 0.5))
+    ready, took = FORK.Event(), FORK.Value("d", 0.0)
+    holder = FORK.Process(target=_hold_lock, args=(str(root), ready, took, str(log), 0.5))
     holder.start()
     assert ready.wait(10)
-    t0 = time.monotonic()
     with store.lock("c1"):
-        waited = time.monotonic() - t0
+        # from when the holder took it: our own wake-up after ready may come late
+        waited = time.monotonic() - took.value
         with open(log, "a") as f:
             f.write("waiter acquired\n")
     holder.join()
     assert log.read_text() == "holder released\nwaiter acquired\n"
-    assert waited > 0.2
+    assert waited >= 0.4
 
 
 def test_waiter_gets_not_found_when_the_holder_removes_the_dir(store):
