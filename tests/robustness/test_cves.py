@@ -109,10 +109,11 @@ def test_CVE_2019_5736_runtime_binary_cannot_be_overwritten_through_proc_self_ex
             p=${d#/proc/}
             [ "$p" = 1 ] || [ "$p" = "$me" ] && continue
             case "$(cat $d/cmdline 2>/dev/null)" in *sleep-in-runtime*)
-              readlink $d/exe >/tmp/exe
               # "command": a failed redirection of the special built-in exec would end
               # this shell, the container's init, and every process of the container with it
               command exec 3<$d/exe || continue
+              # what was grabbed (not $d/exe: before its execve the process may not be readable)
+              readlink /proc/self/fd/3 >/tmp/exe
               while [ -e $d ]; do :; done
               n=0  # "text file busy" while any process runs it: the runtime itself, until it exits
               until echo pwned 2>/tmp/why >/proc/self/fd/3; do
