@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +64,40 @@ def stop_helper(env: dict[str, str] | None = None) -> None:
     subprocess.run([str(DIRECT), "helper", "stop"], env=env, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, timeout=60)
     reap_orphans()
+
+
+def wait_until(predicate, timeout: float = 10.0, step: float = 0.02) -> bool:
+    """Poll ``predicate`` until it is true (True) or ``timeout`` has passed (False)."""
+    end = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > end:
+            return False
+        time.sleep(step)
+
+
+def written(path: Path, timeout: float = 10.0) -> str:
+    """The text a process writes to ``path`` with one shell line (``echo x > path``),
+    once it is there whole: the redirection creates the file before echo writes,
+    so it is read once it ends with a newline ("" if it never does)."""
+    def whole() -> bool:
+        try:
+            return path.read_text().endswith("\n")
+        except FileNotFoundError:
+            return False
+    return path.read_text() if wait_until(whole, timeout) else ""
+
+
+def program_args(pid: int, want: bytes, timeout: float = 5.0) -> bytes:
+    """/proc/PID/cmdline once a process that `start` or `exec` reported running has
+    its arguments: they return on the exec fifo's close-on-exec, a moment before the
+    kernel sets the new program's arguments (empty meanwhile; never the runtime's)."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    first = cmdline.read_bytes()
+    assert first in (b"", want), first
+    wait_until(lambda: cmdline.read_bytes() == want, timeout, step=0.001)
+    return cmdline.read_bytes()
 
 
 def reap_orphans() -> None:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import OCIRUN, reap_orphans
+from conftest import OCIRUN, reap_orphans, wait_until
 from kernel_probes import hugepage_size, v1_file
 
 from ocirun.cgroups import detect_mode
@@ -286,9 +286,7 @@ def test_pids_limit_stops_a_fork_loop(api, ocirun, bundle):
     api.create(cid, bundle.path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                stderr=subprocess.DEVNULL).start()
     cg = Cgroup.of(ocirun, cid)
-    end = time.monotonic() + 30
-    while time.monotonic() < end and not (bundle.rootfs / "tmp/done").exists():
-        time.sleep(0.05)
+    wait_until((bundle.rootfs / "tmp/done").exists, timeout=30)
     forked = int((bundle.rootfs / "tmp/forked").read_text())
     assert forked == 8  # init + subshell + 8 sleeps = 10
     assert int(cg.read("pids.current")) == 9  # the subshell has exited
@@ -657,11 +655,11 @@ def test_kill_all_and_delete_kill_stragglers_and_remove_every_cgroup(ocirun, bun
         assert not os.path.exists(d), d
     for pid in left:  # killed by delete: gone, or a zombie, once they have finished exiting
         stat = Path(f"/proc/{pid}/stat")
-        end = time.monotonic() + 10
-        while stat.exists() and _state(stat) not in ("Z", "") and time.monotonic() < end:
+
+        def finished(stat=stat) -> bool:
             reap_orphans()
-            time.sleep(0.02)
-        assert _state(stat) in ("Z", ""), stat
+            return _state(stat) in ("Z", "")
+        assert wait_until(finished), stat
 
     cid = ocirun.new_id()
     bundle.set_args("sh", "-c", "sleep 100 & sleep 100 & exec sleep 100")

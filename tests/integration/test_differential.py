@@ -9,7 +9,7 @@ import subprocess
 import uuid
 
 import pytest
-from conftest import OCIRUN
+from conftest import OCIRUN, written
 
 pytestmark = pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed")
 
@@ -130,7 +130,6 @@ def test_stdio_on_the_hosts_dev_null_moves_to_the_containers(ocirun, bundle, tmp
     """A detached container's stdio on the host's /dev/null is reopened on the
     container's own (runc's reOpenDevNull): the host's lives on a mount the
     container cannot see, and CRIU cannot dump such a file."""
-    import time
 
     probe = ('a=$(grep mnt_id /proc/self/fdinfo/0); exec 3</dev/null; b=$(grep mnt_id /proc/self/fdinfo/3); '
              '{ [ "$a" = "$b" ] && echo same mount || echo "$a vs $b"; } > /probe.out')
@@ -144,11 +143,7 @@ def test_stdio_on_the_hosts_dev_null_moves_to_the_containers(ocirun, bundle, tmp
         p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, timeout=60, cwd=b.path)
         assert p.returncode == 0, (cmd, p.stderr)
-        out = b.rootfs / "probe.out"
-        deadline = time.monotonic() + 20
-        while not (out.exists() and out.read_text().endswith("\n")) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        results.append(out.read_text().strip())
+        results.append(written(b.rootfs / "probe.out", timeout=20).strip())
         subprocess.run([*cmd[:cmd.index("run")], "delete", "--force", run[-1]], check=True, timeout=60,
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     assert results == ["same mount", "same mount"]

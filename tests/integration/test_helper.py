@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DIRECT, FRONT_END, reap_orphans
+from conftest import DIRECT, FRONT_END, reap_orphans, wait_until, written
 
 pytestmark = pytest.mark.skipif(not FRONT_END.exists(), reason="the ocirun front end is not installed")
 
@@ -433,10 +433,7 @@ def test_idle_exit(ocirun):
         assert h.run("--root", str(ocirun.root), "list").returncode == 0
         assert _wait_gone([pid], timeout=15), "the helper did not exit when idle"
         # (had the call come after the idle exit, it started a helper of its own: it idles out too)
-        end = time.monotonic() + 15
-        while [n for n in os.listdir(d) if n.endswith((".sock", ".json"))] and time.monotonic() < end:
-            time.sleep(0.05)
-        assert not [n for n in os.listdir(d) if n.endswith((".sock", ".json"))]
+        assert wait_until(lambda: not [n for n in os.listdir(d) if n.endswith((".sock", ".json"))], timeout=15)
     finally:
         h.stop()
         shutil.rmtree(d, ignore_errors=True)
@@ -523,12 +520,9 @@ def test_a_dead_caller_takes_its_worker_along(helper, ocirun, bundle, tmp_path):
     p = subprocess.Popen([str(FRONT_END), "--root", str(ocirun.root), "create", "--bundle", str(bundle.path), cid],
                          env=helper.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, cwd=cwd)
-    end = time.monotonic() + 30
-    while not (mark.exists() and mark.read_text().endswith("\n")) and time.monotonic() < end:  # made, then written
-        time.sleep(0.05)
+    hook_pid = int(written(mark, timeout=30))
     # its worker: the one child of the helper in the caller's cwd (spares are in /)
     workers = [w for w in _children(helper_pid) if os.readlink(f"/proc/{w}/cwd") == str(cwd)]
-    hook_pid = int(mark.read_text())
     try:
         assert len(workers) == 1
         p.kill()  # the caller dies mid-create

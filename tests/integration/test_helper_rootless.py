@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DIRECT, FRONT_END, reap_orphans
+from conftest import DIRECT, FRONT_END, reap_orphans, wait_until
 from rootless_user import RootlessUser, fresh_user, userns_disabled
 from test_helper import PARENT
 from test_rootless import make_bundle
@@ -295,8 +295,7 @@ def test_without_a_delegated_subtree_the_helper_does_not_start(user, undelegated
     # the helper it started found no cgroup above the caller's it may write: it exited
     # (started in the background: first its note, then no process of it)
     deadline = time.monotonic() + 30
-    while not list(user.helper_dir.glob("*.nocgroup")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: list(user.helper_dir.glob("*.nocgroup")), timeout=30)
     while helper_serve_processes(user) and time.monotonic() < deadline:
         reap_orphans()
         time.sleep(0.05)

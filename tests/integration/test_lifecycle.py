@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
-from conftest import OCIRUN
+from conftest import OCIRUN, program_args, wait_until, written
 
 
 def test_run_passes_stdout_and_exit_status(ocirun, bundle):
@@ -49,12 +48,7 @@ def test_create_start_state_delete(ocirun, bundle, tmp_path):
 
     ocirun("start", cid)
     assert ocirun.state(cid)["status"] == "running"
-    end = time.monotonic() + 10
-    marker = bundle.rootfs / "tmp" / "marker"
-    # the shell's redirection makes the file before echo writes to it
-    while not (marker.exists() and marker.read_text().endswith("\n")) and time.monotonic() < end:
-        time.sleep(0.05)
-    assert marker.read_text() == "started\n"
+    assert written(bundle.rootfs / "tmp" / "marker") == "started\n"
 
     p = ocirun("delete", cid, check=False)
     assert p.returncode == 1 and b"not stopped" in p.stderr
@@ -77,7 +71,7 @@ def test_start_returns_once_the_containers_process_runs(ocirun, bundle):
         ocirun("create", "--bundle", str(bundle.path), cid)
         pid = ocirun.state(cid)["pid"]
         ocirun("start", cid)
-        assert _cmdline_soon(pid) == b"sleep\x001000\x00"
+        assert program_args(pid, b"sleep\x001000\x00") == b"sleep\x001000\x00"
         ocirun("delete", "--force", cid)
 
 
@@ -101,28 +95,13 @@ def test_state_is_valid_against_the_state_schema(ocirun, bundle):
     assert st["annotations"] == {"org.example.key": "v"}
 
 
-def _cmdline_soon(pid: int, want: bytes = b"sleep\x001000\x00") -> bytes:
-    """/proc/PID/cmdline once the execve has set it up: the exec fifo (closed at
-    close-on-exec) tells `start` the execve is under way, and the kernel sets the
-    new program's arguments a moment later (empty meanwhile; never the runtime's)."""
-    first = Path(f"/proc/{pid}/cmdline").read_bytes()
-    assert first in (b"", want), first
-    end = time.monotonic() + 5
-    while (got := Path(f"/proc/{pid}/cmdline").read_bytes()) != want and time.monotonic() < end:
-        time.sleep(0.001)
-    return got
-
-
 # pid 1 of its pid namespace ignores a signal it has no handler for: TERM reaches it
 # once the trap is set (/tmp/trapped: ":" is a built-in, written after the trap)
 TRAPPING = "trap 'exit 0' TERM; : > /tmp/trapped; while :; do sleep 0.1; done"
 
 
-def _wait_trapped(bundle, timeout: float = 30) -> None:
-    end = time.monotonic() + timeout
-    while not (bundle.rootfs / "tmp" / "trapped").exists() and time.monotonic() < end:
-        time.sleep(0.02)
-    assert (bundle.rootfs / "tmp" / "trapped").exists(), "the shell never set its trap"
+def _wait_trapped(bundle) -> None:
+    assert wait_until((bundle.rootfs / "tmp" / "trapped").exists, timeout=30), "the shell never set its trap"
 
 
 @pytest.mark.parametrize("sig", ["9", "KILL", "SIGKILL", "TERM"])
@@ -343,10 +322,8 @@ def test_joined_network_namespace_loopback_is_left_alone(ocirun, bundle):
     holder = subprocess.Popen(["unshare", "--net", "sleep", "60"])
     try:
         path = f"/proc/{holder.pid}/ns/net"
-        deadline = time.monotonic() + 30
-        while os.readlink(path) == os.readlink("/proc/self/ns/net") and time.monotonic() < deadline:
-            time.sleep(0.01)  # until unshare has run
-        assert os.readlink(path) != os.readlink("/proc/self/ns/net"), "unshare --net never ran"
+        assert wait_until(lambda: os.readlink(path) != os.readlink("/proc/self/ns/net"), timeout=30), \
+            "unshare --net never ran"
         bundle.set_args("sh", "-c", LOOPBACK)
         bundle.edit(lambda c: [ns.__setitem__("path", path)
                                for ns in c["linux"]["namespaces"] if ns["type"] == "network"])

@@ -45,6 +45,7 @@ Bundle = integration.Bundle
 Runtime = integration.Runtime
 OCIRUN = integration.OCIRUN
 reap_orphans = integration.reap_orphans
+wait_until = integration.wait_until
 
 from procs import my_children  # noqa: E402
 
@@ -175,16 +176,6 @@ def delete_force(rt, cid: str) -> tuple[int, bytes]:
             time.sleep(0.01)
         err.seek(0)
         return d.returncode, err.read()
-
-
-def wait_until(predicate, timeout: float = 10.0, step: float = 0.01) -> bool:
-    end = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > end:
-            return False
-        time.sleep(step)
 
 
 def one_message(stderr: bytes) -> str:
